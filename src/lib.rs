@@ -1,0 +1,3 @@
+//! nsqrs: NSQ rebuilt in Rust. The library behind the `nsqrs` binary.
+
+pub mod options;
