@@ -144,11 +144,10 @@ class Broker {
     if (!this.proc) return
     if (this.exitCode === undefined) {
       this.proc.kill('SIGTERM')
-      const timer = sleep(STOP_GRACE_MS).then(() => 'timeout')
-      if ((await Promise.race([this.exited, timer])) === 'timeout' && this.exitCode === undefined) {
+      if ((await this._exitWithin(STOP_GRACE_MS)) === 'timeout') {
         this.lines.push('harness| broker ignored SIGTERM, sending SIGKILL')
         this.proc.kill('SIGKILL')
-        await Promise.race([this.exited, sleep(STOP_GRACE_MS)])
+        await this._exitWithin(STOP_GRACE_MS)
       }
     }
     try {
@@ -156,6 +155,13 @@ class Broker {
     } catch (err) {
       // best effort
     }
+  }
+
+  // Resolves 'exited' or 'timeout'; the timer is cleared so it cannot keep node alive.
+  _exitWithin(ms) {
+    let timer
+    const t = new Promise((resolve) => { timer = setTimeout(() => resolve('timeout'), ms) })
+    return Promise.race([this.exited.then(() => 'exited'), t]).finally(() => clearTimeout(timer))
   }
 
   get tcpAddr() {

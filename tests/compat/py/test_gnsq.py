@@ -13,7 +13,9 @@ import pytest
 
 from harness import HEX_ID, wait_until
 
-CONN_KW = {"timeout": 5.0}
+# timeout is gnsq's socket read timeout, so ask nsqd for 1 s heartbeats to keep
+# idle connections alive (this also exercises heartbeat + NOP handling).
+CONN_KW = {"timeout": 5.0, "heartbeat_interval": 1}
 
 
 def gwait(predicate, timeout, desc):

@@ -30,10 +30,10 @@ def test_stats_json_with_producer_and_consumer(broker):
     bodies = [b"s1", b"s22", b"s333"]
     held = []
     now = int(time.time())
-    producer = gnsq.Producer([broker.tcp_addr], timeout=5.0, client_id="compat-producer", hostname="prod.example")
-    consumer = gnsq.Consumer(topic, "c", [broker.tcp_addr], timeout=5.0, max_in_flight=1,
+    producer = gnsq.Producer([broker.tcp_addr], timeout=5.0, heartbeat_interval=1, client_id="compat-producer", hostname="prod.example")
+    consumer = gnsq.Consumer(topic, "c", [broker.tcp_addr], timeout=5.0, heartbeat_interval=1, max_in_flight=1,
                              client_id="compat-consumer", hostname="cons.example",
-                             message_handler=lambda c, m: (m.enable_async(), held.append(m)))
+                             message_handler=lambda consumer, message: (message.enable_async(), held.append(message)))
     try:
         assert broker.post("/topic/create", {"topic": topic}).status == 200
         assert broker.post("/channel/create", {"topic": topic, "channel": "c"}).status == 200
