@@ -2,3 +2,4 @@
 
 pub mod options;
 pub mod protocol;
+pub mod broker;

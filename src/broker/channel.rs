@@ -1,0 +1,597 @@
+//! A channel: a cursor into its topic's log plus the messages it has read but not finished
+//! (in flight to a client, requeued, deferred). Clients of the channel pull from it, which is
+//! what load-balances a channel over its clients.
+//!
+//! Only this small state is the channel's own; bodies stay in the topic log. It is persisted as
+//! a snapshot every checkpoint interval plus a journal of delayed requeues, so a crash
+//! redelivers at most one checkpoint interval of finished messages, never loses one, and keeps
+//! every delay. A message held for a long time (deferred, stuck in flight) never holds the
+//! cursor back: it is an entry of its own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::client::ClientHandle;
+use super::journal::{ChannelSnapshot, ChannelStore, CursorRange, JournalRecord, OutstandingEntry};
+use super::log::{LogReader, StoredMessage};
+use super::topic::TopicCore;
+use crate::protocol::guid::now_ns;
+use crate::protocol::MessageId;
+
+/// A message handed to a client.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: MessageId,
+    pub timestamp_ns: i64,
+    pub attempts: u16,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    pos: u64,
+    attempts: u16,
+    client_id: u64,
+    deadline_ns: i64,
+    delivered_ns: i64,
+    timestamp_ns: i64,
+}
+
+/// What a FIN found: enough for e2e latency and, later, lifecycle events.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub timestamp_ns: i64,
+    pub attempts: u16,
+}
+
+struct ChannelState {
+    /// Stretches of the log still to read; the last one is open-ended.
+    ranges: VecDeque<CursorRange>,
+    base_seq: u64,
+    reader: LogReader,
+    /// Ready now, in requeue order: (position, attempts so far).
+    ready: VecDeque<(u64, u16)>,
+    /// Deferred until a time: (due ns, position) → attempts so far.
+    deferred: BTreeMap<(i64, u64), u16>,
+    in_flight: HashMap<MessageId, InFlight>,
+    deadlines: BTreeSet<(i64, MessageId)>,
+    /// Positions referenced by ready/deferred/in-flight, with counts: the oldest one bounds
+    /// which log segments may be deleted.
+    held: BTreeMap<u64, u32>,
+    store: Option<ChannelStore>,
+    dirty: bool,
+}
+
+impl ChannelState {
+    fn hold(&mut self, pos: u64) {
+        *self.held.entry(pos).or_insert(0) += 1;
+    }
+
+    fn unhold(&mut self, pos: u64) {
+        if let Some(n) = self.held.get_mut(&pos) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&pos);
+            }
+        }
+    }
+
+    fn journal(&mut self, record: JournalRecord) {
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.append(record) {
+                eprintln!("[nsqd] ERROR: channel journal write failed: {e}");
+            }
+        }
+    }
+
+    fn snapshot(&self) -> ChannelSnapshot {
+        let mut entries: Vec<OutstandingEntry> = Vec::with_capacity(self.held.len());
+        for &(pos, attempts) in &self.ready {
+            entries.push(OutstandingEntry { pos, attempts, due_ns: 0 });
+        }
+        for f in self.in_flight.values() {
+            entries.push(OutstandingEntry { pos: f.pos, attempts: f.attempts, due_ns: 0 });
+        }
+        for (&(due_ns, pos), &attempts) in &self.deferred {
+            entries.push(OutstandingEntry { pos, attempts, due_ns });
+        }
+        entries.sort_by_key(|e| (e.due_ns, e.pos));
+        ChannelSnapshot {
+            generation: 0,
+            base_seq: self.base_seq,
+            ranges: self.ranges.iter().copied().collect(),
+            entries,
+        }
+    }
+}
+
+pub struct Channel {
+    pub name: String,
+    pub ephemeral: bool,
+    topic: Arc<TopicCore>,
+    state: Mutex<ChannelState>,
+    /// Wakes the clients of this channel when something becomes deliverable.
+    pub notify: Notify,
+    paused: AtomicBool,
+    deleted: AtomicBool,
+    pub requeue_count: AtomicU64,
+    pub timeout_count: AtomicU64,
+    /// Messages that entered the channel before this process started (imported backlog).
+    extra_message_count: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    dir: Option<PathBuf>,
+    pub e2e: Mutex<super::stats::E2eWindow>,
+}
+
+impl Channel {
+    /// A new channel whose cursor starts at `start` of the topic log.
+    pub fn create(
+        topic: Arc<TopicCore>,
+        name: &str,
+        start: super::log::LogHead,
+        dir: Option<PathBuf>,
+        fsync: bool,
+    ) -> std::io::Result<Arc<Channel>> {
+        let mut state = ChannelState {
+            ranges: VecDeque::from([CursorRange::open(start.pos, start.seq)]),
+            base_seq: start.seq,
+            reader: LogReader::default(),
+            ready: VecDeque::new(),
+            deferred: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            held: BTreeMap::new(),
+            store: None,
+            dirty: false,
+        };
+        if let Some(dir) = &dir {
+            let mut snap = state.snapshot();
+            state.store = Some(ChannelStore::create(dir, name, &mut snap, fsync)?);
+        }
+        Ok(Self::from_state(topic, name, state, dir))
+    }
+
+    /// Rebuilds a channel from its persisted state: in-flight messages become ready again,
+    /// deferred ones keep their due time.
+    pub fn restore(
+        topic: Arc<TopicCore>,
+        name: &str,
+        dir: PathBuf,
+        fallback_start: super::log::LogHead,
+        fsync: bool,
+    ) -> std::io::Result<Arc<Channel>> {
+        let Some((mut snap, records)) = ChannelStore::load(&dir, name)? else {
+            return Self::create(topic, name, fallback_start, Some(dir), fsync);
+        };
+        let mut entries: BTreeMap<u64, OutstandingEntry> = snap.entries.iter().map(|e| (e.pos, *e)).collect();
+        for rec in records {
+            match rec {
+                JournalRecord::Set(e) => {
+                    entries.insert(e.pos, e);
+                }
+                JournalRecord::Remove { pos } => {
+                    entries.remove(&pos);
+                }
+            }
+        }
+        let mut state = ChannelState {
+            ranges: snap.ranges.iter().copied().collect(),
+            base_seq: snap.base_seq,
+            reader: LogReader::default(),
+            ready: VecDeque::new(),
+            deferred: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            held: BTreeMap::new(),
+            store: None,
+            dirty: false,
+        };
+        if state.ranges.is_empty() {
+            state.ranges.push_back(CursorRange::open(fallback_start.pos, fallback_start.seq));
+        }
+        for e in entries.values() {
+            if e.due_ns > 0 {
+                state.deferred.insert((e.due_ns, e.pos), e.attempts);
+            } else {
+                state.ready.push_back((e.pos, e.attempts));
+            }
+            state.hold(e.pos);
+        }
+        snap = state.snapshot();
+        state.store = Some(ChannelStore::create(&dir, name, &mut snap, fsync)?);
+        Ok(Self::from_state(topic, name, state, Some(dir)))
+    }
+
+    fn from_state(topic: Arc<TopicCore>, name: &str, state: ChannelState, dir: Option<PathBuf>) -> Arc<Channel> {
+        Arc::new(Channel {
+            name: name.to_string(),
+            ephemeral: crate::protocol::names::is_ephemeral(name),
+            topic,
+            state: Mutex::new(state),
+            notify: Notify::new(),
+            paused: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
+            requeue_count: AtomicU64::new(0),
+            timeout_count: AtomicU64::new(0),
+            extra_message_count: AtomicU64::new(0),
+            clients: Mutex::new(BTreeMap::new()),
+            dir,
+            e2e: Mutex::new(Default::default()),
+        })
+    }
+
+    /// Adds a closed stretch of the log to read before anything else (imported backlog that
+    /// belongs to this channel only).
+    pub fn prepend_range(&self, range: CursorRange, count: u64) {
+        let mut st = self.state.lock();
+        st.ranges.push_front(range);
+        st.dirty = true;
+        self.extra_message_count.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn topic_name(&self) -> &str {
+        &self.topic.name
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        if !paused {
+            self.notify.notify_waiters();
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub fn add_client(&self, client: Arc<ClientHandle>) {
+        self.clients.lock().insert(client.id, client);
+    }
+
+    /// Removes a client and puts its in-flight messages back at once (nsqd waits for their
+    /// timeout; there is no reason to make the other consumers wait). Returns the clients left.
+    pub fn remove_client(&self, client_id: u64) -> usize {
+        let left = {
+            let mut clients = self.clients.lock();
+            clients.remove(&client_id);
+            clients.len()
+        };
+        let mut st = self.state.lock();
+        let mut mine: Vec<(MessageId, InFlight)> = st
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.client_id == client_id)
+            .map(|(id, f)| (*id, f.clone()))
+            .collect();
+        mine.sort_by_key(|(_, f)| f.pos);
+        for (id, f) in mine {
+            st.in_flight.remove(&id);
+            st.deadlines.remove(&(f.deadline_ns, id));
+            st.ready.push_back((f.pos, f.attempts));
+        }
+        st.dirty = true;
+        drop(st);
+        self.notify.notify_waiters();
+        left
+    }
+
+    pub fn clients(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients.lock().values().cloned().collect()
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// Pulls up to `max` deliverable messages for `client`, marking them in flight.
+    pub fn take(&self, client: &ClientHandle, max: usize, msg_timeout: Duration, sample_rate: i32) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        if max == 0 || self.is_paused() || self.is_deleted() {
+            return out;
+        }
+        let now = now_ns();
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        while out.len() < max {
+            if let Some((pos, attempts)) = st.ready.pop_front() {
+                st.unhold(pos);
+                match self.topic.read_one(&mut st.reader, pos) {
+                    Some(msg) => self.deliver(st, &mut out, client, msg, attempts, now, msg_timeout, sample_rate),
+                    None => eprintln!("[nsqd] ERROR: message at {pos} of {} is gone from the log", self.topic.name),
+                }
+                continue;
+            }
+            let Some(front) = st.ranges.front().copied() else { break };
+            let limit = if front.is_open() {
+                if self.topic.is_paused() {
+                    break;
+                }
+                self.topic.visible_head().pos
+            } else {
+                front.end_pos
+            };
+            if front.pos >= limit {
+                if front.is_open() {
+                    break;
+                }
+                st.ranges.pop_front();
+                st.dirty = true;
+                continue;
+            }
+            let batch = self.topic.read(&mut st.reader, front.pos, limit, max - out.len());
+            let range = st.ranges.front_mut().unwrap();
+            if let Some(seq) = batch.skipped_to_seq {
+                range.seq = seq;
+            }
+            range.pos = batch.next_pos;
+            if let Some(last) = batch.messages.last() {
+                range.seq = last.seq + 1;
+            }
+            st.dirty = true;
+            if batch.messages.is_empty() && batch.next_pos == front.pos {
+                break;
+            }
+            for msg in batch.messages {
+                if msg.deliver_at_ns > now {
+                    st.deferred.insert((msg.deliver_at_ns, msg.pos), msg.attempts);
+                    st.hold(msg.pos);
+                    continue;
+                }
+                let attempts = msg.attempts;
+                self.deliver(st, &mut out, client, msg, attempts, now, msg_timeout, sample_rate);
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &self,
+        st: &mut ChannelState,
+        out: &mut Vec<Delivery>,
+        client: &ClientHandle,
+        msg: StoredMessage,
+        attempts_so_far: u16,
+        now: i64,
+        msg_timeout: Duration,
+        sample_rate: i32,
+    ) {
+        // nsqd's sampling drops the message for this channel.
+        if sample_rate > 0 && rand::random::<u32>() % 100 > sample_rate as u32 {
+            return;
+        }
+        let attempts = attempts_so_far.wrapping_add(1);
+        let deadline_ns = now + msg_timeout.as_nanos() as i64;
+        let previous = st.in_flight.insert(
+            msg.id,
+            InFlight {
+                pos: msg.pos,
+                attempts,
+                client_id: client.id,
+                deadline_ns,
+                delivered_ns: now,
+                timestamp_ns: msg.timestamp_ns,
+            },
+        );
+        if let Some(prev) = previous {
+            // The same ID twice in flight (only possible with imported duplicates): keep both
+            // deliverable by forgetting the older entry's deadline.
+            st.deadlines.remove(&(prev.deadline_ns, msg.id));
+            st.unhold(prev.pos);
+        }
+        st.deadlines.insert((deadline_ns, msg.id));
+        st.hold(msg.pos);
+        out.push(Delivery { id: msg.id, timestamp_ns: msg.timestamp_ns, attempts, body: msg.body });
+    }
+
+    fn pop_in_flight(&self, st: &mut ChannelState, client_id: u64, id: MessageId) -> Result<InFlight, &'static str> {
+        match st.in_flight.get(&id) {
+            None => Err("ID not in flight"),
+            Some(f) if f.client_id != client_id => Err("client does not own message"),
+            Some(_) => {
+                let f = st.in_flight.remove(&id).unwrap();
+                st.deadlines.remove(&(f.deadline_ns, id));
+                Ok(f)
+            }
+        }
+    }
+
+    pub fn finish(&self, client_id: u64, id: MessageId) -> Result<Finished, &'static str> {
+        let mut st = self.state.lock();
+        let f = self.pop_in_flight(&mut st, client_id, id)?;
+        st.unhold(f.pos);
+        st.dirty = true;
+        drop(st);
+        self.e2e.lock().record(now_ns() - f.timestamp_ns);
+        Ok(Finished { timestamp_ns: f.timestamp_ns, attempts: f.attempts })
+    }
+
+    pub fn requeue(&self, client_id: u64, id: MessageId, delay_ms: i64) -> Result<(), &'static str> {
+        let mut st = self.state.lock();
+        let f = self.pop_in_flight(&mut st, client_id, id)?;
+        self.requeue_count.fetch_add(1, Ordering::Relaxed);
+        if delay_ms <= 0 {
+            st.ready.push_back((f.pos, f.attempts));
+        } else {
+            let due_ns = now_ns() + delay_ms * 1_000_000;
+            st.deferred.insert((due_ns, f.pos), f.attempts);
+            st.journal(JournalRecord::Set(OutstandingEntry { pos: f.pos, attempts: f.attempts, due_ns }));
+        }
+        st.dirty = true;
+        drop(st);
+        if delay_ms <= 0 {
+            self.notify.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Extends a message's deadline by the client's msg_timeout, capped at max-msg-timeout
+    /// after its delivery.
+    pub fn touch(&self, client_id: u64, id: MessageId, msg_timeout: Duration, max_msg_timeout: Duration) -> Result<(), &'static str> {
+        let mut st = self.state.lock();
+        let f = match st.in_flight.get(&id) {
+            None => return Err("ID not in flight"),
+            Some(f) if f.client_id != client_id => return Err("client does not own message"),
+            Some(f) => f.clone(),
+        };
+        let cap = f.delivered_ns + max_msg_timeout.as_nanos() as i64;
+        let deadline = (now_ns() + msg_timeout.as_nanos() as i64).min(cap);
+        st.deadlines.remove(&(f.deadline_ns, id));
+        st.deadlines.insert((deadline, id));
+        st.in_flight.get_mut(&id).unwrap().deadline_ns = deadline;
+        Ok(())
+    }
+
+    /// Moves timed-out in-flight messages and due deferred ones to the ready queue.
+    /// Returns the clients whose in-flight count dropped.
+    pub fn process_timers(&self, now: i64) -> Vec<u64> {
+        let mut timed_out_clients = Vec::new();
+        let mut woke = false;
+        {
+            let mut st = self.state.lock();
+            while let Some(&(deadline, id)) = st.deadlines.first() {
+                if deadline > now {
+                    break;
+                }
+                st.deadlines.pop_first();
+                if let Some(f) = st.in_flight.remove(&id) {
+                    st.ready.push_back((f.pos, f.attempts));
+                    timed_out_clients.push(f.client_id);
+                    self.timeout_count.fetch_add(1, Ordering::Relaxed);
+                    woke = true;
+                }
+            }
+            while let Some((&(due, pos), &attempts)) = st.deferred.first_key_value() {
+                if due > now {
+                    break;
+                }
+                st.deferred.pop_first();
+                st.ready.push_back((pos, attempts));
+                woke = true;
+            }
+            if woke {
+                st.dirty = true;
+            }
+        }
+        if woke {
+            self.notify.notify_waiters();
+        }
+        timed_out_clients
+    }
+
+    /// The earliest time at which `process_timers` has work.
+    pub fn next_timer(&self) -> Option<i64> {
+        let st = self.state.lock();
+        let a = st.deadlines.first().map(|d| d.0);
+        let b = st.deferred.first_key_value().map(|(k, _)| k.0);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Drops everything queued, deferred and in flight (`/channel/empty`).
+    pub fn empty(&self) {
+        let head = self.topic.visible_head();
+        let mut st = self.state.lock();
+        st.ready.clear();
+        st.deferred.clear();
+        st.in_flight.clear();
+        st.deadlines.clear();
+        st.held.clear();
+        st.ranges.clear();
+        st.ranges.push_back(CursorRange::open(head.pos, head.seq));
+        st.dirty = true;
+        drop(st);
+        for c in self.clients() {
+            c.reset_in_flight();
+        }
+        self.persist(true);
+    }
+
+    /// Skips the stretch `[from, to)` of the log that the channel has not read yet.
+    pub fn skip(&self, from: super::log::LogHead, to: super::log::LogHead) {
+        let mut st = self.state.lock();
+        if let Some(open) = st.ranges.back_mut() {
+            if open.is_open() && open.pos <= from.pos {
+                *open = CursorRange { pos: open.pos, seq: open.seq, end_pos: from.pos, end_seq: from.seq };
+                st.ranges.push_back(CursorRange::open(to.pos, to.seq));
+                st.dirty = true;
+            }
+        }
+    }
+
+    /// The oldest log position this channel still needs.
+    pub fn low_water(&self) -> u64 {
+        let st = self.state.lock();
+        let cursor = st.ranges.front().map(|r| r.pos).unwrap_or(u64::MAX);
+        let held = st.held.keys().next().copied().unwrap_or(u64::MAX);
+        cursor.min(held)
+    }
+
+    /// Writes a snapshot if anything changed since the last one.
+    pub fn persist(&self, fsync: bool) {
+        let mut st = self.state.lock();
+        if !st.dirty || st.store.is_none() {
+            return;
+        }
+        let mut snap = st.snapshot();
+        st.dirty = false;
+        if let Err(e) = st.store.as_mut().unwrap().write_snapshot(&mut snap, fsync) {
+            st.dirty = true;
+            eprintln!("[nsqd] ERROR: failed to persist channel {}:{} - {e}", self.topic.name, self.name);
+        }
+    }
+
+    /// Marks the channel deleted and removes its files.
+    pub fn destroy(&self) {
+        self.deleted.store(true, Ordering::Release);
+        let mut st = self.state.lock();
+        if let Some(store) = st.store.take() {
+            store.destroy();
+        }
+        drop(st);
+        self.notify.notify_waiters();
+        let _ = &self.dir;
+    }
+
+    pub fn counts(&self) -> ChannelCounts {
+        let head = self.topic.visible_head();
+        let st = self.state.lock();
+        let mut depth = st.ready.len() as u64;
+        for r in &st.ranges {
+            let end = if r.is_open() { head.seq } else { r.end_seq };
+            depth += end.saturating_sub(r.seq);
+        }
+        ChannelCounts {
+            depth,
+            in_flight: st.in_flight.len() as u64,
+            deferred: st.deferred.len() as u64,
+            message_count: head.seq.saturating_sub(st.base_seq) + self.extra_message_count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// In-flight messages per client (for `/stats` and live state).
+    pub fn in_flight_of(&self, client_id: u64) -> usize {
+        self.state.lock().in_flight.values().filter(|f| f.client_id == client_id).count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChannelCounts {
+    pub depth: u64,
+    pub in_flight: u64,
+    pub deferred: u64,
+    pub message_count: u64,
+}

@@ -1,0 +1,72 @@
+//! What the engine knows of a connected client: identity, flow-control window and counters.
+//! The TCP front end owns the connection; the engine and /stats share this handle.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::protocol::identify::ClientSettings;
+
+pub struct ClientHandle {
+    pub id: u64,
+    pub remote_address: String,
+    pub connect_ts: i64,
+    pub settings: RwLock<ClientSettings>,
+    /// Protocol state number as shown in /stats (0 init, 3 subscribed, 4 closing).
+    pub state: AtomicU8,
+    pub ready_count: AtomicI64,
+    pub in_flight: AtomicI64,
+    pub message_count: AtomicU64,
+    pub finish_count: AtomicU64,
+    pub requeue_count: AtomicU64,
+    /// Messages published per topic by this connection.
+    pub pub_counts: Mutex<BTreeMap<String, u64>>,
+    /// Wakes the connection's writer: RDY changed, a slot in the window freed, output queued.
+    pub wake: Notify,
+}
+
+impl ClientHandle {
+    pub fn new(id: u64, remote_address: String, connect_ts: i64, settings: ClientSettings) -> ClientHandle {
+        ClientHandle {
+            id,
+            remote_address,
+            connect_ts,
+            settings: RwLock::new(settings),
+            state: AtomicU8::new(0),
+            ready_count: AtomicI64::new(0),
+            in_flight: AtomicI64::new(0),
+            message_count: AtomicU64::new(0),
+            finish_count: AtomicU64::new(0),
+            requeue_count: AtomicU64::new(0),
+            pub_counts: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// How many more messages the client's RDY window allows right now.
+    pub fn window(&self) -> usize {
+        let rdy = self.ready_count.load(Ordering::Acquire);
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        (rdy - in_flight).max(0) as usize
+    }
+
+    /// A message left this client's window (FIN, REQ, timeout).
+    pub fn release_one(&self) {
+        let prev = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if prev <= 0 {
+            self.in_flight.store(0, Ordering::Release);
+        }
+        self.wake.notify_one();
+    }
+
+    pub fn reset_in_flight(&self) {
+        self.in_flight.store(0, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub fn published(&self, topic: &str, count: u64) {
+        *self.pub_counts.lock().entry(topic.to_string()).or_insert(0) += count;
+    }
+}

@@ -1,0 +1,400 @@
+//! The nsqd engine: the registry of topics and channels, their persistence in the data
+//! directory, and the background work that keeps it honest (in-flight timeouts, deferred
+//! messages coming due, channel checkpoints, fsync policy, deleting consumed log segments).
+//!
+//! Front ends (TCP, HTTP) call into `Broker`; `Broker` calls into topics, channels and logs.
+
+pub mod channel;
+pub mod client;
+pub mod journal;
+pub mod log;
+pub mod metadata;
+pub mod stats;
+pub mod takeover;
+pub mod topic;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::options::NsqdOptions;
+use crate::protocol::names::is_ephemeral;
+use channel::Channel;
+use log::{DiskLog, LogHead, MemLog};
+use topic::{LogStore, PublishError, Topic};
+
+/// The version nsqrs speaks as: NSQ's, so clients enable the same features.
+pub const NSQ_VERSION: &str = "1.3.0";
+
+/// How often channel state is checkpointed; bounds redelivery after a crash.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+/// How often in-flight deadlines and deferred due times are checked.
+const TIMER_INTERVAL: Duration = Duration::from_millis(20);
+
+pub struct Broker {
+    pub opts: NsqdOptions,
+    pub data_dir: PathBuf,
+    topics_dir: PathBuf,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    pub start_time: SystemTime,
+    health: Mutex<Option<String>>,
+    exiting: AtomicBool,
+    next_client_id: AtomicU64,
+    metadata_lock: Mutex<()>,
+    _dir_lock: fs::File,
+}
+
+/// Where a topic's files live; prefixed so names like `..` stay inside the data directory.
+fn topic_dir(topics_dir: &Path, name: &str) -> PathBuf {
+    topics_dir.join(format!("t_{name}"))
+}
+
+fn orphan_file(dir: &Path) -> PathBuf {
+    dir.join("orphan_start")
+}
+
+impl Broker {
+    /// Locks the data directory, takes over a Go nsqd's data if that is what it holds, and
+    /// loads every topic and channel.
+    pub fn open(opts: NsqdOptions) -> Result<Arc<Broker>, String> {
+        let data_dir = if opts.data_path.is_empty() {
+            std::env::current_dir().map_err(|e| e.to_string())?
+        } else {
+            PathBuf::from(&opts.data_path)
+        };
+        fs::create_dir_all(&data_dir).map_err(|e| format!("failed to create data path {} - {e}", data_dir.display()))?;
+        let dir_lock = fs::File::open(&data_dir).map_err(|e| format!("failed to open data path {} - {e}", data_dir.display()))?;
+        // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
+        if unsafe { libc::flock(dir_lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(format!(
+                "--data-path={} in use (possibly by another instance of nsqd)",
+                data_dir.display()
+            ));
+        }
+        let store_dir = data_dir.join("nsqrs");
+        let topics_dir = store_dir.join("topics");
+        let fresh = !store_dir.exists();
+        fs::create_dir_all(&topics_dir).map_err(|e| e.to_string())?;
+        let broker = Arc::new(Broker {
+            opts,
+            data_dir,
+            topics_dir,
+            topics: RwLock::new(BTreeMap::new()),
+            start_time: SystemTime::now(),
+            health: Mutex::new(None),
+            exiting: AtomicBool::new(false),
+            next_client_id: AtomicU64::new(0),
+            metadata_lock: Mutex::new(()),
+            _dir_lock: dir_lock,
+        });
+        if fresh && takeover::has_go_data(&broker.data_dir) {
+            takeover::import(&broker)?;
+        } else {
+            broker.load()?;
+        }
+        broker.persist_metadata();
+        Ok(broker)
+    }
+
+    fn load(self: &Arc<Self>) -> Result<(), String> {
+        let Some(meta) = metadata::load(&self.data_dir)? else {
+            return Ok(());
+        };
+        for tm in meta.topics {
+            if !crate::protocol::names::is_valid_topic_name(&tm.name) || is_ephemeral(&tm.name) {
+                continue;
+            }
+            let topic = self.open_topic(&tm.name).map_err(|e| format!("failed to open topic {} - {e}", tm.name))?;
+            topic.set_paused(tm.paused);
+            let dir = topic.dir.clone().unwrap();
+            if let Ok(text) = fs::read_to_string(orphan_file(&dir)) {
+                let mut parts = text.split_whitespace().filter_map(|v| v.parse::<u64>().ok());
+                if let (Some(pos), Some(seq)) = (parts.next(), parts.next()) {
+                    topic.set_orphan_start(Some(LogHead { pos, seq }));
+                }
+            }
+            for cm in tm.channels {
+                if !crate::protocol::names::is_valid_channel_name(&cm.name) || is_ephemeral(&cm.name) {
+                    continue;
+                }
+                let start = topic.orphan_start().unwrap_or_else(|| topic.core.head());
+                let ch = Channel::restore(topic.core.clone(), &cm.name, dir.join("channels"), start, self.fsync_state())
+                    .map_err(|e| format!("failed to restore channel {}:{} - {e}", tm.name, cm.name))?;
+                ch.set_paused(cm.paused);
+                topic.insert_channel(ch);
+            }
+            self.topics.write().insert(tm.name.clone(), topic);
+        }
+        Ok(())
+    }
+
+    fn open_topic(&self, name: &str) -> std::io::Result<Arc<Topic>> {
+        if is_ephemeral(name) {
+            let log = MemLog::new(self.opts.mem_queue_size.max(1) as usize);
+            return Ok(Arc::new(Topic::new(name, LogStore::Memory(Mutex::new(log)), self.opts.node_id, None)));
+        }
+        let dir = topic_dir(&self.topics_dir, name);
+        let log = DiskLog::open(&dir, self.opts.max_bytes_per_file.max(1) as u64, self.opts.max_msg_size.max(1) as usize)?;
+        Ok(Arc::new(Topic::new(name, LogStore::Disk(Mutex::new(log)), self.opts.node_id, Some(dir))))
+    }
+
+    /// Whether checkpoints should be fsynced every time (`--sync-every=1`).
+    fn fsync_state(&self) -> bool {
+        self.opts.sync_every <= 1
+    }
+
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn is_exiting(&self) -> bool {
+        self.exiting.load(Ordering::Acquire)
+    }
+
+    pub fn health(&self) -> Option<String> {
+        self.health.lock().clone()
+    }
+
+    fn set_health(&self, err: Option<String>) {
+        *self.health.lock() = err;
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    pub fn get_or_create_topic(&self, name: &str) -> Result<Arc<Topic>, String> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        if self.is_exiting() {
+            return Err("exiting".into());
+        }
+        let created = {
+            let mut topics = self.topics.write();
+            if let Some(t) = topics.get(name) {
+                return Ok(t.clone());
+            }
+            let topic = self.open_topic(name).map_err(|e| {
+                self.set_health(Some(e.to_string()));
+                e.to_string()
+            })?;
+            topics.insert(name.to_string(), topic.clone());
+            topic
+        };
+        if !created.is_ephemeral() {
+            self.persist_metadata();
+        }
+        Ok(created)
+    }
+
+    /// Publishes to a topic, then applies the fsync policy. Returns the message IDs.
+    pub async fn publish(&self, topic: &Arc<Topic>, bodies: &[&[u8]], deliver_at_ns: i64) -> Result<Vec<crate::protocol::MessageId>, PublishError> {
+        if self.is_exiting() {
+            return Err(PublishError::Exiting);
+        }
+        let ids = topic.publish(bodies, deliver_at_ns).inspect_err(|e| {
+            if let PublishError::Io(io) = e {
+                self.set_health(Some(io.to_string()));
+            }
+        })?;
+        if let LogStore::Disk(log) = &topic.core.log {
+            let due = log.lock().appends_since_sync() >= self.opts.sync_every.max(1) as u64;
+            if due {
+                let topic = topic.clone();
+                let wait = self.opts.sync_every <= 1;
+                let pos = topic.core.head().pos;
+                let task = tokio::task::spawn_blocking(move || topic.sync_to(pos));
+                if wait {
+                    let synced = task.await.map_err(|e| PublishError::Io(std::io::Error::other(e.to_string())))?;
+                    synced.map_err(PublishError::Io)?;
+                }
+            }
+        }
+        if self.health.lock().is_some() {
+            self.set_health(None);
+        }
+        Ok(ids)
+    }
+
+    /// Gets or creates a channel, persisting metadata when a durable one is created.
+    pub fn get_or_create_channel(&self, topic: &Arc<Topic>, name: &str) -> Result<Arc<Channel>, String> {
+        let had_channels = !topic.channels().is_empty();
+        let (ch, created) = topic.get_or_create_channel(name, self.fsync_state()).map_err(|e| e.to_string())?;
+        if created && !had_channels {
+            if let Some(dir) = &topic.dir {
+                let _ = fs::remove_file(orphan_file(dir));
+            }
+        }
+        if created && !ch.ephemeral && !topic.is_ephemeral() {
+            self.persist_metadata();
+        }
+        Ok(ch)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> bool {
+        let Some(topic) = self.topics.write().remove(name) else {
+            return false;
+        };
+        topic.mark_deleted();
+        for ch in topic.channels() {
+            topic.remove_channel(&ch.name);
+        }
+        if let Some(dir) = &topic.dir {
+            let _ = fs::remove_dir_all(dir);
+        }
+        self.persist_metadata();
+        true
+    }
+
+    pub fn delete_channel(&self, topic: &Arc<Topic>, name: &str) -> bool {
+        if topic.remove_channel(name).is_none() {
+            return false;
+        }
+        self.after_channel_removed(topic);
+        true
+    }
+
+    fn after_channel_removed(&self, topic: &Arc<Topic>) {
+        if topic.channels().is_empty() {
+            if topic.is_ephemeral() {
+                self.topics.write().remove(topic.name());
+                topic.mark_deleted();
+                return;
+            }
+            if let (Some(dir), Some(start)) = (&topic.dir, topic.orphan_start()) {
+                let _ = fs::write(orphan_file(dir), format!("{} {}", start.pos, start.seq));
+            }
+        }
+        self.persist_metadata();
+    }
+
+    /// A client left a channel: ephemeral channels (and then topics) go with their last client.
+    pub fn client_left(&self, topic: &Arc<Topic>, channel: &Arc<Channel>, client_id: u64) {
+        let left = channel.remove_client(client_id);
+        if left == 0 && channel.ephemeral && !channel.is_deleted() {
+            if topic.remove_channel(&channel.name).is_some() {
+                self.after_channel_removed(topic);
+            }
+        }
+    }
+
+    pub fn persist_metadata(&self) {
+        let _guard = self.metadata_lock.lock();
+        let meta = metadata::Metadata {
+            version: NSQ_VERSION.into(),
+            topics: self
+                .topics()
+                .iter()
+                .filter(|t| !t.is_ephemeral())
+                .map(|t| metadata::TopicMeta {
+                    name: t.name().to_string(),
+                    paused: t.is_paused(),
+                    channels: t
+                        .channels()
+                        .iter()
+                        .filter(|c| !c.ephemeral)
+                        .map(|c| metadata::ChannelMeta { name: c.name.clone(), paused: c.is_paused() })
+                        .collect(),
+                })
+                .collect(),
+        };
+        if let Err(e) = metadata::save(&self.data_dir, &meta) {
+            eprintln!("[nsqd] ERROR: failed to persist metadata - {e}");
+            self.set_health(Some(format!("failed to persist metadata - {e}")));
+        }
+    }
+
+    /// Starts the timer task (async) and the maintenance thread (checkpoints, fsync, cleanup).
+    pub fn start_background(self: &Arc<Self>) {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TIMER_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            while !broker.is_exiting() {
+                tick.tick().await;
+                broker.process_timers();
+            }
+        });
+        let broker = self.clone();
+        std::thread::Builder::new()
+            .name("nsqrs-maintenance".into())
+            .spawn(move || broker.maintenance_loop())
+            .expect("spawn maintenance thread");
+    }
+
+    fn process_timers(&self) {
+        let now = crate::protocol::guid::now_ns();
+        for topic in self.topics() {
+            for ch in topic.channels() {
+                if ch.next_timer().is_some_and(|t| t <= now) {
+                    let timed_out = ch.process_timers(now);
+                    if !timed_out.is_empty() {
+                        let clients = ch.clients();
+                        for cid in timed_out {
+                            if let Some(c) = clients.iter().find(|c| c.id == cid) {
+                                c.release_one();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn maintenance_loop(self: Arc<Self>) {
+        let sync_timeout = self.opts.sync_timeout.max(Duration::from_millis(10));
+        let mut last_sync = Instant::now();
+        let mut last_release = Instant::now();
+        while !self.is_exiting() {
+            std::thread::sleep(CHECKPOINT_INTERVAL);
+            let sync_due = last_sync.elapsed() >= sync_timeout;
+            self.checkpoint(sync_due);
+            if sync_due {
+                last_sync = Instant::now();
+            }
+            if last_release.elapsed() >= Duration::from_secs(1) {
+                for topic in self.topics() {
+                    topic.release_unneeded();
+                }
+                last_release = Instant::now();
+            }
+        }
+    }
+
+    /// Persists every channel's state; with `fsync`, also flushes logs to stable storage.
+    pub fn checkpoint(&self, fsync: bool) {
+        for topic in self.topics() {
+            for ch in topic.channels() {
+                ch.persist(fsync || self.fsync_state());
+            }
+            if fsync {
+                if let Err(e) = topic.sync_all() {
+                    eprintln!("[nsqd] ERROR: fsync of topic {} failed - {e}", topic.name());
+                    self.set_health(Some(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Graceful shutdown: stop accepting work, persist everything, fsync.
+    pub fn shutdown(&self) {
+        self.exiting.store(true, Ordering::Release);
+        self.persist_metadata();
+        self.checkpoint(true);
+    }
+
+    pub fn start_time_unix(&self) -> i64 {
+        self.start_time.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    }
+}

@@ -1,0 +1,375 @@
+//! A topic: its message log, its channels, and the fan-out between them. Publishing appends to
+//! the log once; every channel reads the same bytes at its own cursor.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::channel::Channel;
+use super::log::{DiskLog, LogHead, LogReader, MemLog, NewRecord, ReadBatch, StoredMessage};
+use crate::protocol::guid::{now_ns, GuidFactory};
+use crate::protocol::MessageId;
+
+pub enum LogStore {
+    Disk(Mutex<DiskLog>),
+    Memory(Mutex<MemLog>),
+}
+
+/// The part of a topic its channels read from.
+pub struct TopicCore {
+    pub name: String,
+    pub ephemeral: bool,
+    pub log: LogStore,
+    head: Mutex<LogHead>,
+    paused: AtomicBool,
+    /// While paused, channels see the log only up to here.
+    paused_at: Mutex<Option<LogHead>>,
+}
+
+impl TopicCore {
+    pub fn head(&self) -> LogHead {
+        *self.head.lock()
+    }
+
+    /// How far channels may read: the head, or where the topic was paused.
+    pub fn visible_head(&self) -> LogHead {
+        self.paused_at.lock().unwrap_or_else(|| self.head())
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    pub fn read(&self, reader: &mut LogReader, pos: u64, limit: u64, max: usize) -> ReadBatch {
+        match &self.log {
+            LogStore::Disk(log) => reader.read(log, pos, limit, max).unwrap_or_else(|e| {
+                eprintln!("[nsqd] ERROR: reading topic {} at {pos}: {e}", self.name);
+                ReadBatch { messages: vec![], next_pos: pos, skipped_to_seq: None }
+            }),
+            LogStore::Memory(log) => log.lock().read(pos, limit, max),
+        }
+    }
+
+    pub fn read_one(&self, reader: &mut LogReader, pos: u64) -> Option<StoredMessage> {
+        match &self.log {
+            LogStore::Disk(log) => reader.read_one(log, pos).ok().flatten(),
+            LogStore::Memory(log) => log.lock().read_one(pos),
+        }
+    }
+}
+
+/// Why a publish failed.
+#[derive(Debug)]
+pub enum PublishError {
+    Exiting,
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Exiting => write!(f, "exiting"),
+            PublishError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub struct Topic {
+    pub core: Arc<TopicCore>,
+    channels: RwLock<BTreeMap<String, Arc<Channel>>>,
+    guid: Mutex<GuidFactory>,
+    pub message_count: AtomicU64,
+    pub message_bytes: AtomicU64,
+    /// Where a first channel starts reading: a topic with no channel keeps its backlog.
+    orphan_start: Mutex<Option<LogHead>>,
+    pub dir: Option<PathBuf>,
+    deleted: AtomicBool,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    synced_pos: u64,
+    syncing: bool,
+}
+
+impl Topic {
+    pub fn new(name: &str, log: LogStore, node_id: u16, dir: Option<PathBuf>) -> Topic {
+        let head = match &log {
+            LogStore::Disk(l) => l.lock().head(),
+            LogStore::Memory(l) => l.lock().head(),
+        };
+        let tail = match &log {
+            LogStore::Disk(l) => l.lock().tail(),
+            LogStore::Memory(l) => l.lock().tail(),
+        };
+        let core = TopicCore {
+            name: name.to_string(),
+            ephemeral: crate::protocol::names::is_ephemeral(name),
+            log,
+            head: Mutex::new(head),
+            paused: AtomicBool::new(false),
+            paused_at: Mutex::new(None),
+        };
+        Topic {
+            core: Arc::new(core),
+            channels: RwLock::new(BTreeMap::new()),
+            guid: Mutex::new(GuidFactory::new(node_id)),
+            message_count: AtomicU64::new(0),
+            message_bytes: AtomicU64::new(0),
+            orphan_start: Mutex::new(Some(tail)),
+            dir,
+            deleted: AtomicBool::new(false),
+            sync: Mutex::new(SyncState { synced_pos: head.pos, syncing: false }),
+            synced: Condvar::new(),
+        }
+    }
+
+    /// Blocks until the log is on stable storage up to `pos`. One fsync at a time runs per
+    /// topic; publishers whose bytes it covers just wait for it (group commit).
+    pub fn sync_to(&self, pos: u64) -> std::io::Result<()> {
+        let LogStore::Disk(log) = &self.core.log else {
+            return Ok(());
+        };
+        let mut state = self.sync.lock();
+        loop {
+            if state.synced_pos >= pos {
+                return Ok(());
+            }
+            if state.syncing {
+                self.synced.wait(&mut state);
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            let result = log.lock().sync_handle().and_then(|(file, head)| file.sync_data().map(|_| head));
+            state = self.sync.lock();
+            state.syncing = false;
+            self.synced.notify_all();
+            state.synced_pos = state.synced_pos.max(result?.pos);
+        }
+    }
+
+    /// Fsyncs whatever was appended since the last sync (the `--sync-timeout` path).
+    pub fn sync_all(&self) -> std::io::Result<()> {
+        let pending = match &self.core.log {
+            LogStore::Disk(log) => {
+                let log = log.lock();
+                log.has_unsynced().then(|| log.head().pos)
+            }
+            LogStore::Memory(_) => None,
+        };
+        pending.map_or(Ok(()), |pos| self.sync_to(pos))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.core.ephemeral
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+    }
+
+    /// Appends messages (one write) and wakes every channel. Returns their IDs.
+    pub fn publish(&self, bodies: &[&[u8]], deliver_at_ns: i64) -> Result<Vec<MessageId>, PublishError> {
+        if self.is_deleted() {
+            return Err(PublishError::Exiting);
+        }
+        let now = now_ns();
+        let mut ids = Vec::with_capacity(bodies.len());
+        let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
+        {
+            // IDs are made under the log lock so that log order is ID order.
+            let append = |ids: &mut Vec<MessageId>| {
+                let mut guid = self.guid.lock();
+                ids.extend(bodies.iter().map(|_| guid.next_id()));
+                ids.iter()
+                    .zip(bodies)
+                    .map(|(&id, body)| NewRecord { id, timestamp_ns: now, attempts: 0, deliver_at_ns, body })
+                    .collect::<Vec<_>>()
+            };
+            match &self.core.log {
+                LogStore::Disk(log) => {
+                    let mut log = log.lock();
+                    let records = append(&mut ids);
+                    let head = log.append(&records).map_err(PublishError::Io)?;
+                    *self.core.head.lock() = head;
+                }
+                LogStore::Memory(log) => {
+                    let mut log = log.lock();
+                    let records = append(&mut ids);
+                    let (head, _dropped) = log.append(&records);
+                    *self.core.head.lock() = head;
+                }
+            }
+        }
+        self.message_count.fetch_add(bodies.len() as u64, Ordering::Relaxed);
+        self.message_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.wake_channels();
+        Ok(ids)
+    }
+
+    pub fn wake_channels(&self) {
+        for ch in self.channels.read().values() {
+            ch.notify.notify_waiters();
+        }
+    }
+
+    pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        self.channels.read().get(name).cloned()
+    }
+
+    pub fn channels(&self) -> Vec<Arc<Channel>> {
+        self.channels.read().values().cloned().collect()
+    }
+
+    /// Gets or creates a channel; a topic's first channel inherits the backlog.
+    /// Returns the channel and whether it was created.
+    pub fn get_or_create_channel(&self, name: &str, fsync: bool) -> std::io::Result<(Arc<Channel>, bool)> {
+        if let Some(ch) = self.channel(name) {
+            return Ok((ch, false));
+        }
+        let mut channels = self.channels.write();
+        if let Some(ch) = channels.get(name) {
+            return Ok((ch.clone(), false));
+        }
+        let start = if channels.is_empty() {
+            self.orphan_start.lock().take().unwrap_or_else(|| self.core.head())
+        } else {
+            self.core.head()
+        };
+        let ch = Channel::create(self.core.clone(), name, start, self.channel_dir(name), fsync)?;
+        channels.insert(name.to_string(), ch.clone());
+        Ok((ch, true))
+    }
+
+    /// Creates a channel reading from `start` (takeover of imported backlog).
+    pub fn create_channel_at(&self, name: &str, start: LogHead, fsync: bool) -> std::io::Result<(Arc<Channel>, bool)> {
+        let mut channels = self.channels.write();
+        if let Some(ch) = channels.get(name) {
+            return Ok((ch.clone(), false));
+        }
+        self.orphan_start.lock().take();
+        let ch = Channel::create(self.core.clone(), name, start, self.channel_dir(name), fsync)?;
+        channels.insert(name.to_string(), ch.clone());
+        Ok((ch, true))
+    }
+
+    /// Re-reads the head after appends made directly to the log (takeover).
+    pub fn refresh_head(&self) {
+        let head = match &self.core.log {
+            LogStore::Disk(l) => l.lock().head(),
+            LogStore::Memory(l) => l.lock().head(),
+        };
+        *self.core.head.lock() = head;
+    }
+
+    /// Where a channel's files live; None for anything ephemeral.
+    pub fn channel_dir(&self, channel: &str) -> Option<PathBuf> {
+        if crate::protocol::names::is_ephemeral(channel) {
+            return None;
+        }
+        self.dir.as_ref().map(|d| d.join("channels"))
+    }
+
+    /// Adds a channel rebuilt from disk at startup.
+    pub fn insert_channel(&self, ch: Arc<Channel>) {
+        self.orphan_start.lock().take();
+        self.channels.write().insert(ch.name.clone(), ch);
+    }
+
+    /// Removes a channel. When it was the last one, the topic keeps new messages again.
+    pub fn remove_channel(&self, name: &str) -> Option<Arc<Channel>> {
+        let mut channels = self.channels.write();
+        let ch = channels.remove(name)?;
+        if channels.is_empty() {
+            *self.orphan_start.lock() = Some(self.core.head());
+        }
+        drop(channels);
+        ch.destroy();
+        Some(ch)
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        let mut at = self.core.paused_at.lock();
+        if paused {
+            at.get_or_insert_with(|| self.core.head());
+        } else {
+            *at = None;
+        }
+        self.core.paused.store(paused, Ordering::Release);
+        drop(at);
+        if !paused {
+            self.wake_channels();
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.core.is_paused()
+    }
+
+    /// Messages held by the topic itself (no channel yet, or paused).
+    pub fn depth(&self) -> u64 {
+        let head = self.core.head();
+        if let Some(start) = *self.orphan_start.lock() {
+            return head.seq.saturating_sub(start.seq);
+        }
+        match *self.core.paused_at.lock() {
+            Some(at) => head.seq.saturating_sub(at.seq),
+            None => 0,
+        }
+    }
+
+    /// Drops the messages the topic holds for channels not yet created (`/topic/empty`).
+    pub fn empty(&self) {
+        let head = self.core.head();
+        let mut orphan = self.orphan_start.lock();
+        if orphan.is_some() {
+            *orphan = Some(head);
+        }
+        drop(orphan);
+        let mut at = self.core.paused_at.lock();
+        if let Some(paused_at) = *at {
+            // Messages published while paused are the topic's own queue: channels skip them.
+            for ch in self.channels() {
+                ch.skip(paused_at, head);
+            }
+            *at = Some(head);
+        }
+    }
+
+    /// Deletes log segments no channel needs any more.
+    pub fn release_unneeded(&self) {
+        let mut low = self.orphan_start.lock().map(|h| h.pos).unwrap_or(u64::MAX);
+        for ch in self.channels() {
+            low = low.min(ch.low_water());
+        }
+        if low == u64::MAX {
+            low = self.core.head().pos;
+        }
+        match &self.core.log {
+            LogStore::Disk(log) => log.lock().release_before(low),
+            LogStore::Memory(log) => log.lock().release_before(low),
+        }
+    }
+
+    pub fn orphan_start(&self) -> Option<LogHead> {
+        *self.orphan_start.lock()
+    }
+
+    pub fn set_orphan_start(&self, start: Option<LogHead>) {
+        *self.orphan_start.lock() = start;
+    }
+}
