@@ -3,3 +3,5 @@
 pub mod options;
 pub mod protocol;
 pub mod broker;
+pub mod http;
+pub mod server;

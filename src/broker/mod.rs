@@ -47,6 +47,7 @@ pub struct Broker {
     exiting: AtomicBool,
     next_client_id: AtomicU64,
     metadata_lock: Mutex<()>,
+    clients: Mutex<BTreeMap<u64, Arc<client::ClientHandle>>>,
     _dir_lock: fs::File,
 }
 
@@ -91,6 +92,7 @@ impl Broker {
             exiting: AtomicBool::new(false),
             next_client_id: AtomicU64::new(0),
             metadata_lock: Mutex::new(()),
+            clients: Mutex::new(BTreeMap::new()),
             _dir_lock: dir_lock,
         });
         if fresh && takeover::has_go_data(&broker.data_dir) {
@@ -151,6 +153,19 @@ impl Broker {
 
     pub fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn register_client(&self, client: Arc<client::ClientHandle>) {
+        self.clients.lock().insert(client.id, client);
+    }
+
+    pub fn unregister_client(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    /// Every connected client (producers are those that have published).
+    pub fn clients(&self) -> Vec<Arc<client::ClientHandle>> {
+        self.clients.lock().values().cloned().collect()
     }
 
     pub fn is_exiting(&self) -> bool {

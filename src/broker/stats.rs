@@ -116,3 +116,196 @@ pub fn process_rss_bytes() -> u64 {
         .map(|pages| pages * 4096)
         .unwrap_or(0)
 }
+
+use std::sync::atomic::Ordering;
+
+use super::client::ClientHandle;
+use super::Broker;
+
+fn client_stats(c: &ClientHandle, with_pub_counts: bool) -> ClientStats {
+    let s = c.settings.read();
+    ClientStats {
+        client_id: s.client_id.clone(),
+        hostname: s.hostname.clone(),
+        version: "V2".into(),
+        remote_address: c.remote_address.clone(),
+        state: c.state.load(Ordering::Relaxed),
+        ready_count: c.ready_count.load(Ordering::Relaxed),
+        in_flight_count: c.in_flight.load(Ordering::Relaxed),
+        message_count: c.message_count.load(Ordering::Relaxed),
+        finish_count: c.finish_count.load(Ordering::Relaxed),
+        requeue_count: c.requeue_count.load(Ordering::Relaxed),
+        connect_ts: c.connect_ts,
+        sample_rate: s.sample_rate,
+        deflate: false,
+        snappy: false,
+        user_agent: s.user_agent.clone(),
+        tls: false,
+        tls_cipher_suite: String::new(),
+        tls_version: String::new(),
+        tls_negotiated_protocol: String::new(),
+        tls_negotiated_protocol_is_mutual: false,
+        topology_zone: String::new(),
+        topology_region: String::new(),
+        pub_counts: if with_pub_counts {
+            c.pub_counts.lock().iter().map(|(t, n)| PubCount { topic: t.clone(), count: *n }).collect()
+        } else {
+            vec![]
+        },
+    }
+}
+
+/// Builds `/stats`: topics and channels sorted by name, optionally filtered.
+pub fn collect(broker: &Broker, topic: Option<&str>, channel: Option<&str>, include_clients: bool, include_mem: bool) -> Stats {
+    let mut topics = Vec::new();
+    for t in broker.topics() {
+        if topic.is_some_and(|name| name != t.name()) {
+            continue;
+        }
+        let mut channels = Vec::new();
+        for ch in t.channels() {
+            if channel.is_some_and(|name| name != ch.name) {
+                continue;
+            }
+            let counts = ch.counts();
+            let clients = ch.clients();
+            channels.push(ChannelStats {
+                channel_name: ch.name.clone(),
+                depth: counts.depth,
+                backend_depth: if ch.ephemeral || t.is_ephemeral() { 0 } else { counts.depth },
+                in_flight_count: counts.in_flight,
+                deferred_count: counts.deferred,
+                message_count: counts.message_count,
+                requeue_count: ch.requeue_count.load(Ordering::Relaxed),
+                timeout_count: ch.timeout_count.load(Ordering::Relaxed),
+                client_count: clients.len(),
+                clients: include_clients.then(|| clients.iter().map(|c| client_stats(c, false)).collect()),
+                paused: ch.is_paused(),
+                e2e_processing_latency: E2eStats { count: ch.e2e.lock().count, percentiles: None },
+            });
+        }
+        // A channel filter that matches nothing omits the topic, as nsqd does.
+        if channel.is_some() && channels.is_empty() {
+            continue;
+        }
+        let depth = t.depth();
+        topics.push(TopicStats {
+            topic_name: t.name().to_string(),
+            channels,
+            depth,
+            backend_depth: if t.is_ephemeral() { 0 } else { depth },
+            message_count: t.message_count.load(Ordering::Relaxed),
+            message_bytes: t.message_bytes.load(Ordering::Relaxed),
+            paused: t.is_paused(),
+            e2e_processing_latency: E2eStats { count: 0, percentiles: None },
+        });
+    }
+    let producers: Vec<ClientStats> = if include_clients {
+        broker
+            .clients()
+            .iter()
+            .filter(|c| !c.pub_counts.lock().is_empty())
+            .map(|c| client_stats(c, true))
+            .collect()
+    } else {
+        vec![]
+    };
+    let rss = process_rss_bytes();
+    Stats {
+        version: super::NSQ_VERSION.into(),
+        health: broker.health().map(|e| format!("NOK - {e}")).unwrap_or_else(|| "OK".into()),
+        start_time: broker.start_time_unix(),
+        topics: if topics.is_empty() && topic.is_some() { None } else { Some(topics) },
+        memory: include_mem.then_some(MemoryStats {
+            heap_objects: 0,
+            heap_idle_bytes: 0,
+            heap_in_use_bytes: rss,
+            heap_released_bytes: 0,
+            gc_pause_usec_100: 0,
+            gc_pause_usec_99: 0,
+            gc_pause_usec_95: 0,
+            next_gc_bytes: 0,
+            gc_total_runs: 0,
+        }),
+        producers: if producers.is_empty() { None } else { Some(producers) },
+    }
+}
+
+/// nsqd's plain-text `/stats` rendering.
+pub fn render_text(stats: &Stats, uptime: std::time::Duration) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "nsqd v{} (built w/nsqrs-{})", stats.version, env!("CARGO_PKG_VERSION"));
+    let start = chrono::DateTime::from_timestamp(stats.start_time, 0).unwrap_or_default();
+    let _ = writeln!(out, "start_time {}", start.format("%Y-%m-%dT%H:%M:%SZ"));
+    let _ = writeln!(out, "uptime {:?}\n", uptime);
+    let _ = writeln!(out, "Health: {}\n", stats.health);
+    if let Some(m) = &stats.memory {
+        let _ = writeln!(out, "Memory:");
+        for (k, v) in [
+            ("heap_objects", m.heap_objects),
+            ("heap_idle_bytes", m.heap_idle_bytes),
+            ("heap_in_use_bytes", m.heap_in_use_bytes),
+            ("heap_released_bytes", m.heap_released_bytes),
+            ("gc_pause_usec_100", m.gc_pause_usec_100),
+            ("gc_pause_usec_99", m.gc_pause_usec_99),
+            ("gc_pause_usec_95", m.gc_pause_usec_95),
+            ("next_gc_bytes", m.next_gc_bytes),
+            ("gc_total_runs", m.gc_total_runs),
+        ] {
+            let _ = writeln!(out, "   {k:<25}\t{v}");
+        }
+        out.push('\n');
+    }
+    match stats.topics.as_deref() {
+        None | Some([]) => out.push_str("Topics: None\n"),
+        Some(topics) => {
+            out.push_str("Topics:");
+            for t in topics {
+                let paused = if t.paused { "*P " } else { "   " };
+                let _ = write!(
+                    out,
+                    "\n{paused}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: ",
+                    t.topic_name, t.depth, t.backend_depth, t.message_count
+                );
+                for c in &t.channels {
+                    let paused = if c.paused { "   *P " } else { "      " };
+                    let _ = write!(
+                        out,
+                        "\n{paused}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: ",
+                        c.channel_name, c.depth, c.backend_depth, c.in_flight_count, c.deferred_count,
+                        c.requeue_count, c.timeout_count, c.message_count
+                    );
+                    for cl in c.clients.iter().flatten() {
+                        let _ = write!(
+                            out,
+                            "\n        [{} {:<21} {}] state: {} inflt: {:<4} rdy: {:<4} fin: {:<8} re-q: {:<8} msgs: {:<8} connected: {}s",
+                            cl.version, cl.remote_address, cl.user_agent, cl.state, cl.in_flight_count,
+                            cl.ready_count, cl.finish_count, cl.requeue_count, cl.message_count,
+                            (crate::protocol::guid::now_ns() / 1_000_000_000 - cl.connect_ts).max(0)
+                        );
+                    }
+                }
+            }
+            out.push('\n');
+        }
+    }
+    match stats.producers.as_deref() {
+        None | Some([]) => out.push_str("\nProducers: None\n"),
+        Some(producers) => {
+            out.push_str("\nProducers:");
+            for p in producers {
+                let total: u64 = p.pub_counts.iter().map(|c| c.count).sum();
+                let topics: Vec<String> = p.pub_counts.iter().map(|c| format!("{}={}", c.topic, c.count)).collect();
+                let _ = write!(
+                    out,
+                    "\n   [{} {:<21} {}] msgs: {:<8} topics: {} connected: {}s",
+                    p.version, p.remote_address, p.user_agent, total, topics.join(","),
+                    (crate::protocol::guid::now_ns() / 1_000_000_000 - p.connect_ts).max(0)
+                );
+            }
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,359 @@
+//! nsqd's HTTP API (nsq-reference §1.9) with NSQ's response conventions: plain `OK`, empty
+//! 200s for admin actions, `{"message": ...}` errors, and `X-NSQ-Content-Type` on everything.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::json;
+
+use crate::broker::topic::Topic;
+use crate::broker::{stats, Broker, NSQ_VERSION};
+use crate::protocol::guid::now_ns;
+use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub broker: Arc<Broker>,
+    pub tcp_port: u16,
+    pub http_port: u16,
+}
+
+type Reply = Result<Response, Response>;
+
+fn err(status: u16, message: &str) -> Response {
+    let body = json!({ "message": message }).to_string();
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn ok_text(text: &'static str) -> Response {
+    (StatusCode::OK, text).into_response()
+}
+
+fn empty() -> Response {
+    StatusCode::OK.into_response()
+}
+
+fn json_body(value: &impl serde::Serialize) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        serde_json::to_string(value).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// Query parameters, first value wins; `None` when the query string is malformed.
+fn params(query: &Option<String>) -> Option<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode(k)?;
+        let v = percent_decode(v)?;
+        out.entry(k).or_insert(v);
+    }
+    Some(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn router(state: HttpState) -> Router {
+    let o = &state.broker.opts;
+    // Bodies are bounded by nsqd's own limits (checked in the handlers), not axum's default.
+    let body_limit = o.max_body_size.max(o.max_msg_size) as usize + 1;
+    Router::new()
+        .route("/ping", get(ping))
+        .route("/info", get(info))
+        .route("/stats", get(stats_handler))
+        .route("/pub", any(publish))
+        .route("/mpub", any(multi_publish))
+        .route("/topic/:action", any(topic_action))
+        .route("/channel/:action", any(channel_action))
+        .route("/config/:opt", any(config))
+        .fallback(|| async { err(404, "NOT_FOUND") })
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(nsq_headers))
+        .with_state(state)
+}
+
+async fn nsq_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        resp = err(405, "METHOD_NOT_ALLOWED");
+    }
+    resp.headers_mut()
+        .insert("X-NSQ-Content-Type", HeaderValue::from_static("nsq; version=1.0"));
+    resp
+}
+
+fn require_post(method: &Method) -> Result<(), Response> {
+    if method == Method::POST || method == Method::PUT {
+        Ok(())
+    } else {
+        Err(err(405, "METHOD_NOT_ALLOWED"))
+    }
+}
+
+async fn ping(State(s): State<HttpState>) -> Response {
+    match s.broker.health() {
+        None => ok_text("OK"),
+        Some(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("NOK - {e}")).into_response(),
+    }
+}
+
+async fn info(State(s): State<HttpState>) -> Response {
+    let o = &s.broker.opts;
+    json_body(&json!({
+        "version": NSQ_VERSION,
+        "broadcast_address": o.broadcast_address,
+        "hostname": crate::options::local_hostname(),
+        "http_port": s.http_port,
+        "tcp_port": s.tcp_port,
+        "start_time": s.broker.start_time_unix(),
+        "max_heartbeat_interval": o.max_heartbeat_interval.as_nanos() as u64,
+        "max_output_buffer_size": o.max_output_buffer_size,
+        "max_output_buffer_timeout": o.max_output_buffer_timeout.as_nanos() as u64,
+        "max_deflate_level": o.max_deflate_level,
+        "topology_zone": o.topology_zone,
+        "topology_region": o.topology_region,
+    }))
+}
+
+fn bool_param(p: &HashMap<String, String>, key: &str) -> bool {
+    !matches!(p.get(key).map(String::as_str), Some("false") | Some("0"))
+}
+
+async fn stats_handler(State(s): State<HttpState>, RawQuery(q): RawQuery) -> Reply {
+    let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
+    let topic = p.get("topic").filter(|t| !t.is_empty()).map(String::as_str);
+    let channel = p.get("channel").filter(|t| !t.is_empty()).map(String::as_str);
+    let include_clients = bool_param(&p, "include_clients");
+    let include_mem = bool_param(&p, "include_mem");
+    let st = stats::collect(&s.broker, topic, channel, include_clients, include_mem);
+    if p.get("format").map(String::as_str) == Some("json") {
+        return Ok(json_body(&st));
+    }
+    let uptime = s.broker.start_time.elapsed().unwrap_or_default();
+    Ok((StatusCode::OK, stats::render_text(&st, uptime)).into_response())
+}
+
+/// Topic from the query for publishing: created if missing.
+fn publish_topic(s: &HttpState, p: &HashMap<String, String>) -> Result<Arc<Topic>, Response> {
+    let name = p.get("topic").ok_or_else(|| err(400, "MISSING_ARG_TOPIC"))?;
+    if !is_valid_topic_name(name) {
+        return Err(err(400, "INVALID_TOPIC"));
+    }
+    s.broker.get_or_create_topic(name).map_err(|_| err(503, "EXITING"))
+}
+
+async fn publish(State(s): State<HttpState>, method: Method, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+    require_post(&method)?;
+    let max = s.broker.opts.max_msg_size as usize;
+    if body.len() > max {
+        return Err(err(413, "MSG_TOO_BIG"));
+    }
+    if body.is_empty() {
+        return Err(err(400, "MSG_EMPTY"));
+    }
+    let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
+    let topic = publish_topic(&s, &p)?;
+    let mut deliver_at = 0;
+    if let Some(d) = p.get("defer") {
+        let ms: i64 = d.parse().map_err(|_| err(400, "INVALID_DEFER"))?;
+        if ms < 0 || ms > s.broker.opts.max_req_timeout.as_millis() as i64 {
+            return Err(err(400, "INVALID_DEFER"));
+        }
+        if ms > 0 {
+            deliver_at = now_ns() + ms * 1_000_000;
+        }
+    }
+    s.broker.publish(&topic, &[&body], deliver_at).await.map_err(|_| err(503, "EXITING"))?;
+    Ok(ok_text("OK"))
+}
+
+/// Binary /mpub body: `[4B count]([4B size][data])*`, with NSQ's error codes minus `E_`.
+fn split_binary_mpub(body: &[u8], max_msg: usize) -> Result<Vec<&[u8]>, Response> {
+    let u32_at = |at: usize| body.get(at..at + 4).map(|b| i32::from_be_bytes(b.try_into().unwrap()));
+    let count = u32_at(0).ok_or_else(|| err(413, "BAD_BODY"))?;
+    if count <= 0 {
+        return Err(err(413, "BAD_BODY"));
+    }
+    let mut at = 4;
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let size = u32_at(at).ok_or_else(|| err(413, "BAD_MESSAGE"))?;
+        if size <= 0 || size as usize > max_msg {
+            return Err(err(413, "BAD_MESSAGE"));
+        }
+        let msg = body.get(at + 4..at + 4 + size as usize).ok_or_else(|| err(413, "BAD_MESSAGE"))?;
+        out.push(msg);
+        at += 4 + size as usize;
+    }
+    Ok(out)
+}
+
+async fn multi_publish(State(s): State<HttpState>, method: Method, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+    require_post(&method)?;
+    if body.len() > s.broker.opts.max_body_size as usize {
+        return Err(err(413, "BODY_TOO_BIG"));
+    }
+    let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
+    let topic = publish_topic(&s, &p)?;
+    let max_msg = s.broker.opts.max_msg_size as usize;
+    let binary = p.get("binary").is_some_and(|v| v != "false" && v != "0");
+    let messages: Vec<&[u8]> = if binary {
+        split_binary_mpub(&body, max_msg)?
+    } else {
+        let mut out = Vec::new();
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if line.len() > max_msg {
+                return Err(err(413, "MSG_TOO_BIG"));
+            }
+            out.push(line);
+        }
+        out
+    };
+    if !messages.is_empty() {
+        s.broker.publish(&topic, &messages, 0).await.map_err(|_| err(503, "EXITING"))?;
+    }
+    Ok(ok_text("OK"))
+}
+
+async fn topic_action(State(s): State<HttpState>, method: Method, Path(action): Path<String>, RawQuery(q): RawQuery) -> Reply {
+    require_post(&method)?;
+    let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
+    let name = p.get("topic").ok_or_else(|| err(400, "MISSING_ARG_TOPIC"))?;
+    let b = &s.broker;
+    let existing = || b.topic(name).ok_or_else(|| err(404, "TOPIC_NOT_FOUND"));
+    match action.as_str() {
+        "create" => {
+            if !is_valid_topic_name(name) {
+                return Err(err(400, "INVALID_TOPIC"));
+            }
+            b.get_or_create_topic(name).map_err(|_| err(503, "EXITING"))?;
+        }
+        "delete" => {
+            if !b.delete_topic(name) {
+                return Err(err(404, "TOPIC_NOT_FOUND"));
+            }
+        }
+        "empty" => {
+            if !is_valid_topic_name(name) {
+                return Err(err(400, "INVALID_TOPIC"));
+            }
+            existing()?.empty();
+        }
+        "pause" | "unpause" => {
+            existing()?.set_paused(action == "pause");
+            b.persist_metadata();
+        }
+        _ => return Err(err(404, "NOT_FOUND")),
+    }
+    Ok(empty())
+}
+
+async fn channel_action(State(s): State<HttpState>, method: Method, Path(action): Path<String>, RawQuery(q): RawQuery) -> Reply {
+    require_post(&method)?;
+    let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
+    let topic_name = p.get("topic").ok_or_else(|| err(400, "MISSING_ARG_TOPIC"))?;
+    if !is_valid_topic_name(topic_name) {
+        return Err(err(400, "INVALID_ARG_TOPIC"));
+    }
+    let channel_name = p.get("channel").ok_or_else(|| err(400, "MISSING_ARG_CHANNEL"))?;
+    if !is_valid_channel_name(channel_name) {
+        return Err(err(400, "INVALID_ARG_CHANNEL"));
+    }
+    let b = &s.broker;
+    let topic = b.topic(topic_name).ok_or_else(|| err(404, "TOPIC_NOT_FOUND"))?;
+    let existing = || topic.channel(channel_name).ok_or_else(|| err(404, "CHANNEL_NOT_FOUND"));
+    match action.as_str() {
+        "create" => {
+            b.get_or_create_channel(&topic, channel_name).map_err(|e| err(500, &e))?;
+        }
+        "delete" => {
+            existing()?;
+            b.delete_channel(&topic, channel_name);
+        }
+        "empty" => existing()?.empty(),
+        "pause" | "unpause" => {
+            existing()?.set_paused(action == "pause");
+            b.persist_metadata();
+        }
+        _ => return Err(err(404, "NOT_FOUND")),
+    }
+    Ok(empty())
+}
+
+const LOG_LEVELS: [&str; 5] = ["debug", "info", "warn", "error", "fatal"];
+
+async fn config(State(s): State<HttpState>, method: Method, Path(opt): Path<String>, body: Body) -> Reply {
+    let o = &s.broker.opts;
+    if method == Method::PUT {
+        let bytes = axum::body::to_bytes(body, 1024 * 1024).await.map_err(|_| err(413, "INVALID_VALUE"))?;
+        if bytes.is_empty() {
+            return Err(err(413, "INVALID_VALUE"));
+        }
+        return match opt.as_str() {
+            // Changing lookupd peers at runtime lands with discovery (issue 3).
+            "nsqlookupd_tcp_addresses" => Err(err(400, "INVALID_VALUE")),
+            "log_level" => {
+                let level = String::from_utf8_lossy(&bytes).trim().to_lowercase();
+                let n = LOG_LEVELS.iter().position(|l| *l == level).ok_or_else(|| err(400, "INVALID_VALUE"))?;
+                Ok(json_body(&(n + 1)))
+            }
+            _ => Err(err(400, "INVALID_OPTION")),
+        };
+    }
+    if method != Method::GET {
+        return Err(err(405, "METHOD_NOT_ALLOWED"));
+    }
+    let value = match opt.as_str() {
+        "nsqlookupd_tcp_addresses" => json!(o.lookupd_tcp_addresses),
+        "log_level" => json!(LOG_LEVELS.iter().position(|l| *l == o.log_level).map(|n| n + 1).unwrap_or(2)),
+        "mem_queue_size" => json!(o.mem_queue_size),
+        "max_msg_size" => json!(o.max_msg_size),
+        "max_body_size" => json!(o.max_body_size),
+        "max_rdy_count" => json!(o.max_rdy_count),
+        "sync_every" => json!(o.sync_every),
+        "max_bytes_per_file" => json!(o.max_bytes_per_file),
+        "data_path" => json!(o.data_path),
+        "tcp_address" => json!(o.tcp_address),
+        "http_address" => json!(o.http_address),
+        "broadcast_address" => json!(o.broadcast_address),
+        "node_id" | "id" => json!(o.node_id),
+        "msg_timeout" => json!(o.msg_timeout.as_nanos() as u64),
+        "max_msg_timeout" => json!(o.max_msg_timeout.as_nanos() as u64),
+        "max_req_timeout" => json!(o.max_req_timeout.as_nanos() as u64),
+        "sync_timeout" => json!(o.sync_timeout.as_nanos() as u64),
+        _ => return Err(err(400, "INVALID_OPTION")),
+    };
+    Ok(json_body(&value))
+}

@@ -1,0 +1,268 @@
+//! Shared test harness: starts the real `nsqrs` binary on free loopback ports and talks to it
+//! with a minimal blocking V2 client and HTTP client, so tests see exactly what a client sees.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nsqrs");
+
+/// A running broker; killed when dropped.
+pub struct Nsqd {
+    child: Child,
+    pub tcp: String,
+    pub http: String,
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Nsqd {
+    /// Starts `nsqrs serve` on a fresh data directory.
+    pub fn start(extra: &[&str]) -> Nsqd {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().to_path_buf();
+        let mut n = Nsqd::start_in(&data, extra);
+        n._tmp = Some(tmp);
+        n
+    }
+
+    /// Starts `nsqrs serve` on an existing data directory (restart after a crash).
+    pub fn start_in(data: &Path, extra: &[&str]) -> Nsqd {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--tcp-address=127.0.0.1:0")
+            .arg("--http-address=127.0.0.1:0")
+            .arg(format!("--data-path={}", data.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn nsqrs");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[broker] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let (mut tcp, mut http) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tcp.is_none() || http.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("broker did not report its listeners")
+            });
+            if let Some(a) = line.split("TCP: listening on ").nth(1) {
+                tcp = Some(a.trim().to_string());
+            }
+            if let Some(a) = line.split("HTTP: listening on ").nth(1) {
+                http = Some(a.trim().to_string());
+            }
+        }
+        let n = Nsqd { child, tcp: tcp.unwrap(), http: http.unwrap(), data: data.to_path_buf(), _tmp: None };
+        n.wait_ping();
+        n
+    }
+
+    fn wait_ping(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok((200, body)) = http_request(&self.http, "GET", "/ping", b"") {
+                if body == b"OK" {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("broker never answered /ping");
+    }
+
+    /// SIGKILL: the crash the durability tests are about.
+    pub fn kill9(mut self) -> Option<tempfile::TempDir> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self._tmp.take()
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> (Option<i32>, Option<tempfile::TempDir>) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.code(), self._tmp.take());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return (None, self._tmp.take());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let (code, body) = http_request(&self.http, "GET", path, b"").expect("http get");
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
+        let (code, body) = http_request(&self.http, "POST", path, body).expect("http post");
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/stats?format=json").1).unwrap()
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::connect(&self.tcp)
+    }
+}
+
+impl Drop for Nsqd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny HTTP/1.1 client (one request per connection).
+pub fn http_request(addr: &str, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut body = resp[(split + 4).min(resp.len())..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Ok((code, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..nl]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[nl + 2..nl + 2 + size]);
+        data = &data[nl + 2 + size + 2..];
+    }
+    out
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    Response(Vec<u8>),
+    Error(String),
+    Message { timestamp: i64, attempts: u16, id: String, body: Vec<u8> },
+}
+
+/// A blocking protocol V2 connection.
+pub struct Conn {
+    pub s: TcpStream,
+}
+
+impl Conn {
+    pub fn connect(addr: &str) -> Conn {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"  V2").unwrap();
+        Conn { s }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    pub fn cmd(&mut self, line: &str) {
+        self.send(format!("{line}\n").as_bytes());
+    }
+
+    pub fn cmd_body(&mut self, line: &str, body: &[u8]) {
+        let mut out = format!("{line}\n").into_bytes();
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(body);
+        self.send(&out);
+    }
+
+    pub fn identify(&mut self, json: serde_json::Value) -> Frame {
+        self.cmd_body("IDENTIFY", json.to_string().as_bytes());
+        self.read_frame().unwrap()
+    }
+
+    pub fn mpub(&mut self, topic: &str, bodies: &[Vec<u8>]) {
+        let mut body = (bodies.len() as u32).to_be_bytes().to_vec();
+        for b in bodies {
+            body.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            body.extend_from_slice(b);
+        }
+        self.cmd_body(&format!("MPUB {topic}"), &body);
+    }
+
+    /// Reads the next frame, skipping heartbeats (answered with NOP). None on EOF.
+    pub fn read_frame(&mut self) -> Option<Frame> {
+        loop {
+            let mut hdr = [0u8; 8];
+            if self.s.read_exact(&mut hdr).is_err() {
+                return None;
+            }
+            let size = u32::from_be_bytes(hdr[0..4].try_into().unwrap()) as usize;
+            let kind = i32::from_be_bytes(hdr[4..8].try_into().unwrap());
+            let mut data = vec![0u8; size - 4];
+            self.s.read_exact(&mut data).ok()?;
+            return Some(match kind {
+                0 if data == b"_heartbeat_" => {
+                    self.cmd("NOP");
+                    continue;
+                }
+                0 => Frame::Response(data),
+                1 => Frame::Error(String::from_utf8_lossy(&data).into_owned()),
+                _ => Frame::Message {
+                    timestamp: i64::from_be_bytes(data[0..8].try_into().unwrap()),
+                    attempts: u16::from_be_bytes(data[8..10].try_into().unwrap()),
+                    id: String::from_utf8_lossy(&data[10..26]).into_owned(),
+                    body: data[26..].to_vec(),
+                },
+            });
+        }
+    }
+
+    pub fn expect_ok(&mut self) {
+        assert_eq!(self.read_frame(), Some(Frame::Response(b"OK".to_vec())));
+    }
+
+    /// True when the server has closed the connection (EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        self.s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut b = [0u8; 1];
+        matches!(self.s.read(&mut b), Ok(0) | Err(_))
+            && self.s.write_all(b"NOP\n").and_then(|_| self.s.read(&mut b)).map(|n| n == 0).unwrap_or(true)
+    }
+
+    pub fn subscribe(&mut self, topic: &str, channel: &str, rdy: u32) {
+        self.cmd(&format!("SUB {topic} {channel}"));
+        self.expect_ok();
+        self.cmd(&format!("RDY {rdy}"));
+    }
+
+    pub fn close(self) {
+        let _ = self.s.shutdown(Shutdown::Both);
+    }
+}
