@@ -255,6 +255,9 @@ impl Connection<'_> {
             self.shared.respond(frame::OK);
             return Ok(());
         }
+        if opts.snappy && req.snappy && opts.deflate && req.deflate {
+            return Err(ProtocolError::fatal("E_IDENTIFY_FAILED", "cannot enable both deflate and snappy compression"));
+        }
         // TLS and compression arrive with their own issue; until then they are not offered,
         // which every client handles by staying on plain TCP.
         let response = IdentifyResponse {
