@@ -32,6 +32,23 @@ pub struct IdentifyRequest {
     pub topology_zone: String,
 }
 
+impl IdentifyRequest {
+    /// Decodes an IDENTIFY body the way Go's `encoding/json` does for nsqd: `null` leaves a
+    /// field at its zero value and keys match case-insensitively (clients rely on both).
+    pub fn from_json(body: &[u8]) -> Result<IdentifyRequest, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_slice(body)?;
+        let serde_json::Value::Object(map) = value else {
+            return serde_json::from_value(value);
+        };
+        let cleaned: serde_json::Map<String, serde_json::Value> = map
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(cleaned))
+    }
+}
+
 /// Per-connection settings after IDENTIFY (or nsqd's defaults when a client never sends one).
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -151,6 +168,13 @@ mod tests {
         let mut s = ClientSettings::defaults(&opts, "127.0.0.1");
         let req: IdentifyRequest = serde_json::from_str(json).unwrap();
         s.apply(&req, &opts).map(|_| s)
+    }
+
+    #[test]
+    fn decodes_like_go() {
+        let r = IdentifyRequest::from_json(br#"{"client_id":null,"Sample_Rate":5,"user_agent":"x"}"#).unwrap();
+        assert_eq!((r.client_id.as_str(), r.sample_rate, r.user_agent.as_str()), ("", 5, "x"));
+        assert!(IdentifyRequest::from_json(br#"{"heartbeat_interval":"x"}"#).is_err());
     }
 
     #[test]

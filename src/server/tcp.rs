@@ -238,7 +238,7 @@ impl Connection<'_> {
     }
 
     fn identify(&mut self, body: &[u8]) -> Result<(), ProtocolError> {
-        let req: IdentifyRequest = serde_json::from_slice(body)
+        let req = IdentifyRequest::from_json(body)
             .map_err(|_| ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))?;
         let opts = &self.broker.opts;
         let settings = {
