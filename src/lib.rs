@@ -1,7 +1,7 @@
 //! nsqrs: NSQ rebuilt in Rust. The library behind the `nsqrs` binary.
 
-pub mod options;
-pub mod protocol;
 pub mod broker;
 pub mod http;
+pub mod options;
+pub mod protocol;
 pub mod server;

@@ -61,7 +61,10 @@ fn kill_9_loses_no_acknowledged_message() {
     let lost = acked.iter().filter(|m| !seen.contains(*m)).count();
     assert!(lost <= 300, "{lost} acknowledged messages lost, e.g. {missing:?}");
     let unfinished_lost = acked[300..].iter().filter(|m| !seen.contains(*m)).count();
-    assert_eq!(unfinished_lost, 0, "acknowledged, unfinished messages lost: e.g. {missing:?}");
+    assert_eq!(
+        unfinished_lost, 0,
+        "acknowledged, unfinished messages lost: e.g. {missing:?}"
+    );
     drop(tmp);
 }
 
@@ -118,7 +121,9 @@ fn requeue_delay_and_attempts_survive_kill_9() {
     p.expect_ok();
     let mut c = n.connect();
     c.subscribe("rq", "ch", 1);
-    let Some(Frame::Message { id, attempts: 1, .. }) = c.read_frame() else { panic!("no first delivery") };
+    let Some(Frame::Message { id, attempts: 1, .. }) = c.read_frame() else {
+        panic!("no first delivery")
+    };
     let requeued = Instant::now();
     c.cmd(&format!("REQ {id} 2500"));
     std::thread::sleep(Duration::from_millis(300));
@@ -132,7 +137,10 @@ fn requeue_delay_and_attempts_survive_kill_9() {
             let at = requeued.elapsed();
             assert_eq!(body, b"again");
             assert_eq!(attempts, 2);
-            assert!(at >= Duration::from_millis(2300), "requeue delay forgotten: {at:?}");
+            assert!(
+                at >= Duration::from_millis(2300),
+                "requeue delay forgotten: {at:?}"
+            );
         }
         other => panic!("requeued message lost: {other:?}"),
     }

@@ -24,9 +24,21 @@ fn record(id: u64, attempts: u16, body: &str) -> Vec<u8> {
 /// two data files.
 fn write_queue(dir: &Path, name: &str, bodies: &[&str], consumed: usize) {
     let split = bodies.len() / 2;
-    let file0: Vec<u8> = bodies[..split].iter().enumerate().flat_map(|(i, b)| record(100 + i as u64, 1, b)).collect();
-    let file1: Vec<u8> = bodies[split..].iter().enumerate().flat_map(|(i, b)| record(200 + i as u64, 0, b)).collect();
-    let read_pos: usize = bodies[..consumed].iter().enumerate().map(|(i, b)| record(100 + i as u64, 1, b).len()).sum();
+    let file0: Vec<u8> = bodies[..split]
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| record(100 + i as u64, 1, b))
+        .collect();
+    let file1: Vec<u8> = bodies[split..]
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| record(200 + i as u64, 0, b))
+        .collect();
+    let read_pos: usize = bodies[..consumed]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| record(100 + i as u64, 1, b).len())
+        .sum();
     std::fs::write(dir.join(format!("{name}.diskqueue.000000.dat")), &file0).unwrap();
     std::fs::write(dir.join(format!("{name}.diskqueue.000001.dat")), &file1).unwrap();
     let depth = bodies.len() - consumed;
@@ -41,7 +53,10 @@ fn drain(n: &Nsqd, channel: &str, want: usize) -> BTreeMap<String, u16> {
     let mut got = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while got.len() < want && Instant::now() < deadline {
-        if let Some(Frame::Message { id, body, attempts, .. }) = c.read_frame() {
+        if let Some(Frame::Message {
+            id, body, attempts, ..
+        }) = c.read_frame()
+        {
             c.cmd(&format!("FIN {id}"));
             got.insert(String::from_utf8(body).unwrap(), attempts);
         }
@@ -81,13 +96,21 @@ fn go_data_directory_is_taken_over() {
 
     n.post("/channel/unpause?topic=orders&channel=audit", b"");
     let audit = drain(&n, "audit", 3);
-    assert_eq!(audit.keys().map(String::as_str).collect::<Vec<_>>(), vec!["t2", "t3", "t4"]);
+    assert_eq!(
+        audit.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["t2", "t3", "t4"]
+    );
 
     // A restart does not import twice.
     let _ = n.kill9();
     let n = Nsqd::start_in(dir, &[]);
     let stats = n.stats();
-    let total: u64 = stats["topics"][0]["channels"].as_array().unwrap().iter().map(|c| c["depth"].as_u64().unwrap()).sum();
+    let total: u64 = stats["topics"][0]["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["depth"].as_u64().unwrap())
+        .sum();
     assert!(total <= 9, "re-imported: depth {total}");
     drop(n);
 }

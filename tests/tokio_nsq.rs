@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use common::Nsqd;
 use tokio::time::timeout;
 use tokio_nsq::{
-    NSQChannel, NSQConsumer, NSQConsumerConfig, NSQConsumerConfigSources, NSQEvent, NSQProducer, NSQProducerConfig,
-    NSQRequeueDelay, NSQTopic,
+    NSQChannel, NSQConsumer, NSQConsumerConfig, NSQConsumerConfigSources, NSQEvent, NSQProducer,
+    NSQProducerConfig, NSQRequeueDelay, NSQTopic,
 };
 
 async fn producer(n: &Nsqd) -> NSQProducer {
@@ -49,14 +49,20 @@ async fn publish_and_consume_on_two_channels() {
     let mut b = consumer(&n, "tn_orders", "audit", 10);
     // Let both subscriptions exist before publishing, so each channel gets every message.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while n.stats()["topics"][0]["channels"].as_array().map_or(0, |c| c.len()) < 2 {
+    while n.stats()["topics"][0]["channels"]
+        .as_array()
+        .map_or(0, |c| c.len())
+        < 2
+    {
         assert!(Instant::now() < deadline, "consumers never subscribed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut p = producer(&n).await;
     p.publish(&topic, b"one".to_vec()).await.unwrap();
     acked(&mut p).await;
-    p.publish_multiple(&topic, vec![b"two".to_vec(), b"three".to_vec()]).await.unwrap();
+    p.publish_multiple(&topic, vec![b"two".to_vec(), b"three".to_vec()])
+        .await
+        .unwrap();
     acked(&mut p).await;
     for c in [&mut a, &mut b] {
         let mut bodies = Vec::new();
@@ -83,7 +89,10 @@ async fn deferred_publish_waits() {
     let m = next(&mut c).await;
     let waited = sent.elapsed();
     assert_eq!(m.body, b"later");
-    assert!(waited >= Duration::from_millis(1400), "DPUB delivered after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "DPUB delivered after {waited:?}"
+    );
     m.finish().await;
 }
 

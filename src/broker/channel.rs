@@ -94,13 +94,25 @@ impl ChannelState {
     fn snapshot(&self) -> ChannelSnapshot {
         let mut entries: Vec<OutstandingEntry> = Vec::with_capacity(self.held.len());
         for &(pos, attempts) in &self.ready {
-            entries.push(OutstandingEntry { pos, attempts, due_ns: 0 });
+            entries.push(OutstandingEntry {
+                pos,
+                attempts,
+                due_ns: 0,
+            });
         }
         for f in self.in_flight.values() {
-            entries.push(OutstandingEntry { pos: f.pos, attempts: f.attempts, due_ns: 0 });
+            entries.push(OutstandingEntry {
+                pos: f.pos,
+                attempts: f.attempts,
+                due_ns: 0,
+            });
         }
         for (&(due_ns, pos), &attempts) in &self.deferred {
-            entries.push(OutstandingEntry { pos, attempts, due_ns });
+            entries.push(OutstandingEntry {
+                pos,
+                attempts,
+                due_ns,
+            });
         }
         entries.sort_by_key(|e| (e.due_ns, e.pos));
         ChannelSnapshot {
@@ -194,7 +206,9 @@ impl Channel {
             dirty: false,
         };
         if state.ranges.is_empty() {
-            state.ranges.push_back(CursorRange::open(fallback_start.pos, fallback_start.seq));
+            state
+                .ranges
+                .push_back(CursorRange::open(fallback_start.pos, fallback_start.seq));
         }
         for e in entries.values() {
             if e.due_ns > 0 {
@@ -209,7 +223,12 @@ impl Channel {
         Ok(Self::from_state(topic, name, state, Some(dir)))
     }
 
-    fn from_state(topic: Arc<TopicCore>, name: &str, state: ChannelState, dir: Option<PathBuf>) -> Arc<Channel> {
+    fn from_state(
+        topic: Arc<TopicCore>,
+        name: &str,
+        state: ChannelState,
+        dir: Option<PathBuf>,
+    ) -> Arc<Channel> {
         Arc::new(Channel {
             name: name.to_string(),
             ephemeral: crate::protocol::names::is_ephemeral(name),
@@ -295,7 +314,13 @@ impl Channel {
     }
 
     /// Pulls up to `max` deliverable messages for `client`, marking them in flight.
-    pub fn take(&self, client: &ClientHandle, max: usize, msg_timeout: Duration, sample_rate: i32) -> Vec<Delivery> {
+    pub fn take(
+        &self,
+        client: &ClientHandle,
+        max: usize,
+        msg_timeout: Duration,
+        sample_rate: i32,
+    ) -> Vec<Delivery> {
         let mut out = Vec::new();
         if max == 0 || self.is_paused() || self.is_deleted() {
             return out;
@@ -307,12 +332,19 @@ impl Channel {
             if let Some((pos, attempts)) = st.ready.pop_front() {
                 st.unhold(pos);
                 match self.topic.read_one(&mut st.reader, pos) {
-                    Some(msg) => self.deliver(st, &mut out, client, msg, attempts, now, msg_timeout, sample_rate),
-                    None => eprintln!("[nsqd] ERROR: message at {pos} of {} is gone from the log", self.topic.name),
+                    Some(msg) => {
+                        self.deliver(st, &mut out, client, msg, attempts, now, msg_timeout, sample_rate)
+                    }
+                    None => eprintln!(
+                        "[nsqd] ERROR: message at {pos} of {} is gone from the log",
+                        self.topic.name
+                    ),
                 }
                 continue;
             }
-            let Some(front) = st.ranges.front().copied() else { break };
+            let Some(front) = st.ranges.front().copied() else {
+                break;
+            };
             let limit = if front.is_open() {
                 if self.topic.is_paused() {
                     break;
@@ -392,10 +424,20 @@ impl Channel {
         }
         st.deadlines.insert((deadline_ns, msg.id));
         st.hold(msg.pos);
-        out.push(Delivery { id: msg.id, timestamp_ns: msg.timestamp_ns, attempts, body: msg.body });
+        out.push(Delivery {
+            id: msg.id,
+            timestamp_ns: msg.timestamp_ns,
+            attempts,
+            body: msg.body,
+        });
     }
 
-    fn pop_in_flight(&self, st: &mut ChannelState, client_id: u64, id: MessageId) -> Result<InFlight, &'static str> {
+    fn pop_in_flight(
+        &self,
+        st: &mut ChannelState,
+        client_id: u64,
+        id: MessageId,
+    ) -> Result<InFlight, &'static str> {
         match st.in_flight.get(&id) {
             None => Err("ID not in flight"),
             Some(f) if f.client_id != client_id => Err("client does not own message"),
@@ -414,7 +456,10 @@ impl Channel {
         st.dirty = true;
         drop(st);
         self.e2e.lock().record(now_ns() - f.timestamp_ns);
-        Ok(Finished { timestamp_ns: f.timestamp_ns, attempts: f.attempts })
+        Ok(Finished {
+            timestamp_ns: f.timestamp_ns,
+            attempts: f.attempts,
+        })
     }
 
     pub fn requeue(&self, client_id: u64, id: MessageId, delay_ms: i64) -> Result<(), &'static str> {
@@ -426,7 +471,11 @@ impl Channel {
         } else {
             let due_ns = now_ns() + delay_ms * 1_000_000;
             st.deferred.insert((due_ns, f.pos), f.attempts);
-            st.journal(JournalRecord::Set(OutstandingEntry { pos: f.pos, attempts: f.attempts, due_ns }));
+            st.journal(JournalRecord::Set(OutstandingEntry {
+                pos: f.pos,
+                attempts: f.attempts,
+                due_ns,
+            }));
         }
         st.dirty = true;
         drop(st);
@@ -438,7 +487,13 @@ impl Channel {
 
     /// Extends a message's deadline by the client's msg_timeout, capped at max-msg-timeout
     /// after its delivery.
-    pub fn touch(&self, client_id: u64, id: MessageId, msg_timeout: Duration, max_msg_timeout: Duration) -> Result<(), &'static str> {
+    pub fn touch(
+        &self,
+        client_id: u64,
+        id: MessageId,
+        msg_timeout: Duration,
+        max_msg_timeout: Duration,
+    ) -> Result<(), &'static str> {
         let mut st = self.state.lock();
         let f = match st.in_flight.get(&id) {
             None => return Err("ID not in flight"),
@@ -525,7 +580,12 @@ impl Channel {
         let mut st = self.state.lock();
         if let Some(open) = st.ranges.back_mut() {
             if open.is_open() && open.pos <= from.pos {
-                *open = CursorRange { pos: open.pos, seq: open.seq, end_pos: from.pos, end_seq: from.seq };
+                *open = CursorRange {
+                    pos: open.pos,
+                    seq: open.seq,
+                    end_pos: from.pos,
+                    end_seq: from.seq,
+                };
                 st.ranges.push_back(CursorRange::open(to.pos, to.seq));
                 st.dirty = true;
             }
@@ -550,7 +610,10 @@ impl Channel {
         st.dirty = false;
         if let Err(e) = st.store.as_mut().unwrap().write_snapshot(&mut snap, fsync) {
             st.dirty = true;
-            eprintln!("[nsqd] ERROR: failed to persist channel {}:{} - {e}", self.topic.name, self.name);
+            eprintln!(
+                "[nsqd] ERROR: failed to persist channel {}:{} - {e}",
+                self.topic.name, self.name
+            );
         }
     }
 
@@ -578,13 +641,19 @@ impl Channel {
             depth,
             in_flight: st.in_flight.len() as u64,
             deferred: st.deferred.len() as u64,
-            message_count: head.seq.saturating_sub(st.base_seq) + self.extra_message_count.load(Ordering::Relaxed),
+            message_count: head.seq.saturating_sub(st.base_seq)
+                + self.extra_message_count.load(Ordering::Relaxed),
         }
     }
 
     /// In-flight messages per client (for `/stats` and live state).
     pub fn in_flight_of(&self, client_id: u64) -> usize {
-        self.state.lock().in_flight.values().filter(|f| f.client_id == client_id).count()
+        self.state
+            .lock()
+            .in_flight
+            .values()
+            .filter(|f| f.client_id == client_id)
+            .count()
     }
 }
 

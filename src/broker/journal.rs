@@ -28,7 +28,12 @@ pub struct CursorRange {
 
 impl CursorRange {
     pub fn open(pos: u64, seq: u64) -> CursorRange {
-        CursorRange { pos, seq, end_pos: u64::MAX, end_seq: u64::MAX }
+        CursorRange {
+            pos,
+            seq,
+            end_pos: u64::MAX,
+            end_seq: u64::MAX,
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -71,7 +76,10 @@ pub struct ChannelStore {
 
 impl ChannelStore {
     fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-        (dir.join(format!("{name}.snap")), dir.join(format!("{name}.journal")))
+        (
+            dir.join(format!("{name}.snap")),
+            dir.join(format!("{name}.journal")),
+        )
     }
 
     /// Loads the channel's state if it has any: the snapshot with its journal applied.
@@ -83,7 +91,10 @@ impl ChannelStore {
             Err(e) => return Err(e),
         };
         let snap = decode_snapshot(&data).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("corrupt channel snapshot {}", snap_path.display()))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("corrupt channel snapshot {}", snap_path.display()),
+            )
         })?;
         let records = match fs::read(&journal_path) {
             Ok(j) => decode_journal(&j, snap.generation),
@@ -94,11 +105,21 @@ impl ChannelStore {
     }
 
     /// Opens the store for writing, starting from `snapshot` (written out at once).
-    pub fn create(dir: &Path, name: &str, snapshot: &mut ChannelSnapshot, fsync: bool) -> io::Result<ChannelStore> {
+    pub fn create(
+        dir: &Path,
+        name: &str,
+        snapshot: &mut ChannelSnapshot,
+        fsync: bool,
+    ) -> io::Result<ChannelStore> {
         fs::create_dir_all(dir)?;
         let (snap_path, journal_path) = Self::paths(dir, name);
         let journal = OpenOptions::new().create(true).append(true).open(&journal_path)?;
-        let mut store = ChannelStore { snap_path, journal_path, journal, generation: snapshot.generation };
+        let mut store = ChannelStore {
+            snap_path,
+            journal_path,
+            journal,
+            generation: snapshot.generation,
+        };
         store.write_snapshot(snapshot, fsync)?;
         Ok(store)
     }
@@ -213,14 +234,28 @@ fn decode_snapshot(data: &[u8]) -> Option<ChannelSnapshot> {
     let nranges = r.u64()? as usize;
     let mut ranges = Vec::with_capacity(nranges.min(1024));
     for _ in 0..nranges {
-        ranges.push(CursorRange { pos: r.u64()?, seq: r.u64()?, end_pos: r.u64()?, end_seq: r.u64()? });
+        ranges.push(CursorRange {
+            pos: r.u64()?,
+            seq: r.u64()?,
+            end_pos: r.u64()?,
+            end_seq: r.u64()?,
+        });
     }
     let nentries = r.u64()? as usize;
     let mut entries = Vec::with_capacity(nentries.min(1 << 20));
     for _ in 0..nentries {
-        entries.push(OutstandingEntry { pos: r.u64()?, attempts: r.u16()?, due_ns: r.u64()? as i64 });
+        entries.push(OutstandingEntry {
+            pos: r.u64()?,
+            attempts: r.u16()?,
+            due_ns: r.u64()? as i64,
+        });
     }
-    Some(ChannelSnapshot { generation, base_seq, ranges, entries })
+    Some(ChannelSnapshot {
+        generation,
+        base_seq,
+        ranges,
+        entries,
+    })
 }
 
 /// Records of `generation`, stopping at the first torn or corrupt one.
@@ -240,7 +275,11 @@ fn decode_journal(data: &[u8], generation: u64) -> Vec<JournalRecord> {
             let attempts = r.u16()?;
             let due_ns = r.u64()? as i64;
             match body[0] {
-                1 => Some(JournalRecord::Set(OutstandingEntry { pos, attempts, due_ns })),
+                1 => Some(JournalRecord::Set(OutstandingEntry {
+                    pos,
+                    attempts,
+                    due_ns,
+                })),
                 2 => Some(JournalRecord::Remove { pos }),
                 _ => None,
             }
@@ -259,10 +298,18 @@ mod tests {
             generation: 0,
             base_seq: 5,
             ranges: vec![CursorRange::open(100, 7)],
-            entries: vec![OutstandingEntry { pos: 10, attempts: 2, due_ns: 0 }],
+            entries: vec![OutstandingEntry {
+                pos: 10,
+                attempts: 2,
+                due_ns: 0,
+            }],
         };
         let mut store = ChannelStore::create(dir.path(), "c", &mut snap, false).unwrap();
-        let rec = JournalRecord::Set(OutstandingEntry { pos: 50, attempts: 1, due_ns: 123 });
+        let rec = JournalRecord::Set(OutstandingEntry {
+            pos: 50,
+            attempts: 1,
+            due_ns: 123,
+        });
         store.append(rec).unwrap();
         store.append(JournalRecord::Remove { pos: 10 }).unwrap();
         let (loaded, records) = ChannelStore::load(dir.path(), "c").unwrap().unwrap();

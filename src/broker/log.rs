@@ -183,13 +183,33 @@ impl DiskLog {
                     f.sync_all()?;
                 }
                 let first_seq = if len == 0 { head.seq } else { first_seq };
-                segments.insert(start, Segment { start, len, first_seq });
-                head = LogHead { pos: start + len, seq: if len == 0 { first_seq } else { next_seq } };
+                segments.insert(
+                    start,
+                    Segment {
+                        start,
+                        len,
+                        first_seq,
+                    },
+                );
+                head = LogHead {
+                    pos: start + len,
+                    seq: if len == 0 { first_seq } else { next_seq },
+                };
             } else {
                 let len = fs::metadata(&path)?.len();
                 let first_seq = read_first_seq(&path)?.unwrap_or(head.seq);
-                segments.insert(start, Segment { start, len, first_seq });
-                head = LogHead { pos: start + len, seq: first_seq };
+                segments.insert(
+                    start,
+                    Segment {
+                        start,
+                        len,
+                        first_seq,
+                    },
+                );
+                head = LogHead {
+                    pos: start + len,
+                    seq: first_seq,
+                };
             }
         }
         let last_start = *segments.keys().next_back().unwrap();
@@ -221,7 +241,10 @@ impl DiskLog {
     /// Position and sequence of the oldest record still on disk.
     pub fn tail(&self) -> LogHead {
         let first = self.segments.values().next().unwrap();
-        LogHead { pos: first.start, seq: first.first_seq }
+        LogHead {
+            pos: first.start,
+            seq: first.first_seq,
+        }
     }
 
     /// Appends records with one write; returns the head after them. Sequence numbers are
@@ -243,7 +266,10 @@ impl DiskLog {
             return Err(e);
         }
         let start = self.active_start();
-        self.head = LogHead { pos: self.head.pos + self.scratch.len() as u64, seq };
+        self.head = LogHead {
+            pos: self.head.pos + self.scratch.len() as u64,
+            seq,
+        };
         self.segments.get_mut(&start).unwrap().len = self.head.pos - start;
         self.unsynced = true;
         self.appends_since_sync += records.len() as u64;
@@ -261,7 +287,14 @@ impl DiskLog {
             .create(true)
             .append(true)
             .open(segment_path(&self.dir, start))?;
-        self.segments.insert(start, Segment { start, len: 0, first_seq: self.head.seq });
+        self.segments.insert(
+            start,
+            Segment {
+                start,
+                len: 0,
+                first_seq: self.head.seq,
+            },
+        );
         self.unsynced = false;
         Ok(())
     }
@@ -358,7 +391,9 @@ fn read_first_seq(path: &Path) -> io::Result<Option<u64>> {
         return Ok(None);
     }
     let seq_at = RECORD_PREFIX + 16;
-    Ok(Some(u64::from_be_bytes(buf[seq_at..seq_at + 8].try_into().unwrap())))
+    Ok(Some(u64::from_be_bytes(
+        buf[seq_at..seq_at + 8].try_into().unwrap(),
+    )))
 }
 
 /// A channel's reading handle: keeps segment files open between reads.
@@ -464,11 +499,19 @@ impl LogReader {
         if !messages.is_empty() {
             skipped_to_seq = None;
         }
-        Ok(ReadBatch { messages, next_pos: pos, skipped_to_seq })
+        Ok(ReadBatch {
+            messages,
+            next_pos: pos,
+            skipped_to_seq,
+        })
     }
 
     /// Reads the single record at `pos` (a requeued or deferred message).
-    pub fn read_one(&mut self, log: &parking_lot::Mutex<DiskLog>, pos: u64) -> io::Result<Option<StoredMessage>> {
+    pub fn read_one(
+        &mut self,
+        log: &parking_lot::Mutex<DiskLog>,
+        pos: u64,
+    ) -> io::Result<Option<StoredMessage>> {
         let limit = log.lock().head().pos;
         let batch = self.read(log, pos, limit, 1)?;
         Ok(batch.messages.into_iter().next().filter(|m| m.pos == pos))
@@ -496,7 +539,11 @@ pub struct MemLog {
 
 impl MemLog {
     pub fn new(capacity: usize) -> MemLog {
-        MemLog { base: 0, messages: VecDeque::new(), capacity }
+        MemLog {
+            base: 0,
+            messages: VecDeque::new(),
+            capacity,
+        }
     }
 
     pub fn head(&self) -> LogHead {
@@ -505,7 +552,10 @@ impl MemLog {
     }
 
     pub fn tail(&self) -> LogHead {
-        LogHead { pos: self.base, seq: self.base }
+        LogHead {
+            pos: self.base,
+            seq: self.base,
+        }
     }
 
     /// Appends; returns how many old messages were dropped to stay within capacity.
@@ -551,7 +601,11 @@ impl MemLog {
         }
         ReadBatch {
             next_pos: p,
-            skipped_to_seq: if messages.is_empty() && start != pos { Some(start) } else { None },
+            skipped_to_seq: if messages.is_empty() && start != pos {
+                Some(start)
+            } else {
+                None
+            },
             messages,
         }
     }
@@ -570,7 +624,13 @@ mod tests {
     use parking_lot::Mutex;
 
     fn rec(body: &[u8], id: u64) -> NewRecord<'_> {
-        NewRecord { id: MessageId(id), timestamp_ns: 7, attempts: 0, deliver_at_ns: 0, body }
+        NewRecord {
+            id: MessageId(id),
+            timestamp_ns: 7,
+            attempts: 0,
+            deliver_at_ns: 0,
+            body,
+        }
     }
 
     #[test]
@@ -589,10 +649,19 @@ mod tests {
         let batch = reader.read(&log, 0, head.pos, 100).unwrap();
         assert_eq!(batch.messages.len(), 30);
         assert_eq!(batch.next_pos, head.pos);
-        assert!(batch.messages.iter().enumerate().all(|(i, m)| m.seq == i as u64 && m.id.0 == i as u64));
+        assert!(batch
+            .messages
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.seq == i as u64 && m.id.0 == i as u64));
         drop(log);
         // A torn tail (half a record) is cut off at reopen.
-        let last = fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).max().unwrap();
+        let last = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .max()
+            .unwrap();
         let mut f = OpenOptions::new().append(true).open(&last).unwrap();
         f.write_all(&[0, 0, 0, 99, 1, 2]).unwrap();
         let log = DiskLog::open(dir.path(), 2048, 1024).unwrap();
@@ -627,6 +696,9 @@ mod tests {
             log.append(&[rec(b"m", i)]);
         }
         let batch = log.read(0, log.head().pos, 10);
-        assert_eq!(batch.messages.iter().map(|m| m.id.0).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            batch.messages.iter().map(|m| m.id.0).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
     }
 }

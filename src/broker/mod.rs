@@ -69,8 +69,10 @@ impl Broker {
         } else {
             PathBuf::from(&opts.data_path)
         };
-        fs::create_dir_all(&data_dir).map_err(|e| format!("failed to create data path {} - {e}", data_dir.display()))?;
-        let dir_lock = fs::File::open(&data_dir).map_err(|e| format!("failed to open data path {} - {e}", data_dir.display()))?;
+        fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("failed to create data path {} - {e}", data_dir.display()))?;
+        let dir_lock = fs::File::open(&data_dir)
+            .map_err(|e| format!("failed to open data path {} - {e}", data_dir.display()))?;
         // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
         if unsafe { libc::flock(dir_lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(format!(
@@ -112,7 +114,9 @@ impl Broker {
             if !crate::protocol::names::is_valid_topic_name(&tm.name) || is_ephemeral(&tm.name) {
                 continue;
             }
-            let topic = self.open_topic(&tm.name).map_err(|e| format!("failed to open topic {} - {e}", tm.name))?;
+            let topic = self
+                .open_topic(&tm.name)
+                .map_err(|e| format!("failed to open topic {} - {e}", tm.name))?;
             topic.set_paused(tm.paused);
             let dir = topic.dir.clone().unwrap();
             if let Ok(text) = fs::read_to_string(orphan_file(&dir)) {
@@ -126,8 +130,14 @@ impl Broker {
                     continue;
                 }
                 let start = topic.orphan_start().unwrap_or_else(|| topic.core.head());
-                let ch = Channel::restore(topic.core.clone(), &cm.name, dir.join("channels"), start, self.fsync_state())
-                    .map_err(|e| format!("failed to restore channel {}:{} - {e}", tm.name, cm.name))?;
+                let ch = Channel::restore(
+                    topic.core.clone(),
+                    &cm.name,
+                    dir.join("channels"),
+                    start,
+                    self.fsync_state(),
+                )
+                .map_err(|e| format!("failed to restore channel {}:{} - {e}", tm.name, cm.name))?;
                 ch.set_paused(cm.paused);
                 topic.insert_channel(ch);
             }
@@ -139,11 +149,25 @@ impl Broker {
     fn open_topic(&self, name: &str) -> std::io::Result<Arc<Topic>> {
         if is_ephemeral(name) {
             let log = MemLog::new(self.opts.mem_queue_size.max(1) as usize);
-            return Ok(Arc::new(Topic::new(name, LogStore::Memory(Mutex::new(log)), self.opts.node_id, None)));
+            return Ok(Arc::new(Topic::new(
+                name,
+                LogStore::Memory(Mutex::new(log)),
+                self.opts.node_id,
+                None,
+            )));
         }
         let dir = topic_dir(&self.topics_dir, name);
-        let log = DiskLog::open(&dir, self.opts.max_bytes_per_file.max(1) as u64, self.opts.max_msg_size.max(1) as usize)?;
-        Ok(Arc::new(Topic::new(name, LogStore::Disk(Mutex::new(log)), self.opts.node_id, Some(dir))))
+        let log = DiskLog::open(
+            &dir,
+            self.opts.max_bytes_per_file.max(1) as u64,
+            self.opts.max_msg_size.max(1) as usize,
+        )?;
+        Ok(Arc::new(Topic::new(
+            name,
+            LogStore::Disk(Mutex::new(log)),
+            self.opts.node_id,
+            Some(dir),
+        )))
     }
 
     /// Whether checkpoints should be fsynced every time (`--sync-every=1`).
@@ -214,7 +238,12 @@ impl Broker {
     }
 
     /// Publishes to a topic, then applies the fsync policy. Returns the message IDs.
-    pub async fn publish(&self, topic: &Arc<Topic>, bodies: &[&[u8]], deliver_at_ns: i64) -> Result<Vec<crate::protocol::MessageId>, PublishError> {
+    pub async fn publish(
+        &self,
+        topic: &Arc<Topic>,
+        bodies: &[&[u8]],
+        deliver_at_ns: i64,
+    ) -> Result<Vec<crate::protocol::MessageId>, PublishError> {
         if self.is_exiting() {
             return Err(PublishError::Exiting);
         }
@@ -231,7 +260,9 @@ impl Broker {
                 let pos = topic.core.head().pos;
                 let task = tokio::task::spawn_blocking(move || topic.sync_to(pos));
                 if wait {
-                    let synced = task.await.map_err(|e| PublishError::Io(std::io::Error::other(e.to_string())))?;
+                    let synced = task
+                        .await
+                        .map_err(|e| PublishError::Io(std::io::Error::other(e.to_string())))?;
                     synced.map_err(PublishError::Io)?;
                 }
             }
@@ -245,7 +276,9 @@ impl Broker {
     /// Gets or creates a channel, persisting metadata when a durable one is created.
     pub fn get_or_create_channel(&self, topic: &Arc<Topic>, name: &str) -> Result<Arc<Channel>, String> {
         let had_channels = !topic.channels().is_empty();
-        let (ch, created) = topic.get_or_create_channel(name, self.fsync_state()).map_err(|e| e.to_string())?;
+        let (ch, created) = topic
+            .get_or_create_channel(name, self.fsync_state())
+            .map_err(|e| e.to_string())?;
         if created && !had_channels {
             if let Some(dir) = &topic.dir {
                 let _ = fs::remove_file(orphan_file(dir));
@@ -297,10 +330,12 @@ impl Broker {
     /// A client left a channel: ephemeral channels (and then topics) go with their last client.
     pub fn client_left(&self, topic: &Arc<Topic>, channel: &Arc<Channel>, client_id: u64) {
         let left = channel.remove_client(client_id);
-        if left == 0 && channel.ephemeral && !channel.is_deleted() {
-            if topic.remove_channel(&channel.name).is_some() {
-                self.after_channel_removed(topic);
-            }
+        if left == 0
+            && channel.ephemeral
+            && !channel.is_deleted()
+            && topic.remove_channel(&channel.name).is_some()
+        {
+            self.after_channel_removed(topic);
         }
     }
 
@@ -319,7 +354,10 @@ impl Broker {
                         .channels()
                         .iter()
                         .filter(|c| !c.ephemeral)
-                        .map(|c| metadata::ChannelMeta { name: c.name.clone(), paused: c.is_paused() })
+                        .map(|c| metadata::ChannelMeta {
+                            name: c.name.clone(),
+                            paused: c.is_paused(),
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -410,6 +448,9 @@ impl Broker {
     }
 
     pub fn start_time_unix(&self) -> i64 {
-        self.start_time.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+        self.start_time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
     }
 }

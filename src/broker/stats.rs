@@ -148,7 +148,14 @@ fn client_stats(c: &ClientHandle, with_pub_counts: bool) -> ClientStats {
         topology_zone: String::new(),
         topology_region: String::new(),
         pub_counts: if with_pub_counts {
-            c.pub_counts.lock().iter().map(|(t, n)| PubCount { topic: t.clone(), count: *n }).collect()
+            c.pub_counts
+                .lock()
+                .iter()
+                .map(|(t, n)| PubCount {
+                    topic: t.clone(),
+                    count: *n,
+                })
+                .collect()
         } else {
             vec![]
         },
@@ -156,7 +163,13 @@ fn client_stats(c: &ClientHandle, with_pub_counts: bool) -> ClientStats {
 }
 
 /// Builds `/stats`: topics and channels sorted by name, optionally filtered.
-pub fn collect(broker: &Broker, topic: Option<&str>, channel: Option<&str>, include_clients: bool, include_mem: bool) -> Stats {
+pub fn collect(
+    broker: &Broker,
+    topic: Option<&str>,
+    channel: Option<&str>,
+    include_clients: bool,
+    include_mem: bool,
+) -> Stats {
     let mut topics = Vec::new();
     for t in broker.topics() {
         if topic.is_some_and(|name| name != t.name()) {
@@ -172,7 +185,11 @@ pub fn collect(broker: &Broker, topic: Option<&str>, channel: Option<&str>, incl
             channels.push(ChannelStats {
                 channel_name: ch.name.clone(),
                 depth: counts.depth,
-                backend_depth: if ch.ephemeral || t.is_ephemeral() { 0 } else { counts.depth },
+                backend_depth: if ch.ephemeral || t.is_ephemeral() {
+                    0
+                } else {
+                    counts.depth
+                },
                 in_flight_count: counts.in_flight,
                 deferred_count: counts.deferred,
                 message_count: counts.message_count,
@@ -181,7 +198,10 @@ pub fn collect(broker: &Broker, topic: Option<&str>, channel: Option<&str>, incl
                 client_count: clients.len(),
                 clients: include_clients.then(|| clients.iter().map(|c| client_stats(c, false)).collect()),
                 paused: ch.is_paused(),
-                e2e_processing_latency: E2eStats { count: ch.e2e.lock().count, percentiles: None },
+                e2e_processing_latency: E2eStats {
+                    count: ch.e2e.lock().count,
+                    percentiles: None,
+                },
             });
         }
         // A channel filter that matches nothing omits the topic, as nsqd does.
@@ -197,7 +217,10 @@ pub fn collect(broker: &Broker, topic: Option<&str>, channel: Option<&str>, incl
             message_count: t.message_count.load(Ordering::Relaxed),
             message_bytes: t.message_bytes.load(Ordering::Relaxed),
             paused: t.is_paused(),
-            e2e_processing_latency: E2eStats { count: 0, percentiles: None },
+            e2e_processing_latency: E2eStats {
+                count: 0,
+                percentiles: None,
+            },
         });
     }
     let producers: Vec<ClientStats> = if include_clients {
@@ -213,9 +236,16 @@ pub fn collect(broker: &Broker, topic: Option<&str>, channel: Option<&str>, incl
     let rss = process_rss_bytes();
     Stats {
         version: super::NSQ_VERSION.into(),
-        health: broker.health().map(|e| format!("NOK - {e}")).unwrap_or_else(|| "OK".into()),
+        health: broker
+            .health()
+            .map(|e| format!("NOK - {e}"))
+            .unwrap_or_else(|| "OK".into()),
         start_time: broker.start_time_unix(),
-        topics: if topics.is_empty() && topic.is_some() { None } else { Some(topics) },
+        topics: if topics.is_empty() && topic.is_some() {
+            None
+        } else {
+            Some(topics)
+        },
         memory: include_mem.then_some(MemoryStats {
             heap_objects: 0,
             heap_idle_bytes: 0,
@@ -227,7 +257,11 @@ pub fn collect(broker: &Broker, topic: Option<&str>, channel: Option<&str>, incl
             next_gc_bytes: 0,
             gc_total_runs: 0,
         }),
-        producers: if producers.is_empty() { None } else { Some(producers) },
+        producers: if producers.is_empty() {
+            None
+        } else {
+            Some(producers)
+        },
     }
 }
 
@@ -235,7 +269,12 @@ pub fn collect(broker: &Broker, topic: Option<&str>, channel: Option<&str>, incl
 pub fn render_text(stats: &Stats, uptime: std::time::Duration) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "nsqd v{} (built w/nsqrs-{})", stats.version, env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        out,
+        "nsqd v{} (built w/nsqrs-{})",
+        stats.version,
+        env!("CARGO_PKG_VERSION")
+    );
     let start = chrono::DateTime::from_timestamp(stats.start_time, 0).unwrap_or_default();
     let _ = writeln!(out, "start_time {}", start.format("%Y-%m-%dT%H:%M:%SZ"));
     let _ = writeln!(out, "uptime {:?}\n", uptime);
@@ -296,11 +335,19 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration) -> String {
             out.push_str("\nProducers:");
             for p in producers {
                 let total: u64 = p.pub_counts.iter().map(|c| c.count).sum();
-                let topics: Vec<String> = p.pub_counts.iter().map(|c| format!("{}={}", c.topic, c.count)).collect();
+                let topics: Vec<String> = p
+                    .pub_counts
+                    .iter()
+                    .map(|c| format!("{}={}", c.topic, c.count))
+                    .collect();
                 let _ = write!(
                     out,
                     "\n   [{} {:<21} {}] msgs: {:<8} topics: {} connected: {}s",
-                    p.version, p.remote_address, p.user_agent, total, topics.join(","),
+                    p.version,
+                    p.remote_address,
+                    p.user_agent,
+                    total,
+                    topics.join(","),
                     (crate::protocol::guid::now_ns() / 1_000_000_000 - p.connect_ts).max(0)
                 );
             }

@@ -51,7 +51,7 @@ fn read_diskqueue(dir: &Path, name: &str, max_msg_size: usize) -> Result<Vec<GoM
         Err(_) => return Ok(vec![]),
     };
     let nums: Vec<i64> = text
-        .split(|c: char| c == '\n' || c == ',')
+        .split(['\n', ','])
         .filter(|s| !s.trim().is_empty())
         .map(|s| s.trim().parse::<i64>())
         .collect::<Result<_, _>>()
@@ -63,13 +63,24 @@ fn read_diskqueue(dir: &Path, name: &str, max_msg_size: usize) -> Result<Vec<GoM
     for file_num in read_file..=write_file {
         let path = dir.join(format!("{name}.diskqueue.{file_num:06}.dat"));
         let Ok(data) = fs::read(&path) else { continue };
-        let mut off = if file_num == read_file { read_pos as usize } else { 0 };
-        let end = if file_num == write_file { (write_pos as usize).min(data.len()) } else { data.len() };
+        let mut off = if file_num == read_file {
+            read_pos as usize
+        } else {
+            0
+        };
+        let end = if file_num == write_file {
+            (write_pos as usize).min(data.len())
+        } else {
+            data.len()
+        };
         while off + 4 <= end {
             let len = u32::from_be_bytes(data[off..off + 4].try_into().unwrap()) as usize;
             // go-diskqueue's own bounds: a record outside them means the rest is corrupt.
             if !(26..=max_msg_size + 26).contains(&len) || off + 4 + len > end {
-                eprintln!("[nsqd] WARNING: takeover: corrupt record in {} at {off}; rest of file skipped", path.display());
+                eprintln!(
+                    "[nsqd] WARNING: takeover: corrupt record in {} at {off}; rest of file skipped",
+                    path.display()
+                );
                 break;
             }
             if let Some(m) = decode_message(&data[off + 4..off + 4 + len]) {
@@ -100,13 +111,20 @@ pub fn import(broker: &Arc<Broker>) -> Result<(), String> {
         let tm = match meta.topics.iter_mut().find(|t| t.name == topic) {
             Some(t) => t,
             None => {
-                meta.topics.push(metadata::TopicMeta { name: topic.clone(), paused: false, channels: vec![] });
+                meta.topics.push(metadata::TopicMeta {
+                    name: topic.clone(),
+                    paused: false,
+                    channels: vec![],
+                });
                 meta.topics.last_mut().unwrap()
             }
         };
         if let Some(c) = channel {
             if !tm.channels.iter().any(|x| x.name == c) {
-                tm.channels.push(metadata::ChannelMeta { name: c, paused: false });
+                tm.channels.push(metadata::ChannelMeta {
+                    name: c,
+                    paused: false,
+                });
             }
         }
     }
@@ -116,7 +134,9 @@ pub fn import(broker: &Arc<Broker>) -> Result<(), String> {
             continue;
         }
         let topic = broker.get_or_create_topic(&tm.name)?;
-        let LogStore::Disk(log) = &topic.core.log else { continue };
+        let LogStore::Disk(log) = &topic.core.log else {
+            continue;
+        };
         let append = |msgs: &[GoMessage]| -> Result<(super::log::LogHead, super::log::LogHead), String> {
             let mut log = log.lock();
             let start = log.head();
@@ -159,7 +179,12 @@ pub fn import(broker: &Arc<Broker>) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             if end.pos > start.pos {
                 ch.prepend_range(
-                    CursorRange { pos: start.pos, seq: start.seq, end_pos: end.pos, end_seq: end.seq },
+                    CursorRange {
+                        pos: start.pos,
+                        seq: start.seq,
+                        end_pos: end.pos,
+                        end_seq: end.seq,
+                    },
                     count,
                 );
             }
@@ -169,6 +194,9 @@ pub fn import(broker: &Arc<Broker>) -> Result<(), String> {
         topic.set_paused(tm.paused);
     }
     broker.persist_metadata();
-    eprintln!("[nsqd] INFO: took over Go nsqd data in {}: {imported} queued messages imported", dir.display());
+    eprintln!(
+        "[nsqd] INFO: took over Go nsqd data in {}: {imported} queued messages imported",
+        dir.display()
+    );
     Ok(())
 }

@@ -47,7 +47,11 @@ impl TopicCore {
         match &self.log {
             LogStore::Disk(log) => reader.read(log, pos, limit, max).unwrap_or_else(|e| {
                 eprintln!("[nsqd] ERROR: reading topic {} at {pos}: {e}", self.name);
-                ReadBatch { messages: vec![], next_pos: pos, skipped_to_seq: None }
+                ReadBatch {
+                    messages: vec![],
+                    next_pos: pos,
+                    skipped_to_seq: None,
+                }
             }),
             LogStore::Memory(log) => log.lock().read(pos, limit, max),
         }
@@ -124,7 +128,10 @@ impl Topic {
             orphan_start: Mutex::new(Some(tail)),
             dir,
             deleted: AtomicBool::new(false),
-            sync: Mutex::new(SyncState { synced_pos: head.pos, syncing: false }),
+            sync: Mutex::new(SyncState {
+                synced_pos: head.pos,
+                syncing: false,
+            }),
             synced: Condvar::new(),
         }
     }
@@ -146,7 +153,10 @@ impl Topic {
             }
             state.syncing = true;
             drop(state);
-            let result = log.lock().sync_handle().and_then(|(file, head)| file.sync_data().map(|_| head));
+            let result = log
+                .lock()
+                .sync_handle()
+                .and_then(|(file, head)| file.sync_data().map(|_| head));
             state = self.sync.lock();
             state.syncing = false;
             self.synced.notify_all();
@@ -197,7 +207,13 @@ impl Topic {
                 ids.extend(bodies.iter().map(|_| guid.next_id()));
                 ids.iter()
                     .zip(bodies)
-                    .map(|(&id, body)| NewRecord { id, timestamp_ns: now, attempts: 0, deliver_at_ns, body })
+                    .map(|(&id, body)| NewRecord {
+                        id,
+                        timestamp_ns: now,
+                        attempts: 0,
+                        deliver_at_ns,
+                        body,
+                    })
                     .collect::<Vec<_>>()
             };
             match &self.core.log {
@@ -215,7 +231,8 @@ impl Topic {
                 }
             }
         }
-        self.message_count.fetch_add(bodies.len() as u64, Ordering::Relaxed);
+        self.message_count
+            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
         self.message_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.wake_channels();
         Ok(ids)
@@ -246,7 +263,10 @@ impl Topic {
             return Ok((ch.clone(), false));
         }
         let start = if channels.is_empty() {
-            self.orphan_start.lock().take().unwrap_or_else(|| self.core.head())
+            self.orphan_start
+                .lock()
+                .take()
+                .unwrap_or_else(|| self.core.head())
         } else {
             self.core.head()
         };
@@ -256,7 +276,12 @@ impl Topic {
     }
 
     /// Creates a channel reading from `start` (takeover of imported backlog).
-    pub fn create_channel_at(&self, name: &str, start: LogHead, fsync: bool) -> std::io::Result<(Arc<Channel>, bool)> {
+    pub fn create_channel_at(
+        &self,
+        name: &str,
+        start: LogHead,
+        fsync: bool,
+    ) -> std::io::Result<(Arc<Channel>, bool)> {
         let mut channels = self.channels.write();
         if let Some(ch) = channels.get(name) {
             return Ok((ch.clone(), false));

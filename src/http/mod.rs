@@ -1,5 +1,7 @@
 //! nsqd's HTTP API (nsq-reference §1.9) with NSQ's response conventions: plain `OK`, empty
 //! 200s for admin actions, `{"message": ...}` errors, and `X-NSQ-Content-Type` on everything.
+// Handlers return finished responses as errors; boxing them would only add noise.
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,7 +59,12 @@ fn json_body(value: &impl serde::Serialize) -> Response {
 /// Query parameters, first value wins; `None` when the query string is malformed.
 fn params(query: &Option<String>) -> Option<HashMap<String, String>> {
     let mut out = HashMap::new();
-    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = percent_decode(k)?;
         let v = percent_decode(v)?;
@@ -171,7 +178,9 @@ fn publish_topic(s: &HttpState, p: &HashMap<String, String>) -> Result<Arc<Topic
     if !is_valid_topic_name(name) {
         return Err(err(400, "INVALID_TOPIC"));
     }
-    s.broker.get_or_create_topic(name).map_err(|_| err(503, "EXITING"))
+    s.broker
+        .get_or_create_topic(name)
+        .map_err(|_| err(503, "EXITING"))
 }
 
 async fn publish(State(s): State<HttpState>, method: Method, RawQuery(q): RawQuery, body: Bytes) -> Reply {
@@ -195,13 +204,19 @@ async fn publish(State(s): State<HttpState>, method: Method, RawQuery(q): RawQue
             deliver_at = now_ns() + ms * 1_000_000;
         }
     }
-    s.broker.publish(&topic, &[&body], deliver_at).await.map_err(|_| err(503, "EXITING"))?;
+    s.broker
+        .publish(&topic, &[&body], deliver_at)
+        .await
+        .map_err(|_| err(503, "EXITING"))?;
     Ok(ok_text("OK"))
 }
 
 /// Binary /mpub body: `[4B count]([4B size][data])*`, with NSQ's error codes minus `E_`.
 fn split_binary_mpub(body: &[u8], max_msg: usize) -> Result<Vec<&[u8]>, Response> {
-    let u32_at = |at: usize| body.get(at..at + 4).map(|b| i32::from_be_bytes(b.try_into().unwrap()));
+    let u32_at = |at: usize| {
+        body.get(at..at + 4)
+            .map(|b| i32::from_be_bytes(b.try_into().unwrap()))
+    };
     let count = u32_at(0).ok_or_else(|| err(413, "BAD_BODY"))?;
     if count <= 0 {
         return Err(err(413, "BAD_BODY"));
@@ -213,14 +228,21 @@ fn split_binary_mpub(body: &[u8], max_msg: usize) -> Result<Vec<&[u8]>, Response
         if size <= 0 || size as usize > max_msg {
             return Err(err(413, "BAD_MESSAGE"));
         }
-        let msg = body.get(at + 4..at + 4 + size as usize).ok_or_else(|| err(413, "BAD_MESSAGE"))?;
+        let msg = body
+            .get(at + 4..at + 4 + size as usize)
+            .ok_or_else(|| err(413, "BAD_MESSAGE"))?;
         out.push(msg);
         at += 4 + size as usize;
     }
     Ok(out)
 }
 
-async fn multi_publish(State(s): State<HttpState>, method: Method, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+async fn multi_publish(
+    State(s): State<HttpState>,
+    method: Method,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
     require_post(&method)?;
     if body.len() > s.broker.opts.max_body_size as usize {
         return Err(err(413, "BODY_TOO_BIG"));
@@ -242,12 +264,20 @@ async fn multi_publish(State(s): State<HttpState>, method: Method, RawQuery(q): 
         out
     };
     if !messages.is_empty() {
-        s.broker.publish(&topic, &messages, 0).await.map_err(|_| err(503, "EXITING"))?;
+        s.broker
+            .publish(&topic, &messages, 0)
+            .await
+            .map_err(|_| err(503, "EXITING"))?;
     }
     Ok(ok_text("OK"))
 }
 
-async fn topic_action(State(s): State<HttpState>, method: Method, Path(action): Path<String>, RawQuery(q): RawQuery) -> Reply {
+async fn topic_action(
+    State(s): State<HttpState>,
+    method: Method,
+    Path(action): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
     require_post(&method)?;
     let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
     let name = p.get("topic").ok_or_else(|| err(400, "MISSING_ARG_TOPIC"))?;
@@ -280,7 +310,12 @@ async fn topic_action(State(s): State<HttpState>, method: Method, Path(action): 
     Ok(empty())
 }
 
-async fn channel_action(State(s): State<HttpState>, method: Method, Path(action): Path<String>, RawQuery(q): RawQuery) -> Reply {
+async fn channel_action(
+    State(s): State<HttpState>,
+    method: Method,
+    Path(action): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
     require_post(&method)?;
     let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
     let topic_name = p.get("topic").ok_or_else(|| err(400, "MISSING_ARG_TOPIC"))?;
@@ -293,10 +328,15 @@ async fn channel_action(State(s): State<HttpState>, method: Method, Path(action)
     }
     let b = &s.broker;
     let topic = b.topic(topic_name).ok_or_else(|| err(404, "TOPIC_NOT_FOUND"))?;
-    let existing = || topic.channel(channel_name).ok_or_else(|| err(404, "CHANNEL_NOT_FOUND"));
+    let existing = || {
+        topic
+            .channel(channel_name)
+            .ok_or_else(|| err(404, "CHANNEL_NOT_FOUND"))
+    };
     match action.as_str() {
         "create" => {
-            b.get_or_create_channel(&topic, channel_name).map_err(|e| err(500, &e))?;
+            b.get_or_create_channel(&topic, channel_name)
+                .map_err(|e| err(500, &e))?;
         }
         "delete" => {
             existing()?;
@@ -317,7 +357,9 @@ const LOG_LEVELS: [&str; 5] = ["debug", "info", "warn", "error", "fatal"];
 async fn config(State(s): State<HttpState>, method: Method, Path(opt): Path<String>, body: Body) -> Reply {
     let o = &s.broker.opts;
     if method == Method::PUT {
-        let bytes = axum::body::to_bytes(body, 1024 * 1024).await.map_err(|_| err(413, "INVALID_VALUE"))?;
+        let bytes = axum::body::to_bytes(body, 1024 * 1024)
+            .await
+            .map_err(|_| err(413, "INVALID_VALUE"))?;
         if bytes.is_empty() {
             return Err(err(413, "INVALID_VALUE"));
         }
@@ -326,7 +368,10 @@ async fn config(State(s): State<HttpState>, method: Method, Path(opt): Path<Stri
             "nsqlookupd_tcp_addresses" => Err(err(400, "INVALID_VALUE")),
             "log_level" => {
                 let level = String::from_utf8_lossy(&bytes).trim().to_lowercase();
-                let n = LOG_LEVELS.iter().position(|l| *l == level).ok_or_else(|| err(400, "INVALID_VALUE"))?;
+                let n = LOG_LEVELS
+                    .iter()
+                    .position(|l| *l == level)
+                    .ok_or_else(|| err(400, "INVALID_VALUE"))?;
                 Ok(json_body(&(n + 1)))
             }
             _ => Err(err(400, "INVALID_OPTION")),
@@ -337,7 +382,11 @@ async fn config(State(s): State<HttpState>, method: Method, Path(opt): Path<Stri
     }
     let value = match opt.as_str() {
         "nsqlookupd_tcp_addresses" => json!(o.lookupd_tcp_addresses),
-        "log_level" => json!(LOG_LEVELS.iter().position(|l| *l == o.log_level).map(|n| n + 1).unwrap_or(2)),
+        "log_level" => json!(LOG_LEVELS
+            .iter()
+            .position(|l| *l == o.log_level)
+            .map(|n| n + 1)
+            .unwrap_or(2)),
         "mem_queue_size" => json!(o.mem_queue_size),
         "max_msg_size" => json!(o.max_msg_size),
         "max_body_size" => json!(o.max_body_size),

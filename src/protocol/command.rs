@@ -17,17 +17,33 @@ pub const MAX_LINE_LEN: usize = 16 * 1024;
 pub enum Command {
     Identify(Bytes),
     Auth(Bytes),
-    Sub { topic: String, channel: String },
+    Sub {
+        topic: String,
+        channel: String,
+    },
     Rdy(i64),
     Fin(MessageId),
     /// `timeout_ms` is already clamped to `[0, max-req-timeout]`, as nsqd does.
-    Req { id: MessageId, timeout_ms: i64 },
+    Req {
+        id: MessageId,
+        timeout_ms: i64,
+    },
     Touch(MessageId),
     Cls,
     Nop,
-    Pub { topic: String, body: Bytes },
-    Mpub { topic: String, bodies: Vec<Bytes> },
-    Dpub { topic: String, defer_ms: i64, body: Bytes },
+    Pub {
+        topic: String,
+        body: Bytes,
+    },
+    Mpub {
+        topic: String,
+        bodies: Vec<Bytes>,
+    },
+    Dpub {
+        topic: String,
+        defer_ms: i64,
+        body: Bytes,
+    },
 }
 
 /// Connection state as the protocol numbers it (`state` in /stats).
@@ -85,10 +101,7 @@ pub fn parse(buf: &[u8], limits: &ParseLimits, ctx: ConnContext) -> ParseResult 
         line = &line[..line.len() - 1];
     }
     let params: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-    let body = Body {
-        buf,
-        start: nl + 1,
-    };
+    let body = Body { buf, start: nl + 1 };
     let name = params[0];
     if name != b"IDENTIFY" && ctx.tls_missing {
         return Err(ProtocolError::invalid(format!(
@@ -115,11 +128,9 @@ pub fn parse(buf: &[u8], limits: &ParseLimits, ctx: ConnContext) -> ParseResult 
         b"PUB" => parse_pub(&params, body, limits),
         b"MPUB" => parse_mpub(&params, body, limits),
         b"DPUB" => parse_dpub(&params, body, limits),
-        other => Err(ProtocolError::invalid(format!(
-            "invalid command {}",
-            String::from_utf8_lossy(other)
-        ))
-        .into()),
+        other => {
+            Err(ProtocolError::invalid(format!("invalid command {}", String::from_utf8_lossy(other))).into())
+        }
     }
 }
 
@@ -244,7 +255,11 @@ fn parse_sub(params: &[&[u8]], ctx: ConnContext) -> Result<Command, ParseError> 
 }
 
 /// RDY after CLS is silently ignored (`Ok(None)` with the line consumed by the caller).
-fn parse_rdy(params: &[&[u8]], limits: &ParseLimits, ctx: ConnContext) -> Result<Option<Command>, ParseError> {
+fn parse_rdy(
+    params: &[&[u8]],
+    limits: &ParseLimits,
+    ctx: ConnContext,
+) -> Result<Option<Command>, ParseError> {
     if ctx.state == ClientState::Closing {
         return Ok(Some(Command::Nop));
     }
@@ -253,9 +268,9 @@ fn parse_rdy(params: &[&[u8]], limits: &ParseLimits, ctx: ConnContext) -> Result
     }
     let mut count: i64 = 1;
     if params.len() > 1 {
-        count = base10(params[1]).ok_or_else(|| {
-            ProtocolError::invalid(format!("RDY could not parse count {}", text(params[1])))
-        })? as i64;
+        count = base10(params[1])
+            .ok_or_else(|| ProtocolError::invalid(format!("RDY could not parse count {}", text(params[1]))))?
+            as i64;
     }
     if count < 0 || count > limits.max_rdy_count {
         return Err(ProtocolError::invalid(format!(
@@ -288,9 +303,9 @@ fn parse_req(params: &[&[u8]], limits: &ParseLimits, ctx: ConnContext) -> Result
         return Err(ProtocolError::invalid("REQ insufficient number of params").into());
     }
     let id = message_id(params[1])?;
-    let timeout = base10(params[2]).ok_or_else(|| {
-        ProtocolError::invalid(format!("REQ could not parse timeout {}", text(params[2])))
-    })? as i64;
+    let timeout = base10(params[2])
+        .ok_or_else(|| ProtocolError::invalid(format!("REQ could not parse timeout {}", text(params[2]))))?
+        as i64;
     // nsqd clamps out-of-range REQ delays rather than failing the connection.
     let timeout_ms = timeout.clamp(0, limits.max_req_timeout_ms);
     Ok(Command::Req { id, timeout_ms })
@@ -310,11 +325,9 @@ fn message_body(cmd: &str, body: Body, limits: &ParseLimits) -> Result<Option<(B
         return Ok(None);
     };
     if len <= 0 {
-        return Err(ProtocolError::fatal(
-            "E_BAD_MESSAGE",
-            format!("{cmd} invalid message body size {len}"),
-        )
-        .into());
+        return Err(
+            ProtocolError::fatal("E_BAD_MESSAGE", format!("{cmd} invalid message body size {len}")).into(),
+        );
     }
     if len as i64 > limits.max_msg_size {
         return Err(ProtocolError::fatal(
@@ -342,9 +355,9 @@ fn parse_dpub(params: &[&[u8]], body: Body, limits: &ParseLimits) -> ParseResult
         return Err(ProtocolError::invalid("DPUB insufficient number of parameters").into());
     }
     let topic = topic_param("DPUB", params[1], false)?;
-    let defer_ms = base10(params[2]).ok_or_else(|| {
-        ProtocolError::invalid(format!("DPUB could not parse timeout {}", text(params[2])))
-    })? as i64;
+    let defer_ms = base10(params[2])
+        .ok_or_else(|| ProtocolError::invalid(format!("DPUB could not parse timeout {}", text(params[2]))))?
+        as i64;
     if defer_ms < 0 || defer_ms > limits.max_req_timeout_ms {
         return Err(ProtocolError::invalid(format!(
             "DPUB timeout {defer_ms} out of range 0-{}",
@@ -352,8 +365,16 @@ fn parse_dpub(params: &[&[u8]], body: Body, limits: &ParseLimits) -> ParseResult
         ))
         .into());
     }
-    Ok(message_body("DPUB", body, limits)?
-        .map(|(b, used)| (Command::Dpub { topic, defer_ms, body: b }, used)))
+    Ok(message_body("DPUB", body, limits)?.map(|(b, used)| {
+        (
+            Command::Dpub {
+                topic,
+                defer_ms,
+                body: b,
+            },
+            used,
+        )
+    }))
 }
 
 fn parse_mpub(params: &[&[u8]], body: Body, limits: &ParseLimits) -> ParseResult {
@@ -445,7 +466,13 @@ mod tests {
         assert_eq!(parse(&buf, &limits(), ctx(ClientState::Init)), Ok(None));
         buf.extend_from_slice(b"loNOP\n");
         let (cmd, used) = parse(&buf, &limits(), ctx(ClientState::Init)).unwrap().unwrap();
-        assert_eq!(cmd, Command::Pub { topic: "t".into(), body: Bytes::from_static(b"hello") });
+        assert_eq!(
+            cmd,
+            Command::Pub {
+                topic: "t".into(),
+                body: Bytes::from_static(b"hello")
+            }
+        );
         assert_eq!(&buf[used..], b"NOP\n");
     }
 
@@ -468,34 +495,89 @@ mod tests {
 
     #[test]
     fn error_texts_match_nsqd() {
-        assert_eq!(err(b"PUB bad/t\n", ClientState::Init), "E_BAD_TOPIC PUB topic name \"bad/t\" is not valid");
-        assert_eq!(err(b"MPUB bad/t\n", ClientState::Init), "E_BAD_TOPIC E_BAD_TOPIC MPUB topic name \"bad/t\" is not valid");
-        assert_eq!(err(b"PUB t\n\0\0\0\0", ClientState::Init), "E_BAD_MESSAGE PUB invalid message body size 0");
-        assert_eq!(err(b"PUB t\n\0\0\x04\x01", ClientState::Init), "E_BAD_MESSAGE PUB message too big 1025 > 1024");
-        assert_eq!(err(b"DPUB t 3600001\n", ClientState::Init), "E_INVALID DPUB timeout 3600001 out of range 0-3600000");
-        assert_eq!(err(b"RDY 5\n", ClientState::Init), "E_INVALID cannot RDY in current state");
-        assert_eq!(err(b"RDY 2501\n", ClientState::Subscribed), "E_INVALID RDY count 2501 out of range 0-2500");
-        assert_eq!(err(b"RDY x\n", ClientState::Subscribed), "E_INVALID RDY could not parse count x");
-        assert_eq!(err(b"FIN 123\n", ClientState::Subscribed), "E_INVALID invalid message ID");
-        assert_eq!(err(b"FIN\n", ClientState::Init), "E_INVALID cannot FIN in current state");
-        assert_eq!(err(b"SUB t\n", ClientState::Init), "E_INVALID SUB insufficient number of parameters");
-        assert_eq!(err(b"SUB t c!\n", ClientState::Init), "E_BAD_CHANNEL SUB channel name \"c!\" is not valid");
+        assert_eq!(
+            err(b"PUB bad/t\n", ClientState::Init),
+            "E_BAD_TOPIC PUB topic name \"bad/t\" is not valid"
+        );
+        assert_eq!(
+            err(b"MPUB bad/t\n", ClientState::Init),
+            "E_BAD_TOPIC E_BAD_TOPIC MPUB topic name \"bad/t\" is not valid"
+        );
+        assert_eq!(
+            err(b"PUB t\n\0\0\0\0", ClientState::Init),
+            "E_BAD_MESSAGE PUB invalid message body size 0"
+        );
+        assert_eq!(
+            err(b"PUB t\n\0\0\x04\x01", ClientState::Init),
+            "E_BAD_MESSAGE PUB message too big 1025 > 1024"
+        );
+        assert_eq!(
+            err(b"DPUB t 3600001\n", ClientState::Init),
+            "E_INVALID DPUB timeout 3600001 out of range 0-3600000"
+        );
+        assert_eq!(
+            err(b"RDY 5\n", ClientState::Init),
+            "E_INVALID cannot RDY in current state"
+        );
+        assert_eq!(
+            err(b"RDY 2501\n", ClientState::Subscribed),
+            "E_INVALID RDY count 2501 out of range 0-2500"
+        );
+        assert_eq!(
+            err(b"RDY x\n", ClientState::Subscribed),
+            "E_INVALID RDY could not parse count x"
+        );
+        assert_eq!(
+            err(b"FIN 123\n", ClientState::Subscribed),
+            "E_INVALID invalid message ID"
+        );
+        assert_eq!(
+            err(b"FIN\n", ClientState::Init),
+            "E_INVALID cannot FIN in current state"
+        );
+        assert_eq!(
+            err(b"SUB t\n", ClientState::Init),
+            "E_INVALID SUB insufficient number of parameters"
+        );
+        assert_eq!(
+            err(b"SUB t c!\n", ClientState::Init),
+            "E_BAD_CHANNEL SUB channel name \"c!\" is not valid"
+        );
         assert_eq!(err(b"WAT\n", ClientState::Init), "E_INVALID invalid command WAT");
-        assert_eq!(err(b"IDENTIFY\n\0\0\x13\x89", ClientState::Init), "E_BAD_BODY IDENTIFY body too big 5001 > 5000");
-        assert_eq!(err(b"CLS\n", ClientState::Init), "E_INVALID cannot CLS in current state");
+        assert_eq!(
+            err(b"IDENTIFY\n\0\0\x13\x89", ClientState::Init),
+            "E_BAD_BODY IDENTIFY body too big 5001 > 5000"
+        );
+        assert_eq!(
+            err(b"CLS\n", ClientState::Init),
+            "E_INVALID cannot CLS in current state"
+        );
     }
 
     #[test]
     fn req_timeout_is_clamped() {
-        let (cmd, _) = parse(b"REQ 0000000000000001 99999999\n", &limits(), ctx(ClientState::Subscribed))
-            .unwrap()
-            .unwrap();
-        assert_eq!(cmd, Command::Req { id: MessageId(1), timeout_ms: 3_600_000 });
+        let (cmd, _) = parse(
+            b"REQ 0000000000000001 99999999\n",
+            &limits(),
+            ctx(ClientState::Subscribed),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            cmd,
+            Command::Req {
+                id: MessageId(1),
+                timeout_ms: 3_600_000
+            }
+        );
     }
 
     #[test]
     fn overlong_line_closes() {
         let buf = vec![b'A'; MAX_LINE_LEN];
-        assert_eq!(parse(&buf, &limits(), ctx(ClientState::Init)), Err(ParseError::LineTooLong));
+        assert_eq!(
+            parse(&buf, &limits(), ctx(ClientState::Init)),
+            Err(ParseError::LineTooLong)
+        );
     }
 }

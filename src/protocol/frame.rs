@@ -25,13 +25,7 @@ pub fn put_frame(out: &mut Vec<u8>, frame_type: i32, data: &[u8]) {
 }
 
 /// Appends one message frame.
-pub fn put_message_frame(
-    out: &mut Vec<u8>,
-    timestamp_ns: i64,
-    attempts: u16,
-    id: MessageId,
-    body: &[u8],
-) {
+pub fn put_message_frame(out: &mut Vec<u8>, timestamp_ns: i64, attempts: u16, id: MessageId, body: &[u8]) {
     let size = 4 + MESSAGE_HEADER_LEN + body.len();
     out.reserve(4 + size);
     out.extend_from_slice(&(size as u32).to_be_bytes());
@@ -40,13 +34,7 @@ pub fn put_message_frame(
 }
 
 /// Appends the message encoding without the frame header (diskqueue record payload).
-pub fn put_message_body(
-    out: &mut Vec<u8>,
-    timestamp_ns: i64,
-    attempts: u16,
-    id: MessageId,
-    body: &[u8],
-) {
+pub fn put_message_body(out: &mut Vec<u8>, timestamp_ns: i64, attempts: u16, id: MessageId, body: &[u8]) {
     out.extend_from_slice(&timestamp_ns.to_be_bytes());
     out.extend_from_slice(&attempts.to_be_bytes());
     out.extend_from_slice(&id.to_hex());
@@ -83,8 +71,14 @@ mod tests {
     fn message_frame_round_trips() {
         let mut out = Vec::new();
         put_message_frame(&mut out, 42, 3, MessageId(0xabc), b"hello");
-        assert_eq!(u32::from_be_bytes(out[0..4].try_into().unwrap()) as usize, out.len() - 4);
-        assert_eq!(i32::from_be_bytes(out[4..8].try_into().unwrap()), FRAME_TYPE_MESSAGE);
+        assert_eq!(
+            u32::from_be_bytes(out[0..4].try_into().unwrap()) as usize,
+            out.len() - 4
+        );
+        assert_eq!(
+            i32::from_be_bytes(out[4..8].try_into().unwrap()),
+            FRAME_TYPE_MESSAGE
+        );
         let m = decode_message(&out[8..]).unwrap();
         assert_eq!(m.timestamp_ns, 42);
         assert_eq!(m.attempts, 3);

@@ -80,11 +80,19 @@ impl ClientSettings {
 
     /// Applies an IDENTIFY request; the error text follows "IDENTIFY " in the E_BAD_BODY frame.
     pub fn apply(&mut self, req: &IdentifyRequest, opts: &NsqdOptions) -> Result<(), String> {
-        let client_id = if req.client_id.is_empty() { &req.short_id } else { &req.client_id };
+        let client_id = if req.client_id.is_empty() {
+            &req.short_id
+        } else {
+            &req.client_id
+        };
         if !client_id.is_empty() {
             self.client_id = client_id.clone();
         }
-        let hostname = if req.hostname.is_empty() { &req.long_id } else { &req.hostname };
+        let hostname = if req.hostname.is_empty() {
+            &req.long_id
+        } else {
+            &req.hostname
+        };
         if !hostname.is_empty() {
             self.hostname = hostname.clone();
         }
@@ -130,9 +138,7 @@ impl ClientSettings {
         let max_mt = opts.max_msg_timeout.as_millis() as i64;
         match req.msg_timeout {
             0 => {}
-            ms if (1000..=max_mt).contains(&ms) => {
-                self.msg_timeout = Duration::from_millis(ms as u64)
-            }
+            ms if (1000..=max_mt).contains(&ms) => self.msg_timeout = Duration::from_millis(ms as u64),
             ms => return Err(format!("msg timeout ({ms}) is invalid")),
         }
         Ok(())
@@ -172,19 +178,39 @@ mod tests {
 
     #[test]
     fn decodes_like_go() {
-        let r = IdentifyRequest::from_json(br#"{"client_id":null,"Sample_Rate":5,"user_agent":"x"}"#).unwrap();
-        assert_eq!((r.client_id.as_str(), r.sample_rate, r.user_agent.as_str()), ("", 5, "x"));
+        let r =
+            IdentifyRequest::from_json(br#"{"client_id":null,"Sample_Rate":5,"user_agent":"x"}"#).unwrap();
+        assert_eq!(
+            (r.client_id.as_str(), r.sample_rate, r.user_agent.as_str()),
+            ("", 5, "x")
+        );
         assert!(IdentifyRequest::from_json(br#"{"heartbeat_interval":"x"}"#).is_err());
     }
 
     #[test]
     fn validates_like_nsqd() {
-        assert_eq!(apply(r#"{"heartbeat_interval":999}"#).unwrap_err(), "heartbeat interval (999) is invalid");
-        assert_eq!(apply(r#"{"output_buffer_size":65537}"#).unwrap_err(), "output buffer size (65537) is invalid");
-        assert_eq!(apply(r#"{"output_buffer_timeout":24}"#).unwrap_err(), "output buffer timeout (24) is invalid");
-        assert_eq!(apply(r#"{"sample_rate":100}"#).unwrap_err(), "sample rate (100) is invalid");
-        assert_eq!(apply(r#"{"msg_timeout":999}"#).unwrap_err(), "msg timeout (999) is invalid");
-        let s = apply(r#"{"heartbeat_interval":-1,"output_buffer_size":-1,"client_id":"x","extra":1}"#).unwrap();
+        assert_eq!(
+            apply(r#"{"heartbeat_interval":999}"#).unwrap_err(),
+            "heartbeat interval (999) is invalid"
+        );
+        assert_eq!(
+            apply(r#"{"output_buffer_size":65537}"#).unwrap_err(),
+            "output buffer size (65537) is invalid"
+        );
+        assert_eq!(
+            apply(r#"{"output_buffer_timeout":24}"#).unwrap_err(),
+            "output buffer timeout (24) is invalid"
+        );
+        assert_eq!(
+            apply(r#"{"sample_rate":100}"#).unwrap_err(),
+            "sample rate (100) is invalid"
+        );
+        assert_eq!(
+            apply(r#"{"msg_timeout":999}"#).unwrap_err(),
+            "msg timeout (999) is invalid"
+        );
+        let s =
+            apply(r#"{"heartbeat_interval":-1,"output_buffer_size":-1,"client_id":"x","extra":1}"#).unwrap();
         assert!(s.heartbeat_interval.is_none());
         assert_eq!(s.output_buffer_size, 1);
         assert_eq!(s.client_id, "x");

@@ -39,9 +39,7 @@ pub fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -65,7 +63,16 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         let too_long_eph = format!("{}#ephemeral", "a".repeat(55));
-        for bad in ["", "#ephemeral", "a b", "a/b", "ä", "a#eph", &"a".repeat(65), &too_long_eph] {
+        for bad in [
+            "",
+            "#ephemeral",
+            "a b",
+            "a/b",
+            "ä",
+            "a#eph",
+            &"a".repeat(65),
+            &too_long_eph,
+        ] {
             assert!(!is_valid_topic_name(bad), "{bad}");
         }
     }

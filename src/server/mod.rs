@@ -38,12 +38,24 @@ async fn serve(opts: NsqdOptions) -> i32 {
             return 1;
         }
     };
-    log(&prefix, "INFO", &format!("nsqd v{} (built w/nsqrs-{})", crate::broker::NSQ_VERSION, env!("CARGO_PKG_VERSION")));
+    log(
+        &prefix,
+        "INFO",
+        &format!(
+            "nsqd v{} (built w/nsqrs-{})",
+            crate::broker::NSQ_VERSION,
+            env!("CARGO_PKG_VERSION")
+        ),
+    );
     log(&prefix, "INFO", &format!("ID: {}", broker.opts.node_id));
     let tcp = match TcpListener::bind(&broker.opts.tcp_address).await {
         Ok(l) => l,
         Err(e) => {
-            log(&prefix, "FATAL", &format!("listen ({}) failed - {e}", broker.opts.tcp_address));
+            log(
+                &prefix,
+                "FATAL",
+                &format!("listen ({}) failed - {e}", broker.opts.tcp_address),
+            );
             return 1;
         }
     };
@@ -55,19 +67,31 @@ async fn serve(opts: NsqdOptions) -> i32 {
         match TcpListener::bind(&broker.opts.http_address).await {
             Ok(l) => Some(l),
             Err(e) => {
-                log(&prefix, "FATAL", &format!("listen ({}) failed - {e}", broker.opts.http_address));
+                log(
+                    &prefix,
+                    "FATAL",
+                    &format!("listen ({}) failed - {e}", broker.opts.http_address),
+                );
                 return 1;
             }
         }
     };
-    let http_port = http.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or(0);
+    let http_port = http
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .unwrap_or(0);
     let tcp_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
     broker.start_background();
     tokio::spawn(crate::server::tcp::serve(tcp, broker.clone()));
     if let Some(http) = http {
         let addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
         log(&prefix, "INFO", &format!("HTTP: listening on {addr}"));
-        let app = crate::http::router(crate::http::HttpState { broker: broker.clone(), tcp_port, http_port });
+        let app = crate::http::router(crate::http::HttpState {
+            broker: broker.clone(),
+            tcp_port,
+            http_port,
+        });
         tokio::spawn(async move {
             if let Err(e) = axum::serve(http, app).await {
                 eprintln!("[nsqd] ERROR: http server - {e}");

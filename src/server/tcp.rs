@@ -67,7 +67,11 @@ impl Shared {
     }
 
     fn error(&self, err: &ProtocolError) {
-        put_frame(&mut self.outgoing.lock(), frame::FRAME_TYPE_ERROR, err.to_string().as_bytes());
+        put_frame(
+            &mut self.outgoing.lock(),
+            frame::FRAME_TYPE_ERROR,
+            err.to_string().as_bytes(),
+        );
         self.client.wake.notify_one();
     }
 
@@ -91,9 +95,18 @@ async fn handle(mut stream: TcpStream, broker: Arc<Broker>) {
         let _ = stream.write_all(&out).await;
         return;
     }
-    let remote_ip = remote.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or("").to_string();
+    let remote_ip = remote
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']))
+        .unwrap_or("")
+        .to_string();
     let settings = ClientSettings::defaults(&broker.opts, &remote_ip);
-    let client = Arc::new(ClientHandle::new(broker.next_client_id(), remote, now_ns() / 1_000_000_000, settings));
+    let client = Arc::new(ClientHandle::new(
+        broker.next_client_id(),
+        remote,
+        now_ns() / 1_000_000_000,
+        settings,
+    ));
     broker.register_client(client.clone());
     let shared = Arc::new(Shared {
         client: client.clone(),
@@ -120,7 +133,12 @@ async fn read_loop(mut rd: OwnedReadHalf, broker: &Arc<Broker>, shared: &Shared)
         max_req_timeout_ms: opts.max_req_timeout.as_millis() as i64,
         max_rdy_count: opts.max_rdy_count,
     };
-    let mut conn = Connection { broker, shared, state: ClientState::Init, identified: false };
+    let mut conn = Connection {
+        broker,
+        shared,
+        state: ClientState::Init,
+        identified: false,
+    };
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     loop {
         loop {
@@ -225,16 +243,28 @@ impl Connection<'_> {
                 let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_ref()).collect();
                 self.publish("MPUB", "E_MPUB_FAILED", &topic, &refs, 0).await
             }
-            Command::Dpub { topic, defer_ms, body } => {
-                let deliver_at = if defer_ms > 0 { now_ns() + defer_ms * 1_000_000 } else { 0 };
-                self.publish("DPUB", "E_DPUB_FAILED", &topic, &[&body], deliver_at).await
+            Command::Dpub {
+                topic,
+                defer_ms,
+                body,
+            } => {
+                let deliver_at = if defer_ms > 0 {
+                    now_ns() + defer_ms * 1_000_000
+                } else {
+                    0
+                };
+                self.publish("DPUB", "E_DPUB_FAILED", &topic, &[&body], deliver_at)
+                    .await
             }
         }
     }
 
     /// FIN/REQ/TOUCH are only parsed once subscribed, so the subscription exists.
     fn subscription(&self) -> &(Arc<Topic>, Arc<Channel>) {
-        self.shared.subscription.get().expect("parser only allows this after SUB")
+        self.shared
+            .subscription
+            .get()
+            .expect("parser only allows this after SUB")
     }
 
     fn identify(&mut self, body: &[u8]) -> Result<(), ProtocolError> {
@@ -256,7 +286,10 @@ impl Connection<'_> {
             return Ok(());
         }
         if opts.snappy && req.snappy && opts.deflate && req.deflate {
-            return Err(ProtocolError::fatal("E_IDENTIFY_FAILED", "cannot enable both deflate and snappy compression"));
+            return Err(ProtocolError::fatal(
+                "E_IDENTIFY_FAILED",
+                "cannot enable both deflate and snappy compression",
+            ));
         }
         // TLS and compression arrive with their own issue; until then they are not offered,
         // which every client handles by staying on plain TCP.
@@ -273,7 +306,10 @@ impl Connection<'_> {
             sample_rate: settings.sample_rate,
             auth_required: false,
             output_buffer_size: settings.output_buffer_size as i64,
-            output_buffer_timeout: settings.output_buffer_timeout.map(|d| d.as_millis() as i64).unwrap_or(0),
+            output_buffer_timeout: settings
+                .output_buffer_timeout
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
             topology_region: opts.topology_region.clone(),
             topology_zone: opts.topology_zone.clone(),
         };
@@ -304,15 +340,28 @@ impl Connection<'_> {
             }
             channel.add_client(self.shared.client.clone());
             self.state = ClientState::Subscribed;
-            self.shared.client.state.store(ClientState::Subscribed as u8, Ordering::Release);
+            self.shared
+                .client
+                .state
+                .store(ClientState::Subscribed as u8, Ordering::Release);
             let _ = self.shared.subscription.set((topic, channel));
             self.shared.respond(frame::OK);
             return Ok(());
         }
-        Err(ProtocolError::fatal("E_SUB_FAILED", format!("SUB failed to deleted topic/channel {topic_name}:{channel_name}")))
+        Err(ProtocolError::fatal(
+            "E_SUB_FAILED",
+            format!("SUB failed to deleted topic/channel {topic_name}:{channel_name}"),
+        ))
     }
 
-    async fn publish(&mut self, cmd: &str, code: &'static str, topic_name: &str, bodies: &[&[u8]], deliver_at: i64) -> Result<(), ProtocolError> {
+    async fn publish(
+        &mut self,
+        cmd: &str,
+        code: &'static str,
+        topic_name: &str,
+        bodies: &[&[u8]],
+        deliver_at: i64,
+    ) -> Result<(), ProtocolError> {
         let topic = self
             .broker
             .get_or_create_topic(topic_name)
@@ -354,8 +403,12 @@ async fn write_loop(mut wr: OwnedWriteHalf, shared: Arc<Shared>) {
                         (s.msg_timeout, s.sample_rate)
                     };
                     let messages = channel.take(client, window, msg_timeout, sample_rate);
-                    client.in_flight.fetch_add(messages.len() as i64, Ordering::AcqRel);
-                    client.message_count.fetch_add(messages.len() as u64, Ordering::Relaxed);
+                    client
+                        .in_flight
+                        .fetch_add(messages.len() as i64, Ordering::AcqRel);
+                    client
+                        .message_count
+                        .fetch_add(messages.len() as u64, Ordering::Relaxed);
                     for m in &messages {
                         put_message_frame(&mut buf, m.timestamp_ns, m.attempts, m.id, &m.body);
                     }
@@ -388,5 +441,9 @@ async fn write_loop(mut wr: OwnedWriteHalf, shared: Arc<Shared>) {
 }
 
 fn heartbeat_of(client: &ClientHandle) -> Duration {
-    client.settings.read().heartbeat_interval.unwrap_or(Duration::from_secs(3600))
+    client
+        .settings
+        .read()
+        .heartbeat_interval
+        .unwrap_or(Duration::from_secs(3600))
 }

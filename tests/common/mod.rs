@@ -64,7 +64,13 @@ impl Nsqd {
                 http = Some(a.trim().to_string());
             }
         }
-        let n = Nsqd { child, tcp: tcp.unwrap(), http: http.unwrap(), data: data.to_path_buf(), _tmp: None };
+        let n = Nsqd {
+            child,
+            tcp: tcp.unwrap(),
+            http: http.unwrap(),
+            data: data.to_path_buf(),
+            _tmp: None,
+        };
         n.wait_ping();
         n
     }
@@ -144,9 +150,16 @@ pub fn http_request(addr: &str, method: &str, path: &str, body: &[u8]) -> std::i
     s.write_all(body)?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(resp.len());
     let head = String::from_utf8_lossy(&resp[..split]).to_string();
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let mut body = resp[(split + 4).min(resp.len())..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         body = dechunk(&body);
@@ -157,7 +170,8 @@ pub fn http_request(addr: &str, method: &str, path: &str, body: &[u8]) -> std::i
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(nl) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..nl]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..nl]).unwrap_or("0").trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -171,7 +185,12 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 pub enum Frame {
     Response(Vec<u8>),
     Error(String),
-    Message { timestamp: i64, attempts: u16, id: String, body: Vec<u8> },
+    Message {
+        timestamp: i64,
+        attempts: u16,
+        id: String,
+        body: Vec<u8>,
+    },
 }
 
 /// A blocking protocol V2 connection.
@@ -253,7 +272,12 @@ impl Conn {
         self.s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut b = [0u8; 1];
         matches!(self.s.read(&mut b), Ok(0) | Err(_))
-            && self.s.write_all(b"NOP\n").and_then(|_| self.s.read(&mut b)).map(|n| n == 0).unwrap_or(true)
+            && self
+                .s
+                .write_all(b"NOP\n")
+                .and_then(|_| self.s.read(&mut b))
+                .map(|n| n == 0)
+                .unwrap_or(true)
     }
 
     pub fn subscribe(&mut self, topic: &str, channel: &str, rdy: u32) {
