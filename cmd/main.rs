@@ -1,18 +1,191 @@
-//! The `nsqrs` binary: argument parsing and wiring only; the work is in the library.
+//! The `nsqrs` binary: argument parsing and dispatch only; the work is in the library.
+//!
+//! Invoked under the name `nsqd` (a symlink or a copy), the binary takes the role of nsqd: the
+//! whole command line is read as `nsqrs serve`'s, Go flag syntax included, so existing nsqd
+//! command lines, scripts and test harnesses work unchanged.
+
+mod serve;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serve::ServeArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "nsqrs",
+    version,
+    about = "NSQ rebuilt in Rust: a drop-in nsqd and a toolkit",
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)
+    // `--version` here is nsqd's flag, which prints nsqd's version string, not clap's.
+    #[command(disable_version_flag = true)]
+    Serve(ServeArgs),
+}
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(2).collect();
-    let mut opts = nsqrs::options::NsqdOptions::default();
-    for a in args {
-        let (k, v) = a.trim_start_matches('-').split_once('=').unwrap_or((&a, ""));
-        match k {
-            "tcp-address" => opts.tcp_address = v.into(),
-            "http-address" => opts.http_address = v.into(),
-            "data-path" => opts.data_path = v.into(),
-            "msg-timeout" => opts.msg_timeout = std::time::Duration::from_millis(v.parse().unwrap()),
-            "sync-every" => opts.sync_every = v.parse().unwrap(),
-            _ => {}
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    let argv = match collect_args(std::env::args_os()) {
+        Ok(argv) => argv,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return 2;
+        }
+    };
+
+    if invoked_as_nsqd(&argv[0]) {
+        return match serve::parse_as_nsqd(&argv[1..]) {
+            Ok((args, matches)) => serve_main(args, &matches),
+            Err(e) => e.exit(),
+        };
+    }
+
+    let argv = normalize_subcommand_args(argv);
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(&argv).unwrap_or_else(|e| e.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    match cli.command {
+        Commands::Serve(args) => {
+            let sub = matches
+                .subcommand_matches("serve")
+                .expect("clap returned Serve without its matches");
+            serve_main(args, sub)
         }
     }
-    std::process::exit(nsqrs::server::run(opts));
+}
+
+/// Program name and arguments as UTF-8. Paths that are not UTF-8 would be silently mangled by
+/// a lossy conversion, so they are an error instead.
+fn collect_args(args: impl Iterator<Item = OsString>) -> Result<Vec<String>, String> {
+    let argv: Vec<String> = args
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
+        })
+        .collect::<Result<_, _>>()?;
+    if argv.is_empty() {
+        // Only an exotic exec(2) gets here; behave as `nsqrs` with no arguments.
+        return Ok(vec!["nsqrs".to_string()]);
+    }
+    Ok(argv)
+}
+
+fn invoked_as_nsqd(argv0: &str) -> bool {
+    matches!(
+        Path::new(argv0).file_name().and_then(|n| n.to_str()),
+        Some("nsqd" | "nsqd.exe")
+    )
+}
+
+/// Applies Go flag syntax to the arguments of the subcommands that imitate Go tools.
+fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
+    match argv.get(1).map(String::as_str) {
+        Some("serve") => {
+            let mut out = argv[..2].to_vec();
+            out.extend(serve::normalize_serve_args(&argv[2..]));
+            out
+        }
+        _ => argv,
+    }
+}
+
+fn serve_main(args: ServeArgs, matches: &ArgMatches) -> i32 {
+    if args.version {
+        println!("{}", serve::nsqd_version_string());
+        return 0;
+    }
+    if !args.trailing.is_empty() {
+        eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+    }
+    match args.into_options(matches) {
+        Ok(opts) => start_broker(opts),
+        Err(msg) => {
+            // The contract with scripts is one line on stderr, whatever the message holds.
+            eprintln!("error: {}", msg.replace('\n', " "));
+            2
+        }
+    }
+}
+
+/// Runs the broker with the resolved options and returns the process exit code.
+fn start_broker(opts: nsqrs::options::NsqdOptions) -> i32 {
+    nsqrs::server::run(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn clap_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_accepts_go_syntax_after_the_subcommand() {
+        let argv = normalize_subcommand_args(argv(&[
+            "nsqrs",
+            "serve",
+            "-tcp-address",
+            "127.0.0.1:9",
+            "--snappy",
+            "-mem-queue-size",
+            "5",
+        ]));
+        let matches = Cli::command().try_get_matches_from(&argv).unwrap();
+        let Commands::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command;
+        let opts = args
+            .into_options(matches.subcommand_matches("serve").unwrap())
+            .unwrap();
+        assert_eq!(opts.tcp_address, "127.0.0.1:9");
+        assert_eq!(opts.mem_queue_size, 5);
+        assert!(opts.snappy);
+    }
+
+    #[test]
+    fn only_arguments_after_serve_are_rewritten() {
+        assert_eq!(
+            normalize_subcommand_args(argv(&["nsqrs", "-tcp-address", "x"])),
+            argv(&["nsqrs", "-tcp-address", "x"])
+        );
+        assert_eq!(
+            normalize_subcommand_args(argv(&["nsqrs", "serve", "--deflate"])),
+            argv(&["nsqrs", "serve", "--deflate=true"])
+        );
+    }
+
+    #[test]
+    fn serve_version_is_nsqds_flag() {
+        let matches = Cli::command()
+            .try_get_matches_from(["nsqrs", "serve", "--version=true"])
+            .unwrap();
+        let Commands::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command;
+        assert!(args.version);
+    }
+
+    #[test]
+    fn role_comes_from_the_file_name() {
+        assert!(invoked_as_nsqd("nsqd"));
+        assert!(invoked_as_nsqd("/usr/local/bin/nsqd"));
+        assert!(!invoked_as_nsqd("/usr/local/bin/nsqrs"));
+        assert!(!invoked_as_nsqd("/opt/nsqd/bin/nsqrs"));
+        assert!(!invoked_as_nsqd("nsqd-old"));
+    }
 }

@@ -1,6 +1,7 @@
 //! nsqrs: NSQ rebuilt in Rust. The library behind the `nsqrs` binary.
 
 pub mod broker;
+pub mod goflags;
 pub mod http;
 pub mod options;
 pub mod protocol;

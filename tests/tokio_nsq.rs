@@ -98,7 +98,7 @@ async fn deferred_publish_waits() {
 
 #[tokio::test]
 async fn requeue_counts_attempts_and_touch_keeps_message() {
-    let n = Nsqd::start(&["--msg-timeout=1500"]);
+    let n = Nsqd::start(&["--msg-timeout=1500ms"]);
     let topic = NSQTopic::new("tn_retry").unwrap();
     let mut c = consumer(&n, "tn_retry", "ch", 1);
     let mut p = producer(&n).await;

@@ -402,6 +402,16 @@ async fn config(State(s): State<HttpState>, method: Method, Path(opt): Path<Stri
         "max_msg_timeout" => json!(o.max_msg_timeout.as_nanos() as u64),
         "max_req_timeout" => json!(o.max_req_timeout.as_nanos() as u64),
         "sync_timeout" => json!(o.sync_timeout.as_nanos() as u64),
+        "snappy" => json!(o.snappy),
+        "deflate" => json!(o.deflate),
+        "max_deflate_level" => json!(o.max_deflate_level),
+        "max_heartbeat_interval" => json!(o.max_heartbeat_interval.as_nanos() as u64),
+        "max_output_buffer_size" => json!(o.max_output_buffer_size),
+        "max_channel_consumers" => json!(o.max_channel_consumers),
+        "https_address" => json!(o.https_address),
+        "log_prefix" => json!(o.log_prefix),
+        "statsd_prefix" => json!(o.statsd_prefix),
+        "e2e_processing_latency_percentiles" => json!(o.e2e_processing_latency_percentiles),
         _ => return Err(err(400, "INVALID_OPTION")),
     };
     Ok(json_body(&value))

@@ -32,14 +32,21 @@ impl Nsqd {
 
     /// Starts `nsqrs serve` on an existing data directory (restart after a crash).
     pub fn start_in(data: &Path, extra: &[&str]) -> Nsqd {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--tcp-address=127.0.0.1:0")
-            .arg("--http-address=127.0.0.1:0")
-            .arg(format!("--data-path={}", data.display()))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut args = vec![
+            "serve".to_string(),
+            "--tcp-address=127.0.0.1:0".into(),
+            "--http-address=127.0.0.1:0".into(),
+            format!("--data-path={}", data.display()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Nsqd::launch(Path::new(BIN), &args, data)
+    }
+
+    /// Runs `program` with exactly `args` (which must bind port 0 and set the data path), and
+    /// waits until it serves.
+    pub fn launch(program: &Path, args: &[String], data: &Path) -> Nsqd {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn nsqrs");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -120,6 +127,13 @@ impl Nsqd {
     pub fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
         let (code, body) = http_request(&self.http, "POST", path, body).expect("http post");
         (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `GET /config/<opt>` as JSON.
+    pub fn config(&self, opt: &str) -> serde_json::Value {
+        let (code, body) = self.get(&format!("/config/{opt}"));
+        assert_eq!(code, 200, "/config/{opt}: {body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     pub fn stats(&self) -> serde_json::Value {
