@@ -1,8 +1,8 @@
 //! The broker's configuration: every nsqd option with nsqd's name, meaning and default.
 //!
 //! Parsing (Go flag syntax in `goflags.rs`, flags and `--config` TOML in `cmd/serve.rs`) is
-//! elsewhere; this file only owns the
-//! values and their defaults, so the engine never depends on how they were spelled.
+//! elsewhere; this file only owns the values and their defaults, so the engine never depends
+//! on how they were spelled.
 
 use std::time::Duration;
 
