@@ -4,6 +4,7 @@
 //! whole command line is read as `nsqrs serve`'s, Go flag syntax included, so existing nsqd
 //! command lines, scripts and test harnesses work unchanged.
 
+mod bench;
 mod serve;
 
 use std::ffi::OsString;
@@ -31,6 +32,8 @@ enum Commands {
     // `--version` here is nsqd's flag, which prints nsqd's version string, not clap's.
     #[command(disable_version_flag = true)]
     Serve(ServeArgs),
+    /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -64,6 +67,7 @@ fn run() -> i32 {
                 .expect("clap returned Serve without its matches");
             serve_main(args, sub)
         }
+        Commands::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,240 @@
+//! `nsqrs bench` on the command line: flags (named after NSQ's bench_writer/bench_reader
+//! where they exist), Go-style durations, and turning results or errors into output and
+//! an exit code. The benchmark itself is `nsqrs::bench`.
+
+use clap::{Args, ValueEnum};
+use nsqrs::bench::{self, null_server, wire::IdentifyOptions, Config, Mode};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// MPUB batches on every connection, waiting for each OK (bench_writer)
+    Writer,
+    /// SUB + RDY on every connection, FIN every message (bench_reader)
+    Reader,
+    /// Writer and reader at the same time on the same topic
+    Both,
+    /// Publish at --rate with timestamps in the bodies and measure publish→deliver latency
+    Latency,
+    /// Serve a storeless V2 endpoint on --listen, to validate the bench and find its ceiling
+    NullServer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// <addr>:<port> of the nsqd TCP endpoint to load
+    #[arg(long, default_value = "127.0.0.1:4150")]
+    pub nsqd_tcp_address: String,
+    #[arg(long, default_value = "sub_bench")]
+    pub topic: String,
+    #[arg(long, default_value = "ch")]
+    pub channel: String,
+    /// Message body size in bytes
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// Messages per MPUB (1 publishes with PUB)
+    #[arg(long, default_value_t = 200)]
+    pub batch_size: usize,
+    /// How long to run, Go duration syntax (10s, 500ms, 1m30s)
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub runfor: Duration,
+    /// Connections per role [default: number of CPUs]
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// RDY window of each reader connection
+    #[arg(long, default_value_t = 2500)]
+    pub rdy: u64,
+    /// Latency mode: messages per second to publish [default: 1000]
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Stop after this many messages (writers share it out; readers stop once it is reached)
+    #[arg(long)]
+    pub count: Option<u64>,
+    #[arg(long, value_enum, default_value_t = ModeArg::Both)]
+    pub mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Sample this process's VmRSS/VmHWM (e.g. the broker) during the run
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// IDENTIFY output_buffer_size for every connection (-1 = unbuffered) [default: server's]
+    #[arg(long, allow_hyphen_values = true)]
+    pub output_buffer_size: Option<i64>,
+    /// IDENTIFY output_buffer_timeout, Go duration or -1 to disable [default: server's 250ms]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_buffer_timeout)]
+    pub output_buffer_timeout: Option<i64>,
+    /// null-server mode: address to listen on (port 0 picks a free one)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+}
+
+/// Go's `time.ParseDuration` syntax: a sequence of decimal numbers with units
+/// (ns, us/µs, ms, s, m, h), e.g. `10s`, `1.5m`, `1m30s`; a bare `0` is allowed.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("invalid duration {text:?} (use Go syntax like 10s, 500ms, 1m)");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total_ns = 0f64;
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {text:?}"))?;
+        let value: f64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_len..];
+        total_ns += value * scale;
+    }
+    if !total_ns.is_finite() || total_ns > u64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_nanos(total_ns.round() as u64))
+}
+
+/// IDENTIFY wants milliseconds; -1 is NSQ's "no periodic flush".
+fn parse_buffer_timeout(text: &str) -> Result<i64, String> {
+    if text == "-1" {
+        return Ok(-1);
+    }
+    Ok(parse_duration(text)?.as_millis() as i64)
+}
+
+pub fn run(args: BenchArgs) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nsqrs bench: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    let result = match args.mode {
+        ModeArg::NullServer => runtime.block_on(serve_null(&args)),
+        ModeArg::Writer => runtime.block_on(bench_once(&args, Mode::Writer)),
+        ModeArg::Reader => runtime.block_on(bench_once(&args, Mode::Reader)),
+        ModeArg::Both => runtime.block_on(bench_once(&args, Mode::Both)),
+        ModeArg::Latency => runtime.block_on(bench_once(&args, Mode::Latency)),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("nsqrs bench: {e}");
+            1
+        }
+    }
+}
+
+async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
+    let connections = args
+        .connections
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let cfg = Config {
+        mode,
+        address: args.nsqd_tcp_address.clone(),
+        topic: args.topic.clone(),
+        channel: args.channel.clone(),
+        size: args.size,
+        batch_size: args.batch_size,
+        runfor: args.runfor,
+        connections,
+        rdy: args.rdy,
+        rate: args.rate,
+        count: args.count,
+        server_pid: args.server_pid,
+        identify: IdentifyOptions {
+            output_buffer_size: args.output_buffer_size,
+            output_buffer_timeout_ms: args.output_buffer_timeout,
+            heartbeat_interval_ms: None,
+        },
+    };
+    let report = bench::run(cfg).await?;
+    match args.format {
+        Format::Table => print!("{}", report.to_table()),
+        Format::Json => println!("{}", report.to_json()),
+    }
+    Ok(())
+}
+
+/// Serves until SIGINT or SIGTERM; the listening line goes to stderr so a parent process
+/// can learn the port when it asked for port 0.
+async fn serve_null(args: &BenchArgs) -> bench::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!("TCP: listening on {addr}");
+    let mut term = signal(SignalKind::terminate())?;
+    let opts = null_server::NullOptions { body_size: args.size };
+    tokio::select! {
+        served = null_server::serve(listener, opts) => served?,
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_durations() {
+        let cases = [
+            ("10s", Duration::from_secs(10)),
+            ("500ms", Duration::from_millis(500)),
+            ("1m", Duration::from_secs(60)),
+            ("1m30s", Duration::from_secs(90)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("250us", Duration::from_micros(250)),
+            ("250µs", Duration::from_micros(250)),
+            ("7ns", Duration::from_nanos(7)),
+            ("0", Duration::ZERO),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in ["", "10", "s", "10x", "1..5s", "-1s", "ms10"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn buffer_timeout_accepts_minus_one() {
+        assert_eq!(parse_buffer_timeout("-1"), Ok(-1));
+        assert_eq!(parse_buffer_timeout("25ms"), Ok(25));
+        assert!(parse_buffer_timeout("-2").is_err());
+    }
+
+    #[test]
+    fn cli_shape_is_valid() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        Wrapper::command().debug_assert();
+    }
+}
