@@ -154,7 +154,9 @@ mod tests {
             "5",
         ]));
         let matches = Cli::command().try_get_matches_from(&argv).unwrap();
-        let Commands::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command;
+        let Commands::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command else {
+            panic!("parsed as another subcommand");
+        };
         let opts = args
             .into_options(matches.subcommand_matches("serve").unwrap())
             .unwrap();
@@ -180,7 +182,9 @@ mod tests {
         let matches = Cli::command()
             .try_get_matches_from(["nsqrs", "serve", "--version=true"])
             .unwrap();
-        let Commands::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command;
+        let Commands::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command else {
+            panic!("parsed as another subcommand");
+        };
         assert!(args.version);
     }
 
