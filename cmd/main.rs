@@ -31,9 +31,9 @@ enum Commands {
     /// Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)
     // `--version` here is nsqd's flag, which prints nsqd's version string, not clap's.
     #[command(disable_version_flag = true)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() {
@@ -62,12 +62,13 @@ fn run() -> i32 {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
     match cli.command {
         Commands::Serve(args) => {
+            let args = *args;
             let sub = matches
                 .subcommand_matches("serve")
                 .expect("clap returned Serve without its matches");
             serve_main(args, sub)
         }
-        Commands::Bench(args) => bench::run(args),
+        Commands::Bench(args) => bench::run(*args),
     }
 }
 
@@ -157,6 +158,7 @@ mod tests {
         let Commands::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command else {
             panic!("parsed as another subcommand");
         };
+        let args = *args;
         let opts = args
             .into_options(matches.subcommand_matches("serve").unwrap())
             .unwrap();
@@ -185,6 +187,7 @@ mod tests {
         let Commands::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command else {
             panic!("parsed as another subcommand");
         };
+        let args = *args;
         assert!(args.version);
     }
 
