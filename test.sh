@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, the Rust unit and integration tests
+# (which start the real binary), then the third-party client suites (pynsq, gnsq, nsqjs), whose
+# pinned installs tests/compat/setup.sh performs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo build
+cargo test
+tests/compat/run.sh
