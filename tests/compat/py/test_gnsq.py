@@ -189,3 +189,46 @@ def test_gnsq_paused_channel_delivers_nothing_until_unpaused(broker, gclients):
     assert http.unpause_channel(topic, "c") == b""
     gwait(lambda: len(got) == 2, 3, "delivery after /channel/unpause")
     assert sorted(got) == [b"x1", b"x2"]
+
+
+def test_gnsq_channel_empty_drops_in_flight_and_deferred(broker, gclients):
+    """/channel/empty clears queued, in-flight and deferred messages (reference §1.9); a later FIN
+    of a dropped message fails with non-fatal E_FIN_FAILED and the connection keeps working."""
+    http = gnsq.NsqdHTTPClient("127.0.0.1", broker.http_port)
+    topic = "gnsq_empty"
+    held = []
+    errors = []
+    after = []
+
+    def handler(consumer, message):
+        if message.body.startswith(b"after") or message.body == b"warm-up":
+            after.append(message.body)
+            return  # gnsq FINs it
+        message.enable_async()
+        held.append(message)
+
+    consumer = gclients.consumer(topic, "c", handler, max_in_flight=2)
+    consumer.on_error.connect(lambda c, error: errors.append(error), weak=False)
+    producer = gclients.producer()
+    # gnsq keeps RDY at 1 until its first FIN; a warm-up message gets it to max_in_flight.
+    assert publish(producer, topic, b"warm-up") == b"OK"
+    gwait(lambda: after == [b"warm-up"] and consumer.total_ready_count == 2, 3, "gnsq RDY 2 after warm-up FIN")
+    assert multipublish(producer, topic, [b"m1", b"m2", b"m3", b"m4"]) == b"OK"
+    gwait(lambda: len(held) == 2, 3, "two messages in flight")
+    held[0].requeue(time_ms=60000, backoff=False)  # -> deferred
+    gwait(lambda: len(held) == 3, 3, "a third message after the REQ")
+    ch = gwait(lambda: (lambda c: c if c and c["in_flight_count"] == 2 and c["deferred_count"] == 1
+                        and c["depth"] == 1 else None)(broker.channel_stats(topic, "c")),
+               2, "2 in flight, 1 deferred, 1 queued")
+    assert ch["message_count"] == 5
+    assert http.empty_channel(topic, "c") == b""
+    ch = broker.channel_stats(topic, "c")
+    assert (ch["depth"], ch["in_flight_count"], ch["deferred_count"]) == (0, 0, 0), ch
+    assert ch["clients"][0]["in_flight_count"] == 0, ch["clients"][0]
+    held[1].finish()  # no longer in flight on the broker
+    gwait(lambda: errors, 3, "E_FIN_FAILED for a FIN after /channel/empty")
+    # gnsq maps the E_FIN_FAILED code to NSQFinishFailed (and drops the code from the text).
+    assert isinstance(errors[0], gnsq.errors.NSQFinishFailed), errors
+    assert b"FIN" in errors[0].args[0], errors
+    assert publish(producer, topic, b"after-empty") == b"OK"
+    gwait(lambda: after == [b"warm-up", b"after-empty"], 3, "delivery on the same connection after E_FIN_FAILED")

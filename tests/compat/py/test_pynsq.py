@@ -453,3 +453,39 @@ def test_pynsq_topic_created_over_http_then_consumed(broker):
     assert sorted(got) == [b"backlog-0", b"backlog-1", b"backlog-2"]
     assert ch["message_count"] == 3, ch
     assert broker.topic_stats(topic)["depth"] == 0
+
+
+def test_pynsq_two_consumers_share_one_channel(broker):
+    """Consumers on the same channel split the stream: each message goes to exactly one of them."""
+    topic = "pynsq_share"
+    got = {"r1": [], "r2": []}
+
+    def handler_for(name):
+        def handler(msg):
+            got[name].append(msg.body)
+            return True
+        return handler
+
+    bodies = [b"share-%02d" % i for i in range(20)]
+
+    async def body():
+        c = Clients(broker)
+        try:
+            c.reader(topic, "workers", handler_for("r1"), max_in_flight=2)
+            c.reader(topic, "workers", handler_for("r2"), max_in_flight=2)
+            await wait_for(lambda: (broker.channel_stats(topic, "workers") or {}).get("client_count") == 2, 5,
+                           "two clients on the channel")
+            w = await c.writer()
+            assert await call_writer(w, "mpub", topic, bodies) == b"OK"
+            await wait_for(lambda: len(got["r1"]) + len(got["r2"]) >= 20, 5, "20 messages across both consumers")
+            await tornado.gen.sleep(0.5)
+            return await wait_for(lambda: in_flight_drained(broker, topic, "workers"), 3, "FINs to drain")
+        finally:
+            await c.close()
+
+    ch = run_loop(body)
+    all_got = got["r1"] + got["r2"]
+    assert len(all_got) == 20, "each message exactly once across the channel's consumers: %r" % got
+    assert sorted(all_got) == bodies
+    assert ch["message_count"] == 20 and ch["requeue_count"] == 0 and ch["timeout_count"] == 0, ch
+    assert sum(cl["finish_count"] for cl in ch["clients"]) == 20, ch["clients"]
