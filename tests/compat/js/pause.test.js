@@ -37,6 +37,33 @@ test('paused channel holds messages until /channel/unpause', {timeout: 30000}, a
   })
 })
 
+test('paused topic holds messages from a live consumer until /topic/unpause', {timeout: 30000}, async () => {
+  await withBroker([], async (broker) => {
+    const c = new JsClients(broker)
+    try {
+      const topic = 'js_topic_pause'
+      const got = []
+      await c.reader(topic, 'ch', (msg) => { got.push(msg.body.toString()); msg.finish() }, {maxInFlight: 5})
+      let res = await broker.http('POST', `/topic/pause?topic=${topic}`)
+      assert.strictEqual(res.status, 200)
+      const w = await c.writer()
+      await publish(w, topic, ['t1', 't2'])
+      await sleep(1000)
+      assert.deepStrictEqual(got, [], 'paused topic delivered messages')
+      const t = await broker.topicStats(topic)
+      assert.strictEqual(t.paused, true)
+      assert.strictEqual(t.depth, 2)
+      assert.strictEqual(t.channels[0].depth, 0)
+      res = await broker.http('POST', `/topic/unpause?topic=${topic}`)
+      assert.strictEqual(res.status, 200)
+      await waitFor(() => got.length === 2, 3000, 'delivery after /topic/unpause')
+      assert.deepStrictEqual(got.sort(), ['t1', 't2'])
+    } finally {
+      c.close()
+    }
+  })
+})
+
 test('ephemeral channel is removed after its consumer disconnects', {timeout: 30000}, async () => {
   await withBroker([], async (broker) => {
     const c = new JsClients(broker)

@@ -153,3 +153,21 @@ def test_stats_text_format(broker):
     assert text.startswith("nsqd v1.3.0"), text[:200]
     assert "Health: OK" in text, text
     assert "text_t" in text, text
+
+
+def test_new_channel_only_gets_later_messages(broker):
+    """Once a topic has a channel, a channel created later starts empty (no replay of old messages)."""
+    topic = "late_channel"
+    assert_admin_ok(broker.post("/topic/create", {"topic": topic}), "/topic/create")
+    assert_admin_ok(broker.post("/channel/create", {"topic": topic, "channel": "a"}), "/channel/create a")
+    for i in range(3):
+        assert broker.post("/pub", {"topic": topic}, body=b"old%d" % i).status == 200
+    wait_until(lambda: broker.channel_stats(topic, "a")["depth"] == 3, 2, "channel a depth 3")
+    assert_admin_ok(broker.post("/channel/create", {"topic": topic, "channel": "b"}), "/channel/create b")
+    settle()
+    b = broker.channel_stats(topic, "b")
+    assert (b["depth"], b["message_count"]) == (0, 0), b
+    assert broker.post("/pub", {"topic": topic}, body=b"new").status == 200
+    wait_until(lambda: broker.channel_stats(topic, "b")["depth"] == 1, 2, "channel b depth 1")
+    a = broker.channel_stats(topic, "a")
+    assert (a["depth"], a["message_count"]) == (4, 4), a
