@@ -47,6 +47,36 @@ impl Nsqd {
     pub fn launch(program: &Path, args: &[String], data: &Path) -> Nsqd {
         let mut cmd = Command::new(program);
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        Nsqd::spawn(cmd, data)
+    }
+
+    /// Like `start_in`, but no file the broker writes may exceed `max_file_bytes`: writes past
+    /// it fail with EFBIG, the way a full disk makes them fail.
+    pub fn start_with_file_limit(data: &Path, extra: &[&str], max_file_bytes: u64) -> Nsqd {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--tcp-address=127.0.0.1:0")
+            .arg("--http-address=127.0.0.1:0")
+            .arg(format!("--data-path={}", data.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit { rlim_cur: max_file_bytes, rlim_max: max_file_bytes };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Nsqd::spawn(cmd, data)
+    }
+
+    fn spawn(mut cmd: Command, data: &Path) -> Nsqd {
         let mut child = cmd.spawn().expect("spawn nsqrs");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
