@@ -5,6 +5,8 @@
 //! command lines, scripts and test harnesses work unchanged.
 
 mod bench;
+#[cfg(test)]
+mod docs;
 mod serve;
 
 use std::ffi::OsString;

@@ -30,7 +30,10 @@ fn full_disk_fails_publishes_and_turns_ping_unhealthy() {
     assert_eq!(code, 500);
     assert!(health.starts_with("NOK - "), "{health}");
     // nsqd answers a failed HTTP publish with 503 EXITING.
-    assert_eq!(n.post("/pub?topic=full", &body), (503, r#"{"message":"EXITING"}"#.to_string()));
+    assert_eq!(
+        n.post("/pub?topic=full", &body),
+        (503, r#"{"message":"EXITING"}"#.to_string())
+    );
     // Everything acknowledged before the disk filled is still delivered.
     let mut c = n.connect();
     c.subscribe("full", "ch", 100);
@@ -53,7 +56,9 @@ fn corrupt_segment_is_set_aside_and_the_rest_served() {
     let data = n.data.clone();
     let mut p = n.connect();
     for batch in 0..10 {
-        let bodies: Vec<Vec<u8>> = (0..20).map(|i| format!("{batch:02}-{i:02}-{}", "p".repeat(100)).into_bytes()).collect();
+        let bodies: Vec<Vec<u8>> = (0..20)
+            .map(|i| format!("{batch:02}-{i:02}-{}", "p".repeat(100)).into_bytes())
+            .collect();
         p.mpub("dmg", &bodies);
         p.expect_ok();
     }
@@ -87,8 +92,14 @@ fn corrupt_segment_is_set_aside_and_the_rest_served() {
             _ => {}
         }
     }
-    assert!(got > 100 && got < 200, "served {got} of 200 with one segment lost");
-    assert!(victim.with_extension("seg.bad").exists(), "corrupt segment not set aside");
+    assert!(
+        got > 100 && got < 200,
+        "served {got} of 200 with one segment lost"
+    );
+    assert!(
+        victim.with_extension("seg.bad").exists(),
+        "corrupt segment not set aside"
+    );
     assert_eq!(n.get("/ping"), (200, "OK".to_string()));
     drop(tmp);
 }
