@@ -361,7 +361,20 @@ impl Channel {
                 st.dirty = true;
                 continue;
             }
-            let batch = self.topic.read(&mut st.reader, front.pos, limit, max - out.len());
+            // An #ephemeral channel keeps at most mem-queue-size messages, as in nsqd; the
+            // oldest beyond that are dropped (read past without delivery), a bounded step at a time.
+            let lag = self.topic.visible_head().seq.saturating_sub(front.seq);
+            let overflow = if self.ephemeral && front.is_open() {
+                lag.saturating_sub(self.topic.mem_queue_size.max(1))
+            } else {
+                0
+            };
+            let want = if overflow > 0 {
+                overflow.min(10_000) as usize
+            } else {
+                max - out.len()
+            };
+            let batch = self.topic.read(&mut st.reader, front.pos, limit, want);
             let range = st.ranges.front_mut().unwrap();
             if let Some(seq) = batch.skipped_to_seq {
                 range.seq = seq;
@@ -373,6 +386,9 @@ impl Channel {
             st.dirty = true;
             if batch.messages.is_empty() && batch.next_pos == front.pos {
                 break;
+            }
+            if overflow > 0 {
+                continue;
             }
             for msg in batch.messages {
                 if msg.deliver_at_ns > now {
@@ -592,6 +608,12 @@ impl Channel {
         }
     }
 
+    /// Sequence number of the oldest message this channel has not read yet.
+    pub fn unread_seq(&self) -> u64 {
+        let st = self.state.lock();
+        st.ranges.iter().map(|r| r.seq).min().unwrap_or(u64::MAX)
+    }
+
     /// The oldest log position this channel still needs.
     pub fn low_water(&self) -> u64 {
         let st = self.state.lock();
@@ -617,9 +639,12 @@ impl Channel {
         }
     }
 
-    /// Marks the channel deleted and removes its files.
+    /// Marks the channel deleted, disconnects its clients and removes its files.
     pub fn destroy(&self) {
         self.deleted.store(true, Ordering::Release);
+        for c in self.clients() {
+            c.kick();
+        }
         let mut st = self.state.lock();
         if let Some(store) = st.store.take() {
             store.destroy();
@@ -631,16 +656,19 @@ impl Channel {
 
     pub fn counts(&self) -> ChannelCounts {
         let head = self.topic.visible_head();
+        let now = now_ns();
         let st = self.state.lock();
         let mut depth = st.ready.len() as u64;
+        let mut unread_deferred = 0;
         for r in &st.ranges {
             let end = if r.is_open() { head.seq } else { r.end_seq };
             depth += end.saturating_sub(r.seq);
+            unread_deferred += self.topic.deferred_between(r.seq, end, now);
         }
         ChannelCounts {
-            depth,
+            depth: depth.saturating_sub(unread_deferred),
             in_flight: st.in_flight.len() as u64,
-            deferred: st.deferred.len() as u64,
+            deferred: st.deferred.len() as u64 + unread_deferred,
             message_count: head.seq.saturating_sub(st.base_seq)
                 + self.extra_message_count.load(Ordering::Relaxed),
         }

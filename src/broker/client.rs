@@ -2,7 +2,7 @@
 //! The TCP front end owns the connection; the engine and /stats share this handle.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
@@ -25,6 +25,9 @@ pub struct ClientHandle {
     pub pub_counts: Mutex<BTreeMap<String, u64>>,
     /// Wakes the connection's writer: RDY changed, a slot in the window freed, output queued.
     pub wake: Notify,
+    /// Set when the broker ends the connection (its channel or topic was deleted).
+    kicked: AtomicBool,
+    pub kick_notify: Notify,
 }
 
 impl ClientHandle {
@@ -42,7 +45,20 @@ impl ClientHandle {
             requeue_count: AtomicU64::new(0),
             pub_counts: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
+            kicked: AtomicBool::new(false),
+            kick_notify: Notify::new(),
         }
+    }
+
+    /// Asks the connection to close, as nsqd closes consumers of a deleted channel.
+    pub fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        self.kick_notify.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
     }
 
     /// How many more messages the client's RDY window allows right now.

@@ -412,6 +412,18 @@ impl LogReader {
         limit: u64,
         max_messages: usize,
     ) -> io::Result<ReadBatch> {
+        self.read_chunked(log, pos, limit, max_messages, READ_CHUNK)
+    }
+
+    /// `read` with a chosen read-ahead: streaming wants large chunks, a single record small ones.
+    fn read_chunked(
+        &mut self,
+        log: &parking_lot::Mutex<DiskLog>,
+        pos: u64,
+        limit: u64,
+        max_messages: usize,
+        chunk: usize,
+    ) -> io::Result<ReadBatch> {
         let mut messages = Vec::new();
         let mut pos = pos;
         let mut skipped_to_seq = None;
@@ -440,7 +452,7 @@ impl LogReader {
                     &self.open.as_ref().unwrap().1
                 }
             };
-            let want = (readable as usize).min(READ_CHUNK.max(RECORD_PREFIX));
+            let want = (readable as usize).min(chunk.max(RECORD_PREFIX));
             self.buf.resize(want, 0);
             let n = read_full_at(file, &mut self.buf, pos - seg_start)?;
             self.buf.truncate(n);
@@ -513,7 +525,8 @@ impl LogReader {
         pos: u64,
     ) -> io::Result<Option<StoredMessage>> {
         let limit = log.lock().head().pos;
-        let batch = self.read(log, pos, limit, 1)?;
+        // Most messages fit in one page; a larger one is completed by an exact second read.
+        let batch = self.read_chunked(log, pos, limit, 1, 4096)?;
         Ok(batch.messages.into_iter().next().filter(|m| m.pos == pos))
     }
 }

@@ -153,6 +153,7 @@ impl Broker {
                 name,
                 LogStore::Memory(Mutex::new(log)),
                 self.opts.node_id,
+                self.opts.mem_queue_size.max(0) as u64,
                 None,
             )));
         }
@@ -166,6 +167,7 @@ impl Broker {
             name,
             LogStore::Disk(Mutex::new(log)),
             self.opts.node_id,
+            self.opts.mem_queue_size.max(0) as u64,
             Some(dir),
         )))
     }

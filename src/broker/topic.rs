@@ -27,6 +27,12 @@ pub struct TopicCore {
     paused: AtomicBool,
     /// While paused, channels see the log only up to here.
     paused_at: Mutex<Option<LogHead>>,
+    /// Deferred messages (sequence → due time) that some channel has not read yet: nsqd counts
+    /// a deferred message as deferred from the moment it is published, so channel counts
+    /// subtract these from the unread stretch instead of reading ahead.
+    unread_deferred: Mutex<BTreeMap<u64, i64>>,
+    /// `--mem-queue-size`: how far an `#ephemeral` channel may lag before it drops messages.
+    pub mem_queue_size: u64,
 }
 
 impl TopicCore {
@@ -41,6 +47,15 @@ impl TopicCore {
 
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Acquire)
+    }
+
+    /// How many unread messages in sequence range `[from, to)` are deferred past `now`.
+    pub fn deferred_between(&self, from: u64, to: u64, now: i64) -> u64 {
+        if from >= to {
+            return 0;
+        }
+        let map = self.unread_deferred.lock();
+        map.range(from..to).filter(|(_, &due)| due > now).count() as u64
     }
 
     pub fn read(&self, reader: &mut LogReader, pos: u64, limit: u64, max: usize) -> ReadBatch {
@@ -102,7 +117,7 @@ struct SyncState {
 }
 
 impl Topic {
-    pub fn new(name: &str, log: LogStore, node_id: u16, dir: Option<PathBuf>) -> Topic {
+    pub fn new(name: &str, log: LogStore, node_id: u16, mem_queue_size: u64, dir: Option<PathBuf>) -> Topic {
         let head = match &log {
             LogStore::Disk(l) => l.lock().head(),
             LogStore::Memory(l) => l.lock().head(),
@@ -118,6 +133,8 @@ impl Topic {
             head: Mutex::new(head),
             paused: AtomicBool::new(false),
             paused_at: Mutex::new(None),
+            unread_deferred: Mutex::new(BTreeMap::new()),
+            mem_queue_size,
         };
         Topic {
             core: Arc::new(core),
@@ -221,12 +238,14 @@ impl Topic {
                     let mut log = log.lock();
                     let records = append(&mut ids);
                     let head = log.append(&records).map_err(PublishError::Io)?;
+                    self.note_deferred(head, bodies.len(), deliver_at_ns);
                     *self.core.head.lock() = head;
                 }
                 LogStore::Memory(log) => {
                     let mut log = log.lock();
                     let records = append(&mut ids);
                     let (head, _dropped) = log.append(&records);
+                    self.note_deferred(head, bodies.len(), deliver_at_ns);
                     *self.core.head.lock() = head;
                 }
             }
@@ -236,6 +255,17 @@ impl Topic {
         self.message_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.wake_channels();
         Ok(ids)
+    }
+
+    /// Remembers the sequence numbers of just-appended deferred messages (before the new head
+    /// is visible, so no channel can read past them unnoticed).
+    fn note_deferred(&self, head: LogHead, count: usize, deliver_at_ns: i64) {
+        if deliver_at_ns > 0 {
+            let mut map = self.core.unread_deferred.lock();
+            for seq in head.seq - count as u64..head.seq {
+                map.insert(seq, deliver_at_ns);
+            }
+        }
     }
 
     pub fn wake_channels(&self) {
@@ -375,11 +405,23 @@ impl Topic {
         }
     }
 
-    /// Deletes log segments no channel needs any more.
+    /// Deletes log segments no channel needs any more, and forgets deferred messages every
+    /// channel has read.
     pub fn release_unneeded(&self) {
-        let mut low = self.orphan_start.lock().map(|h| h.pos).unwrap_or(u64::MAX);
+        let orphan = *self.orphan_start.lock();
+        let mut low = orphan.map(|h| h.pos).unwrap_or(u64::MAX);
+        let mut low_seq = orphan.map(|h| h.seq).unwrap_or(u64::MAX);
         for ch in self.channels() {
             low = low.min(ch.low_water());
+            low_seq = low_seq.min(ch.unread_seq());
+        }
+        {
+            let mut map = self.core.unread_deferred.lock();
+            if low_seq == u64::MAX {
+                map.clear();
+            } else {
+                *map = map.split_off(&low_seq);
+            }
         }
         if low == u64::MAX {
             low = self.core.head().pos;

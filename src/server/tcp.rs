@@ -172,13 +172,24 @@ async fn read_loop(mut rd: OwnedReadHalf, broker: &Arc<Broker>, shared: &Shared)
         // A silent client is dropped after two missed heartbeats, as nsqd does.
         let deadline = shared.client.settings.read().heartbeat_interval.map(|hb| hb * 2);
         buf.reserve(READ_BUFFER);
-        let read = rd.read_buf(&mut buf);
-        let n = match deadline {
-            Some(d) => match timeout(d, read).await {
-                Ok(r) => r,
-                Err(_) => return,
+        let kicked = shared.client.kick_notify.notified();
+        tokio::pin!(kicked);
+        kicked.as_mut().enable();
+        if shared.client.is_kicked() {
+            return;
+        }
+        let read = async {
+            match deadline {
+                Some(d) => timeout(d, rd.read_buf(&mut buf)).await.ok(),
+                None => Some(rd.read_buf(&mut buf).await),
+            }
+        };
+        let n = tokio::select! {
+            r = read => match r {
+                Some(r) => r,
+                None => return,
             },
-            None => read.await,
+            _ = &mut kicked => return,
         };
         match n {
             Ok(0) | Err(_) => return,
@@ -393,7 +404,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, shared: Arc<Shared>) {
 
         buf.clear();
         std::mem::swap(&mut buf, &mut *shared.outgoing.lock());
-        let closing = shared.closing.load(Ordering::Acquire);
+        let closing = shared.closing.load(Ordering::Acquire) || client.is_kicked();
         if let (false, Some((_, channel))) = (closing, subscription) {
             if client.state.load(Ordering::Acquire) == ClientState::Subscribed as u8 {
                 let window = client.window().min(MAX_TAKE);

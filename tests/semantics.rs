@@ -1,0 +1,110 @@
+//! NSQ semantics that are easy to get subtly wrong: deferred accounting, `#ephemeral`
+//! overflow, consumers of a deleted channel, and mass in-flight timeouts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Frame, Nsqd};
+
+fn channel_stats(n: &Nsqd, topic: &str, channel: &str) -> serde_json::Value {
+    let stats = n.stats();
+    let topics = stats["topics"].as_array().cloned().unwrap_or_default();
+    let t = topics
+        .iter()
+        .find(|t| t["topic_name"] == topic)
+        .expect("topic in stats")
+        .clone();
+    let channels = t["channels"].as_array().cloned().unwrap_or_default();
+    channels
+        .into_iter()
+        .find(|c| c["channel_name"] == channel)
+        .expect("channel in stats")
+}
+
+#[test]
+fn deferred_messages_count_as_deferred_before_any_consumer_reads() {
+    let n = Nsqd::start(&[]);
+    n.post("/topic/create?topic=dq", b"");
+    n.post("/channel/create?topic=dq&channel=c", b"");
+    n.post("/pub?topic=dq", b"now");
+    n.post("/pub?topic=dq&defer=60000", b"later");
+    let mut p = n.connect();
+    p.cmd_body("DPUB dq 60000", b"later too");
+    p.expect_ok();
+    let c = channel_stats(&n, "dq", "c");
+    assert_eq!(
+        (c["depth"].as_u64(), c["deferred_count"].as_u64()),
+        (Some(1), Some(2)),
+        "{c}"
+    );
+}
+
+#[test]
+fn ephemeral_channel_drops_beyond_mem_queue_size() {
+    let n = Nsqd::start(&["--mem-queue-size=100"]);
+    let mut c = n.connect();
+    c.subscribe("eph", "watch#ephemeral", 0);
+    let mut p = n.connect();
+    let bodies: Vec<Vec<u8>> = (0..500).map(|i| format!("{i:03}").into_bytes()).collect();
+    p.mpub("eph", &bodies);
+    p.expect_ok();
+    c.cmd("RDY 1000");
+    c.s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut got = Vec::new();
+    while let Some(Frame::Message { id, body, .. }) = c.read_frame() {
+        c.cmd(&format!("FIN {id}"));
+        got.push(String::from_utf8(body).unwrap());
+    }
+    assert_eq!(got.len(), 100, "kept {} messages", got.len());
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some("400"),
+        "oldest were not the ones dropped"
+    );
+}
+
+#[test]
+fn deleting_a_channel_disconnects_its_consumers() {
+    let n = Nsqd::start(&[]);
+    let mut c = n.connect();
+    c.subscribe("del", "c", 1);
+    assert_eq!(n.post("/channel/delete?topic=del&channel=c", b"").0, 200);
+    assert!(c.is_closed(), "consumer of a deleted channel still connected");
+    let mut c = n.connect();
+    c.subscribe("del", "c2", 1);
+    assert_eq!(n.post("/topic/delete?topic=del", b"").0, 200);
+    assert!(c.is_closed(), "consumer of a deleted topic still connected");
+}
+
+#[test]
+fn mass_timeouts_redeliver_everything_with_attempts_two() {
+    let n = Nsqd::start(&["--msg-timeout=1s"]);
+    let mut p = n.connect();
+    let bodies: Vec<Vec<u8>> = (0..2000).map(|i| format!("t{i}").into_bytes()).collect();
+    p.mpub("to", &bodies);
+    p.expect_ok();
+    let mut c = n.connect();
+    c.subscribe("to", "c", 2500);
+    let mut first = 0;
+    while first < 2000 {
+        match c.read_frame() {
+            Some(Frame::Message { attempts: 1, .. }) => first += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let start = Instant::now();
+    let mut again = 0;
+    while again < 2000 {
+        match c.read_frame() {
+            Some(Frame::Message { id, attempts: 2, .. }) => {
+                c.cmd(&format!("FIN {id}"));
+                again += 1;
+            }
+            other => panic!("after {again}: {other:?}"),
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let ch = channel_stats(&n, "to", "c");
+    assert_eq!(ch["timeout_count"], 2000);
+}
