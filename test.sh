@@ -9,4 +9,4 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo build
 cargo test
-tests/compat/run.sh
+NSQRS_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/nsqrs" tests/compat/run.sh
