@@ -442,9 +442,13 @@ impl Broker {
         }
     }
 
-    /// Graceful shutdown: stop accepting work, persist everything, fsync.
+    /// Graceful shutdown: stop accepting work, close client connections (their in-flight
+    /// messages go back to their channels), persist everything, fsync.
     pub fn shutdown(&self) {
         self.exiting.store(true, Ordering::Release);
+        for c in self.clients() {
+            c.kick();
+        }
         self.persist_metadata();
         self.checkpoint(true);
     }

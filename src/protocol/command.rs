@@ -404,7 +404,8 @@ fn parse_mpub(params: &[&[u8]], body: Body, limits: &ParseLimits) -> ParseResult
     }
     // Messages are framed by their own sizes; the body size above is only bounds-checked.
     let mut at = body.start + 8;
-    let mut bodies = Vec::with_capacity(count as usize);
+    // The count is the client's claim; allocate for what is actually buffered.
+    let mut bodies = Vec::with_capacity((count as usize).min((body.buf.len() - at) / 4 + 1));
     for i in 0..count {
         let Some(len) = body.i32_at(at) else {
             return Ok(None);
