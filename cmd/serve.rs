@@ -617,10 +617,6 @@ pub fn refuse_unlanded(o: &NsqdOptions) -> Result<(), String> {
             "statsd (--statsd-address, config statsd_address)",
         ),
         (
-            !o.lookupd_tcp_addresses.is_empty(),
-            "nsqlookupd registration (--lookupd-tcp-address, config nsqlookupd_tcp_addresses)",
-        ),
-        (
             !o.e2e_processing_latency_percentiles.is_empty(),
             "e2e latency percentiles (--e2e-processing-latency-percentile, \
              config e2e_processing_latency_percentiles)",

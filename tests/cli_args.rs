@@ -104,7 +104,7 @@ fn resolution_errors_are_one_stderr_line_and_exit_2() {
     for (program, args, want) in [
         (
             nsqd.as_path(),
-            &["-lookupd-tcp-address", "127.0.0.1:4160"][..],
+            &["-statsd-address", "127.0.0.1:8125"][..],
             "not available yet in nsqrs",
         ),
         (

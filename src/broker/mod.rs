@@ -32,6 +32,23 @@ use topic::{LogStore, PublishError, Topic};
 /// The version nsqrs speaks as: NSQ's, so clients enable the same features.
 pub const NSQ_VERSION: &str = "1.3.0";
 
+/// A change lookupd must hear about (nsq-reference §1.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    Register {
+        topic: String,
+        channel: Option<String>,
+    },
+    Unregister {
+        topic: String,
+        channel: Option<String>,
+    },
+    /// A topic created at runtime (not loaded at start-up): lookupd may know its channels.
+    TopicCreated {
+        topic: String,
+    },
+}
+
 /// How often channel state is checkpointed; bounds redelivery after a crash.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// How often in-flight deadlines and deferred due times are checked.
@@ -48,6 +65,7 @@ pub struct Broker {
     next_client_id: AtomicU64,
     metadata_lock: Mutex<()>,
     clients: Mutex<BTreeMap<u64, Arc<client::ClientHandle>>>,
+    registrations: tokio::sync::broadcast::Sender<Registration>,
     _dir_lock: fs::File,
 }
 
@@ -95,6 +113,7 @@ impl Broker {
             next_client_id: AtomicU64::new(0),
             metadata_lock: Mutex::new(()),
             clients: Mutex::new(BTreeMap::new()),
+            registrations: tokio::sync::broadcast::channel(4096).0,
             _dir_lock: dir_lock,
         });
         if fresh && takeover::has_go_data(&broker.data_dir) {
@@ -181,6 +200,62 @@ impl Broker {
         self.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Registration changes, for the lookupd peers. Subscribe before taking
+    /// `registration_snapshot` so nothing falls between the two.
+    pub fn subscribe_registrations(&self) -> tokio::sync::broadcast::Receiver<Registration> {
+        self.registrations.subscribe()
+    }
+
+    /// Everything to REGISTER on (re)connecting to a lookupd: each channel, or the topic alone
+    /// when it has none.
+    pub fn registration_snapshot(&self) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        for t in self.topics() {
+            let channels = t.channels();
+            if channels.is_empty() {
+                out.push((t.name().to_string(), None));
+            }
+            for c in channels {
+                out.push((t.name().to_string(), Some(c.name.clone())));
+            }
+        }
+        out
+    }
+
+    fn announce(&self, event: Registration) {
+        // No receiver simply means no lookupd is configured.
+        let _ = self.registrations.send(event);
+    }
+
+    /// Creates channels that lookupd knows for a new topic, reading from the topic's start so
+    /// they get every message published since it was created (nsqd does this before the
+    /// topic's first message reaches any channel).
+    pub fn precreate_channels(&self, topic_name: &str, channels: &[String]) {
+        let Some(topic) = self.topic(topic_name) else {
+            return;
+        };
+        let mut created = false;
+        for name in channels {
+            if is_ephemeral(name) || !crate::protocol::names::is_valid_channel_name(name) {
+                continue;
+            }
+            match topic.create_channel_at(name, topic.start_head(), self.fsync_state()) {
+                Ok((_, true)) => {
+                    created = true;
+                    self.announce(Registration::Register {
+                        topic: topic_name.to_string(),
+                        channel: Some(name.clone()),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("[nsqd] ERROR: failed to pre-create channel {topic_name}:{name} - {e}"),
+            }
+        }
+        if created {
+            self.persist_metadata();
+        }
+    }
+
     pub fn register_client(&self, client: Arc<client::ClientHandle>) {
         self.clients.lock().insert(client.id, client);
     }
@@ -236,6 +311,13 @@ impl Broker {
         if !created.is_ephemeral() {
             self.persist_metadata();
         }
+        self.announce(Registration::Register {
+            topic: name.to_string(),
+            channel: None,
+        });
+        self.announce(Registration::TopicCreated {
+            topic: name.to_string(),
+        });
         Ok(created)
     }
 
@@ -289,6 +371,12 @@ impl Broker {
         if created && !ch.ephemeral && !topic.is_ephemeral() {
             self.persist_metadata();
         }
+        if created {
+            self.announce(Registration::Register {
+                topic: topic.name().to_string(),
+                channel: Some(name.to_string()),
+            });
+        }
         Ok(ch)
     }
 
@@ -304,6 +392,16 @@ impl Broker {
             let _ = fs::remove_dir_all(dir);
         }
         self.persist_metadata();
+        for ch in topic.channels() {
+            self.announce(Registration::Unregister {
+                topic: name.to_string(),
+                channel: Some(ch.name.clone()),
+            });
+        }
+        self.announce(Registration::Unregister {
+            topic: name.to_string(),
+            channel: None,
+        });
         true
     }
 
@@ -311,15 +409,23 @@ impl Broker {
         if topic.remove_channel(name).is_none() {
             return false;
         }
-        self.after_channel_removed(topic);
+        self.after_channel_removed(topic, name);
         true
     }
 
-    fn after_channel_removed(&self, topic: &Arc<Topic>) {
+    fn after_channel_removed(&self, topic: &Arc<Topic>, channel: &str) {
+        self.announce(Registration::Unregister {
+            topic: topic.name().to_string(),
+            channel: Some(channel.to_string()),
+        });
         if topic.channels().is_empty() {
             if topic.is_ephemeral() {
                 self.topics.write().remove(topic.name());
                 topic.mark_deleted();
+                self.announce(Registration::Unregister {
+                    topic: topic.name().to_string(),
+                    channel: None,
+                });
                 return;
             }
             if let (Some(dir), Some(start)) = (&topic.dir, topic.orphan_start()) {
@@ -337,7 +443,7 @@ impl Broker {
             && !channel.is_deleted()
             && topic.remove_channel(&channel.name).is_some()
         {
-            self.after_channel_removed(topic);
+            self.after_channel_removed(topic, &channel.name);
         }
     }
 

@@ -106,6 +106,9 @@ pub struct Topic {
     orphan_start: Mutex<Option<LogHead>>,
     pub dir: Option<PathBuf>,
     deleted: AtomicBool,
+    /// Where the log began when this topic was opened: channels pre-created from lookupd
+    /// read from here.
+    start_head: LogHead,
     sync: Mutex<SyncState>,
     synced: Condvar,
 }
@@ -145,6 +148,7 @@ impl Topic {
             orphan_start: Mutex::new(Some(tail)),
             dir,
             deleted: AtomicBool::new(false),
+            start_head: tail,
             sync: Mutex::new(SyncState {
                 synced_pos: head.pos,
                 syncing: false,
@@ -191,6 +195,10 @@ impl Topic {
             LogStore::Memory(_) => None,
         };
         pending.map_or(Ok(()), |pos| self.sync_to(pos))
+    }
+
+    pub fn start_head(&self) -> LogHead {
+        self.start_head
     }
 
     pub fn name(&self) -> &str {

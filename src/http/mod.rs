@@ -23,6 +23,7 @@ use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 #[derive(Clone)]
 pub struct HttpState {
     pub broker: Arc<Broker>,
+    pub lookup: Arc<crate::server::lookup_peer::LookupPeers>,
     pub tcp_port: u16,
     pub http_port: u16,
 }
@@ -364,8 +365,12 @@ async fn config(State(s): State<HttpState>, method: Method, Path(opt): Path<Stri
             return Err(err(413, "INVALID_VALUE"));
         }
         return match opt.as_str() {
-            // Changing lookupd peers at runtime lands with discovery (issue 3).
-            "nsqlookupd_tcp_addresses" => Err(err(400, "INVALID_VALUE")),
+            "nsqlookupd_tcp_addresses" => {
+                let addresses: Vec<String> =
+                    serde_json::from_slice(&bytes).map_err(|_| err(400, "INVALID_VALUE"))?;
+                s.lookup.set_addresses(&addresses);
+                Ok(json_body(&addresses))
+            }
             "log_level" => {
                 let level = String::from_utf8_lossy(&bytes).trim().to_lowercase();
                 let n = LOG_LEVELS
@@ -381,7 +386,7 @@ async fn config(State(s): State<HttpState>, method: Method, Path(opt): Path<Stri
         return Err(err(405, "METHOD_NOT_ALLOWED"));
     }
     let value = match opt.as_str() {
-        "nsqlookupd_tcp_addresses" => json!(o.lookupd_tcp_addresses),
+        "nsqlookupd_tcp_addresses" => json!(s.lookup.addresses()),
         "log_level" => json!(LOG_LEVELS
             .iter()
             .position(|l| *l == o.log_level)

@@ -2,6 +2,7 @@
 //! addresses the way nsqd does (clients' test harnesses parse those lines), and shuts down
 //! gracefully on SIGINT/SIGTERM.
 
+pub mod lookup_peer;
 pub mod tcp;
 
 use std::sync::Arc;
@@ -83,12 +84,23 @@ async fn serve(opts: NsqdOptions) -> i32 {
         .unwrap_or(0);
     let tcp_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
     broker.start_background();
+    let identity = lookup_peer::Identity {
+        broadcast_address: broker.opts.broadcast_address.clone(),
+        hostname: crate::options::local_hostname(),
+        tcp_port: nonzero_or(broker.opts.broadcast_tcp_port, tcp_port),
+        http_port: nonzero_or(broker.opts.broadcast_http_port, http_port),
+        topology_zone: broker.opts.topology_zone.clone(),
+        topology_region: broker.opts.topology_region.clone(),
+    };
+    let lookup = lookup_peer::LookupPeers::new(broker.clone(), identity);
+    lookup.set_addresses(&broker.opts.lookupd_tcp_addresses);
     tokio::spawn(crate::server::tcp::serve(tcp, broker.clone()));
     if let Some(http) = http {
         let addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
         log(&prefix, "INFO", &format!("HTTP: listening on {addr}"));
         let app = crate::http::router(crate::http::HttpState {
             broker: broker.clone(),
+            lookup: lookup.clone(),
             tcp_port,
             http_port,
         });
@@ -102,6 +114,15 @@ async fn serve(opts: NsqdOptions) -> i32 {
     log(&prefix, "INFO", "TERM signal received, exiting");
     shutdown(&broker).await;
     0
+}
+
+/// nsqd registers its broadcast ports, or the bound ones when those are 0.
+fn nonzero_or(configured: u16, actual: u16) -> u16 {
+    if configured == 0 {
+        actual
+    } else {
+        configured
+    }
 }
 
 async fn wait_for_signal() {
