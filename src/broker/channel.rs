@@ -70,6 +70,21 @@ struct ChannelState {
 }
 
 impl ChannelState {
+    fn new(ranges: VecDeque<CursorRange>, base_seq: u64) -> ChannelState {
+        ChannelState {
+            ranges,
+            base_seq,
+            reader: LogReader::default(),
+            ready: VecDeque::new(),
+            deferred: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            held: BTreeMap::new(),
+            store: None,
+            dirty: false,
+        }
+    }
+
     fn hold(&mut self, pos: u64) {
         *self.held.entry(pos).or_insert(0) += 1;
     }
@@ -151,18 +166,10 @@ impl Channel {
         dir: Option<PathBuf>,
         fsync: bool,
     ) -> std::io::Result<Arc<Channel>> {
-        let mut state = ChannelState {
-            ranges: VecDeque::from([CursorRange::open(start.pos, start.seq)]),
-            base_seq: start.seq,
-            reader: LogReader::default(),
-            ready: VecDeque::new(),
-            deferred: BTreeMap::new(),
-            in_flight: HashMap::new(),
-            deadlines: BTreeSet::new(),
-            held: BTreeMap::new(),
-            store: None,
-            dirty: false,
-        };
+        let mut state = ChannelState::new(
+            VecDeque::from([CursorRange::open(start.pos, start.seq)]),
+            start.seq,
+        );
         if let Some(dir) = &dir {
             let mut snap = state.snapshot();
             state.store = Some(ChannelStore::create(dir, name, &mut snap, fsync)?);
@@ -193,18 +200,7 @@ impl Channel {
                 }
             }
         }
-        let mut state = ChannelState {
-            ranges: snap.ranges.iter().copied().collect(),
-            base_seq: snap.base_seq,
-            reader: LogReader::default(),
-            ready: VecDeque::new(),
-            deferred: BTreeMap::new(),
-            in_flight: HashMap::new(),
-            deadlines: BTreeSet::new(),
-            held: BTreeMap::new(),
-            store: None,
-            dirty: false,
-        };
+        let mut state = ChannelState::new(snap.ranges.iter().copied().collect(), snap.base_seq);
         if state.ranges.is_empty() {
             state
                 .ranges

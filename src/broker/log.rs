@@ -173,7 +173,7 @@ impl DiskLog {
         let mut head = LogHead::default();
         for (i, &start) in starts.iter().enumerate() {
             let path = segment_path(dir, start);
-            if i + 1 == starts.len() {
+            let (len, first_seq, next_seq) = if i + 1 == starts.len() {
                 // Only the last segment can have a torn tail; earlier ones were complete at roll.
                 let file_len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 let (len, first_seq, next_seq) = scan_valid_prefix(&path, start, max_payload)?;
@@ -182,35 +182,27 @@ impl DiskLog {
                     f.set_len(len)?;
                     f.sync_all()?;
                 }
-                let first_seq = if len == 0 { head.seq } else { first_seq };
-                segments.insert(
-                    start,
-                    Segment {
-                        start,
-                        len,
-                        first_seq,
-                    },
-                );
-                head = LogHead {
-                    pos: start + len,
-                    seq: if len == 0 { first_seq } else { next_seq },
-                };
+                if len == 0 {
+                    (0, head.seq, head.seq)
+                } else {
+                    (len, first_seq, next_seq)
+                }
             } else {
-                let len = fs::metadata(&path)?.len();
                 let first_seq = read_first_seq(&path)?.unwrap_or(head.seq);
-                segments.insert(
+                (fs::metadata(&path)?.len(), first_seq, first_seq)
+            };
+            segments.insert(
+                start,
+                Segment {
                     start,
-                    Segment {
-                        start,
-                        len,
-                        first_seq,
-                    },
-                );
-                head = LogHead {
-                    pos: start + len,
-                    seq: first_seq,
-                };
-            }
+                    len,
+                    first_seq,
+                },
+            );
+            head = LogHead {
+                pos: start + len,
+                seq: next_seq,
+            };
         }
         let last_start = *segments.keys().next_back().unwrap();
         let active = OpenOptions::new()
@@ -366,21 +358,49 @@ impl DiskLog {
     }
 }
 
+/// Finds how much of a segment holds whole, valid records, reading it in bounded chunks.
+/// Returns (valid length, first sequence, next sequence).
 fn scan_valid_prefix(path: &Path, start: u64, max_payload: usize) -> io::Result<(u64, u64, u64)> {
-    let data = match fs::read(path) {
-        Ok(d) => d,
+    let file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0, 0)),
         Err(e) => return Err(e),
     };
-    let mut off = 0usize;
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut valid = 0u64;
     let mut first_seq = None;
     let mut next_seq = 0;
-    while let Decoded::Record(m) = decode_record(&data[off..], start + off as u64, max_payload) {
-        first_seq.get_or_insert(m.seq);
-        next_seq = m.seq + 1;
-        off = (m.next_pos - start) as usize;
+    loop {
+        let n = read_full_at(&file, &mut buf, valid)?;
+        let mut off = 0usize;
+        let mut grow_to = None;
+        loop {
+            match decode_record(&buf[off..n], start + valid + off as u64, max_payload) {
+                Decoded::Record(m) => {
+                    first_seq.get_or_insert(m.seq);
+                    next_seq = m.seq + 1;
+                    off = (m.next_pos - start - valid) as usize;
+                }
+                Decoded::Incomplete(need) => {
+                    // A record larger than the whole buffer: read again with room for it.
+                    if off == 0 && n == buf.len() {
+                        grow_to = Some(need);
+                    }
+                    break;
+                }
+                Decoded::Corrupt => break,
+            }
+        }
+        if let Some(need) = grow_to {
+            buf.resize(need, 0);
+            continue;
+        }
+        if off == 0 {
+            // End of file, or a torn/corrupt record: everything before `valid` is good.
+            return Ok((valid, first_seq.unwrap_or(0), next_seq));
+        }
+        valid += off as u64;
     }
-    Ok((off as u64, first_seq.unwrap_or(0), next_seq))
 }
 
 /// The sequence number of a segment's first record, read from its header.
@@ -679,6 +699,24 @@ mod tests {
         f.write_all(&[0, 0, 0, 99, 1, 2]).unwrap();
         let log = DiskLog::open(dir.path(), 2048, 1024).unwrap();
         assert_eq!(log.head(), head);
+    }
+
+    #[test]
+    fn records_larger_than_a_read_chunk_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![b'z'; READ_CHUNK + 1000];
+        let mut log = DiskLog::open(dir.path(), 100 << 20, 1 << 20).unwrap();
+        for i in 0..3 {
+            log.append(&[rec(&big, i)]).unwrap();
+        }
+        let head = log.head();
+        drop(log);
+        let log = DiskLog::open(dir.path(), 100 << 20, 1 << 20).unwrap();
+        assert_eq!(log.head(), head);
+        let log = Mutex::new(log);
+        let batch = LogReader::default().read(&log, 0, head.pos, 10).unwrap();
+        assert_eq!(batch.messages.len(), 3);
+        assert!(batch.messages.iter().all(|m| m.body.len() == big.len()));
     }
 
     #[test]
