@@ -4,6 +4,7 @@ pub mod bench;
 pub mod broker;
 pub mod goflags;
 pub mod http;
+pub mod lookup;
 pub mod options;
 pub mod protocol;
 pub mod server;
