@@ -2,17 +2,20 @@
 //!
 //! Invoked under the name `nsqd` (a symlink or a copy), the binary takes the role of nsqd: the
 //! whole command line is read as `nsqrs serve`'s, Go flag syntax included, so existing nsqd
-//! command lines, scripts and test harnesses work unchanged.
+//! command lines, scripts and test harnesses work unchanged. Under the name `nsqlookupd` it
+//! takes nsqlookupd's role (`nsqrs lookupd`) the same way.
 
 mod bench;
 #[cfg(test)]
 mod docs;
+mod lookupd;
 mod serve;
 
 use std::ffi::OsString;
 use std::path::Path;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use lookupd::LookupdArgs;
 use serve::ServeArgs;
 
 #[derive(Parser)]
@@ -34,6 +37,11 @@ enum Commands {
     // `--version` here is nsqd's flag, which prints nsqd's version string, not clap's.
     #[command(disable_version_flag = true)]
     Serve(Box<ServeArgs>),
+    /// Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked
+    /// as `nsqlookupd`)
+    // As for serve, `--version` is nsqlookupd's own flag.
+    #[command(disable_version_flag = true)]
+    Lookupd(Box<LookupdArgs>),
     /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
     Bench(Box<bench::BenchArgs>),
 }
@@ -51,11 +59,20 @@ fn run() -> i32 {
         }
     };
 
-    if invoked_as_nsqd(&argv[0]) {
-        return match serve::parse_as_nsqd(&argv[1..]) {
-            Ok((args, matches)) => serve_main(args, &matches),
-            Err(e) => e.exit(),
-        };
+    match role(&argv[0]) {
+        Role::Nsqd => {
+            return match serve::parse_as_nsqd(&argv[1..]) {
+                Ok((args, matches)) => serve_main(args, &matches),
+                Err(e) => e.exit(),
+            };
+        }
+        Role::Nsqlookupd => {
+            return match lookupd::parse_as_nsqlookupd(&argv[1..]) {
+                Ok((args, matches)) => lookupd_main(args, &matches),
+                Err(e) => e.exit(),
+            };
+        }
+        Role::Nsqrs => {}
     }
 
     let argv = normalize_subcommand_args(argv);
@@ -69,6 +86,12 @@ fn run() -> i32 {
                 .subcommand_matches("serve")
                 .expect("clap returned Serve without its matches");
             serve_main(args, sub)
+        }
+        Commands::Lookupd(args) => {
+            let sub = matches
+                .subcommand_matches("lookupd")
+                .expect("clap returned Lookupd without its matches");
+            lookupd_main(*args, sub)
         }
         Commands::Bench(args) => bench::run(*args),
     }
@@ -90,11 +113,20 @@ fn collect_args(args: impl Iterator<Item = OsString>) -> Result<Vec<String>, Str
     Ok(argv)
 }
 
-fn invoked_as_nsqd(argv0: &str) -> bool {
-    matches!(
-        Path::new(argv0).file_name().and_then(|n| n.to_str()),
-        Some("nsqd" | "nsqd.exe")
-    )
+/// Which program the binary plays, from the file name it was invoked under.
+#[derive(Debug, PartialEq)]
+enum Role {
+    Nsqd,
+    Nsqlookupd,
+    Nsqrs,
+}
+
+fn role(argv0: &str) -> Role {
+    match Path::new(argv0).file_name().and_then(|n| n.to_str()) {
+        Some("nsqd" | "nsqd.exe") => Role::Nsqd,
+        Some("nsqlookupd" | "nsqlookupd.exe") => Role::Nsqlookupd,
+        _ => Role::Nsqrs,
+    }
 }
 
 /// Applies Go flag syntax to the arguments of the subcommands that imitate Go tools.
@@ -103,6 +135,11 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
         Some("serve") => {
             let mut out = argv[..2].to_vec();
             out.extend(serve::normalize_serve_args(&argv[2..]));
+            out
+        }
+        Some("lookupd") => {
+            let mut out = argv[..2].to_vec();
+            out.extend(lookupd::normalize_lookupd_args(&argv[2..]));
             out
         }
         _ => argv,
@@ -121,6 +158,23 @@ fn serve_main(args: ServeArgs, matches: &ArgMatches) -> i32 {
         Ok(opts) => start_broker(opts),
         Err(msg) => {
             // The contract with scripts is one line on stderr, whatever the message holds.
+            eprintln!("error: {}", msg.replace('\n', " "));
+            2
+        }
+    }
+}
+
+fn lookupd_main(args: LookupdArgs, matches: &ArgMatches) -> i32 {
+    if args.version {
+        println!("{}", lookupd::nsqlookupd_version_string());
+        return 0;
+    }
+    if !args.trailing.is_empty() {
+        eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+    }
+    match args.into_options(matches) {
+        Ok(opts) => nsqrs::lookup::run(opts),
+        Err(msg) => {
             eprintln!("error: {}", msg.replace('\n', " "));
             2
         }
@@ -195,10 +249,36 @@ mod tests {
 
     #[test]
     fn role_comes_from_the_file_name() {
-        assert!(invoked_as_nsqd("nsqd"));
-        assert!(invoked_as_nsqd("/usr/local/bin/nsqd"));
-        assert!(!invoked_as_nsqd("/usr/local/bin/nsqrs"));
-        assert!(!invoked_as_nsqd("/opt/nsqd/bin/nsqrs"));
-        assert!(!invoked_as_nsqd("nsqd-old"));
+        assert_eq!(role("nsqd"), Role::Nsqd);
+        assert_eq!(role("/usr/local/bin/nsqd"), Role::Nsqd);
+        assert_eq!(role("nsqlookupd"), Role::Nsqlookupd);
+        assert_eq!(role("/usr/local/bin/nsqlookupd"), Role::Nsqlookupd);
+        assert_eq!(role("/usr/local/bin/nsqrs"), Role::Nsqrs);
+        assert_eq!(role("/opt/nsqd/bin/nsqrs"), Role::Nsqrs);
+        assert_eq!(role("/opt/nsqlookupd/bin/nsqrs"), Role::Nsqrs);
+        assert_eq!(role("nsqd-old"), Role::Nsqrs);
+        assert_eq!(role("nsqlookupd2"), Role::Nsqrs);
+    }
+
+    #[test]
+    fn lookupd_accepts_go_syntax_after_the_subcommand() {
+        let argv = normalize_subcommand_args(argv(&[
+            "nsqrs",
+            "lookupd",
+            "-tcp-address",
+            "127.0.0.1:9",
+            "-verbose",
+            "-tombstone-lifetime",
+            "3s",
+        ]));
+        let matches = Cli::command().try_get_matches_from(&argv).unwrap();
+        let Commands::Lookupd(args) = Cli::from_arg_matches(&matches).unwrap().command else {
+            panic!("parsed as another subcommand");
+        };
+        let opts = args
+            .into_options(matches.subcommand_matches("lookupd").unwrap())
+            .unwrap();
+        assert_eq!(opts.tcp_address, "127.0.0.1:9");
+        assert_eq!(opts.tombstone_lifetime, std::time::Duration::from_secs(3));
     }
 }

@@ -678,10 +678,11 @@ const RENAMED_CONFIG_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
-fn apply_config_file(o: &mut NsqdOptions, wide: &mut WideInts, path: &str) -> Result<(), String> {
+/// Reads and parses a `--config` TOML file; every failure is one line naming the file.
+pub fn load_config_table(path: &str) -> Result<toml::Table, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("failed to load config file {path} - {e}"))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+    toml::from_str(&text).map_err(|e| {
         // toml's own Display draws the offending line over several lines; keep one line.
         let line = e
             .span()
@@ -691,7 +692,11 @@ fn apply_config_file(o: &mut NsqdOptions, wide: &mut WideInts, path: &str) -> Re
             None => format!("failed to load config file {path} - {}", e.message()),
         }
         .replace('\n', "; ")
-    })?;
+    })
+}
+
+fn apply_config_file(o: &mut NsqdOptions, wide: &mut WideInts, path: &str) -> Result<(), String> {
+    let table = load_config_table(path)?;
     for (key, value) in &table {
         apply_config_key(o, wide, key, value).map_err(|e| format!("config file {path}: key {key:?}: {e}"))?;
     }
@@ -783,7 +788,7 @@ fn type_error(want: &str, v: &toml::Value) -> String {
     format!("expected {want}, got {} {v}", v.type_str())
 }
 
-fn cfg_string(v: &toml::Value) -> Result<String, String> {
+pub fn cfg_string(v: &toml::Value) -> Result<String, String> {
     match v {
         toml::Value::String(s) => Ok(s.clone()),
         _ => Err(type_error("a string", v)),
@@ -799,7 +804,7 @@ fn cfg_int(v: &toml::Value) -> Result<i64, String> {
     }
 }
 
-fn cfg_bool(v: &toml::Value) -> Result<bool, String> {
+pub fn cfg_bool(v: &toml::Value) -> Result<bool, String> {
     match v {
         toml::Value::Boolean(b) => Ok(*b),
         toml::Value::String(s) => parse_go_bool(s),
@@ -808,7 +813,7 @@ fn cfg_bool(v: &toml::Value) -> Result<bool, String> {
 }
 
 /// A Go duration string, or a bare integer which nsqd's option resolver reads as milliseconds.
-fn cfg_duration(v: &toml::Value) -> Result<Duration, String> {
+pub fn cfg_duration(v: &toml::Value) -> Result<Duration, String> {
     match v {
         toml::Value::String(s) => parse_go_duration(s),
         toml::Value::Integer(ms) => u64::try_from(*ms)
@@ -850,7 +855,7 @@ fn cfg_floats(v: &toml::Value) -> Result<Vec<f64>, String> {
 
 /// The text nsqd's special-cased keys are parsed from: nsqd formats whatever TOML value it got
 /// (`tls_required = true` and `tls_required = "true"` mean the same).
-fn cfg_scalar_text(v: &toml::Value) -> Result<String, String> {
+pub fn cfg_scalar_text(v: &toml::Value) -> Result<String, String> {
     match v {
         toml::Value::String(s) => Ok(s.clone()),
         toml::Value::Integer(i) => Ok(i.to_string()),

@@ -22,6 +22,9 @@ _nsqrs() {
             nsqrs,help)
                 cmd="nsqrs__subcmd__help"
                 ;;
+            nsqrs,lookupd)
+                cmd="nsqrs__subcmd__lookupd"
+                ;;
             nsqrs,serve)
                 cmd="nsqrs__subcmd__serve"
                 ;;
@@ -30,6 +33,9 @@ _nsqrs() {
                 ;;
             nsqrs__subcmd__help,help)
                 cmd="nsqrs__subcmd__help__subcmd__help"
+                ;;
+            nsqrs__subcmd__help,lookupd)
+                cmd="nsqrs__subcmd__help__subcmd__lookupd"
                 ;;
             nsqrs__subcmd__help,serve)
                 cmd="nsqrs__subcmd__help__subcmd__serve"
@@ -41,7 +47,7 @@ _nsqrs() {
 
     case "${cmd}" in
         nsqrs)
-            opts="-h -V --help --version serve bench help"
+            opts="-h -V --help --version serve lookupd bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -133,7 +139,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__help)
-            opts="serve bench help"
+            opts="serve lookupd bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -174,6 +180,20 @@ _nsqrs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nsqrs__subcmd__help__subcmd__lookupd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nsqrs__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -181,6 +201,60 @@ _nsqrs() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__lookupd)
+            opts="-h --version --config --log-level --log-prefix --verbose --tcp-address --http-address --broadcast-address --inactive-producer-timeout --tombstone-lifetime --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verbose)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tcp-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --broadcast-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inactive-producer-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tombstone-lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -27,6 +27,7 @@ end
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -s h -l help -d 'Print help'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -s V -l version -d 'Print version'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l version -d 'Print version string and exit' -r
@@ -87,6 +88,17 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l max-deflate-level 
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l snappy -d 'Enable snappy feature negotiation (client compression)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l enable-experiment -d 'Enable an experiment (may be given multiple times): topology-aware-consumption [default: none]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l config -d 'Path to a TOML config file; keys are flag names with \'-\' as \'_\' [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l log-level -d 'Log verbosity: debug, info, warn, error, or fatal' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l log-prefix -d 'Log message prefix' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l verbose -d '[deprecated] has no effect, use --log-level' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l tcp-address -d '<addr>:<port> to listen on for TCP clients' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l http-address -d '<addr>:<port> to listen on for HTTP clients' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l broadcast-address -d 'Address of this lookupd node [default: the OS hostname]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l inactive-producer-timeout -d 'Duration of time a producer will remain in the active list since its last ping' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l tombstone-lifetime -d 'Duration of time a producer will remain tombstoned if registration remains' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -s h -l help -d 'Print help'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l nsqd-tcp-address -d '<addr>:<port> of the nsqd TCP endpoint to load' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l topic -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l channel -r
@@ -109,6 +121,7 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l output-buffer-size
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l output-buffer-timeout -d 'IDENTIFY output_buffer_timeout, Go duration or -1 to disable [default: server\'s 250ms]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l listen -d 'null-server mode: address to listen on (port 0 picks a free one)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench help" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

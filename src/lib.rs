@@ -5,6 +5,7 @@ pub mod broker;
 pub mod goflags;
 pub mod http;
 pub mod http_client;
+pub mod lookup;
 pub mod options;
 pub mod protocol;
 pub mod server;

@@ -3,13 +3,15 @@
 // Handlers return finished responses as errors; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -19,6 +21,7 @@ use crate::broker::topic::Topic;
 use crate::broker::{stats, Broker, NSQ_VERSION};
 use crate::protocol::guid::now_ns;
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
+use common::{empty, err, json_body, nsq_headers, ok_text, params};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -29,69 +32,6 @@ pub struct HttpState {
 }
 
 type Reply = Result<Response, Response>;
-
-fn err(status: u16, message: &str) -> Response {
-    let body = json!({ "message": message }).to_string();
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
-fn ok_text(text: &'static str) -> Response {
-    (StatusCode::OK, text).into_response()
-}
-
-fn empty() -> Response {
-    StatusCode::OK.into_response()
-}
-
-fn json_body(value: &impl serde::Serialize) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        serde_json::to_string(value).unwrap_or_default(),
-    )
-        .into_response()
-}
-
-/// Query parameters, first value wins; `None` when the query string is malformed.
-fn params(query: &Option<String>) -> Option<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for pair in query
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode(k)?;
-        let v = percent_decode(v)?;
-        out.entry(k).or_insert(v);
-    }
-    Some(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
 
 pub fn router(state: HttpState) -> Router {
     let o = &state.broker.opts;
@@ -110,16 +50,6 @@ pub fn router(state: HttpState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(nsq_headers))
         .with_state(state)
-}
-
-async fn nsq_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-        resp = err(405, "METHOD_NOT_ALLOWED");
-    }
-    resp.headers_mut()
-        .insert("X-NSQ-Content-Type", HeaderValue::from_static("nsq; version=1.0"));
-    resp
 }
 
 fn require_post(method: &Method) -> Result<(), Response> {
