@@ -62,7 +62,8 @@ fn run() -> i32 {
     match role(&argv[0]) {
         Role::Nsqd => {
             return match serve::parse_as_nsqd(&argv[1..]) {
-                Ok((args, matches)) => serve_main(args, &matches),
+                // nsqd never embeds a lookupd: scripts that start `nsqd` expect exactly nsqd.
+                Ok((args, matches)) => serve_main(args, &matches, false),
                 Err(e) => e.exit(),
             };
         }
@@ -85,7 +86,7 @@ fn run() -> i32 {
             let sub = matches
                 .subcommand_matches("serve")
                 .expect("clap returned Serve without its matches");
-            serve_main(args, sub)
+            serve_main(args, sub, true)
         }
         Commands::Lookupd(args) => {
             let sub = matches
@@ -146,7 +147,7 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
     }
 }
 
-fn serve_main(args: ServeArgs, matches: &ArgMatches) -> i32 {
+fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed_lookupd: bool) -> i32 {
     if args.version {
         println!("{}", serve::nsqd_version_string());
         return 0;
@@ -155,7 +156,10 @@ fn serve_main(args: ServeArgs, matches: &ArgMatches) -> i32 {
         eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
     }
     match args.into_options(matches) {
-        Ok(opts) => start_broker(opts),
+        Ok(mut opts) => {
+            opts.embedded_lookupd &= may_embed_lookupd;
+            start_broker(opts)
+        }
         Err(msg) => {
             // The contract with scripts is one line on stderr, whatever the message holds.
             eprintln!("error: {}", msg.replace('\n', " "));

@@ -305,6 +305,21 @@ pub struct ServeArgs {
     )]
     pub max_deflate_level: i64,
 
+    /// nsqrs: also run a lookupd in this process and register with it, when no
+    /// --lookupd-tcp-address is given (never in the `nsqd` role)
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "true",
+          value_parser = parse_go_bool)]
+    pub embedded_lookupd: bool,
+
+    /// nsqrs: <addr>:<port> of the embedded lookupd's TCP listener
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4160")]
+    pub embedded_lookupd_tcp_address: String,
+
+    /// nsqrs: <addr>:<port> of the embedded lookupd's HTTP listener
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4161")]
+    pub embedded_lookupd_http_address: String,
+
     /// Enable snappy feature negotiation (client compression)
     #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value = "true",
@@ -445,6 +460,9 @@ impl ServeArgs {
             deflate,
             max_deflate_level,
             snappy,
+            embedded_lookupd,
+            embedded_lookupd_tcp_address,
+            embedded_lookupd_http_address,
             enable_experiment,
             trailing: _,
         } = self;
@@ -511,6 +529,9 @@ impl ServeArgs {
             deflate => o.deflate,
             max_deflate_level => o.max_deflate_level,
             snappy => o.snappy,
+            embedded_lookupd => o.embedded_lookupd,
+            embedded_lookupd_tcp_address => o.embedded_lookupd_tcp_address,
+            embedded_lookupd_http_address => o.embedded_lookupd_http_address,
             enable_experiment => o.enable_experiment,
         }
         // Flags without a clap default: present only when typed.
@@ -771,6 +792,9 @@ fn apply_config_key(
         "deflate" => o.deflate = cfg_bool(v)?,
         "max_deflate_level" => o.max_deflate_level = cfg_int(v)?,
         "snappy" => o.snappy = cfg_bool(v)?,
+        "embedded_lookupd" => o.embedded_lookupd = cfg_bool(v)?,
+        "embedded_lookupd_tcp_address" => o.embedded_lookupd_tcp_address = cfg_string(v)?,
+        "embedded_lookupd_http_address" => o.embedded_lookupd_http_address = cfg_string(v)?,
         "enable_experiment" => o.enable_experiment = cfg_strings(v)?,
         _ => {
             let hint = RENAMED_CONFIG_KEYS

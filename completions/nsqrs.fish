@@ -85,6 +85,9 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l tls-required -d 'R
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l tls-min-version -d 'Minimum SSL/TLS version acceptable (\'tls1.0\', \'tls1.1\', \'tls1.2\' or \'tls1.3\')' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l deflate -d 'Enable deflate feature negotiation (client compression)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l max-deflate-level -d 'Max deflate compression level a client can negotiate (> values == > nsqd CPU usage)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd -d 'nsqrs: also run a lookupd in this process and register with it, when no --lookupd-tcp-address is given (never in the `nsqd` role)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd-tcp-address -d 'nsqrs: <addr>:<port> of the embedded lookupd\'s TCP listener' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd-http-address -d 'nsqrs: <addr>:<port> of the embedded lookupd\'s HTTP listener' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l snappy -d 'Enable snappy feature negotiation (client compression)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l enable-experiment -d 'Enable an experiment (may be given multiple times): topology-aware-consumption [default: none]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -s h -l help -d 'Print help'

@@ -72,6 +72,10 @@ pub struct NsqdOptions {
     pub max_deflate_level: i64,
     pub snappy: bool,
     pub enable_experiment: Vec<String>,
+    /// nsqrs: run a lookupd in-process and register with it when no lookupd is configured.
+    pub embedded_lookupd: bool,
+    pub embedded_lookupd_tcp_address: String,
+    pub embedded_lookupd_http_address: String,
 }
 
 impl Default for NsqdOptions {
@@ -131,6 +135,9 @@ impl Default for NsqdOptions {
             max_deflate_level: 6,
             snappy: true,
             enable_experiment: vec![],
+            embedded_lookupd: true,
+            embedded_lookupd_tcp_address: "0.0.0.0:4160".into(),
+            embedded_lookupd_http_address: "0.0.0.0:4161".into(),
         }
     }
 }

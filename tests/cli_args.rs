@@ -75,6 +75,9 @@ fn serve_subcommand_reads_go_flag_syntax() {
         "127.0.0.1:0",
         "-tcp-address=127.0.0.1:0",
         "-deflate=false",
+        "-embedded-lookupd-tcp-address=127.0.0.1:0",
+        "-embedded-lookupd-http-address",
+        "127.0.0.1:0",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -82,6 +85,11 @@ fn serve_subcommand_reads_go_flag_syntax() {
     .collect();
     let n = Nsqd::launch(NSQRS.as_ref(), &args, dir.path());
     assert_eq!(n.config("deflate"), false);
+    // `serve` registers with its embedded lookupd.
+    let peers = n.config("nsqlookupd_tcp_addresses");
+    let peers = peers.as_array().unwrap();
+    assert_eq!(peers.len(), 1);
+    assert!(peers[0].as_str().unwrap().starts_with("127.0.0.1:"), "{peers:?}");
 }
 
 #[test]
@@ -133,7 +141,7 @@ fn config_file_is_read_and_flags_win() {
     let cfg = dir.path().join("nsqd.toml");
     std::fs::write(
         &cfg,
-        "mem_queue_size = 77\ntcp_address = \"127.0.0.1:1\"\nmax_rdy_count = 9\n",
+        "mem_queue_size = 77\ntcp_address = \"127.0.0.1:1\"\nmax_rdy_count = 9\nembedded_lookupd = false\n",
     )
     .unwrap();
     let args: Vec<String> = vec![
@@ -147,6 +155,7 @@ fn config_file_is_read_and_flags_win() {
     ];
     let n = Nsqd::launch(NSQRS.as_ref(), &args, dir.path());
     assert_eq!(n.config("mem_queue_size"), 77);
+    assert_eq!(n.config("nsqlookupd_tcp_addresses"), serde_json::json!([]));
     assert_eq!(n.config("max_rdy_count"), 11);
     assert!(n.tcp.starts_with("127.0.0.1:") && n.tcp != "127.0.0.1:1");
 }

@@ -119,34 +119,33 @@ pub fn run(opts: LookupdOptions) -> i32 {
     runtime.block_on(serve(opts))
 }
 
-async fn bind(opts: &LookupdOptions, addr: &str) -> Option<TcpListener> {
-    match TcpListener::bind(addr).await {
-        Ok(l) => Some(l),
-        Err(e) => {
-            opts.logf(
-                Level::Fatal,
-                &format!("failed to instantiate nsqlookupd - listen ({addr}) failed - {e}"),
-            );
-            None
-        }
+/// A lookupd running inside another process (`nsqrs serve`'s embedded one).
+pub struct Running {
+    pub tcp_addr: std::net::SocketAddr,
+    pub http_addr: std::net::SocketAddr,
+    tcp_task: tokio::task::JoinHandle<()>,
+    http_task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn stop(&self) {
+        self.tcp_task.abort();
+        self.http_task.abort();
     }
 }
 
-async fn serve(opts: LookupdOptions) -> i32 {
-    let opts = Arc::new(opts);
-    opts.logf(Level::Info, &version_string());
-    let Some(tcp) = bind(&opts, &opts.tcp_address).await else {
-        return 1;
-    };
-    let Some(http) = bind(&opts, &opts.http_address).await else {
-        return 1;
-    };
+/// Binds both listeners and serves them in the background.
+pub async fn start(opts: Arc<LookupdOptions>) -> Result<Running, String> {
+    let tcp = TcpListener::bind(&opts.tcp_address)
+        .await
+        .map_err(|e| format!("listen ({}) failed - {e}", opts.tcp_address))?;
+    let http = TcpListener::bind(&opts.http_address)
+        .await
+        .map_err(|e| format!("listen ({}) failed - {e}", opts.http_address))?;
     let (Ok(tcp_addr), Ok(http_addr)) = (tcp.local_addr(), http.local_addr()) else {
-        opts.logf(Level::Fatal, "failed to read the listeners' addresses");
-        return 1;
+        return Err("failed to read the listeners' addresses".into());
     };
     let registry = Arc::new(Registry::new());
-
     opts.logf(Level::Info, &format!("TCP: listening on {tcp_addr}"));
     let tcp_task = tokio::spawn(serve_tcp(tcp, registry.clone(), opts.clone(), http_addr.port()));
     opts.logf(Level::Info, &format!("HTTP: listening on {http_addr}"));
@@ -157,12 +156,28 @@ async fn serve(opts: LookupdOptions) -> i32 {
             http_opts.logf(Level::Error, &format!("http.Serve() - {e}"));
         }
     });
+    Ok(Running {
+        tcp_addr,
+        http_addr,
+        tcp_task,
+        http_task,
+    })
+}
 
+async fn serve(opts: LookupdOptions) -> i32 {
+    let opts = Arc::new(opts);
+    opts.logf(Level::Info, &version_string());
+    let running = match start(opts.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            opts.logf(Level::Fatal, &format!("failed to instantiate nsqlookupd - {e}"));
+            return 1;
+        }
+    };
     let code = wait_for_signal(&opts).await;
-    tcp_task.abort();
-    http_task.abort();
-    opts.logf(Level::Info, &format!("TCP: closing {tcp_addr}"));
-    opts.logf(Level::Info, &format!("HTTP: closing {http_addr}"));
+    running.stop();
+    opts.logf(Level::Info, &format!("TCP: closing {}", running.tcp_addr));
+    opts.logf(Level::Info, &format!("HTTP: closing {}", running.http_addr));
     code
 }
 

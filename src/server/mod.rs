@@ -110,10 +110,56 @@ async fn serve(opts: NsqdOptions) -> i32 {
             }
         });
     }
+    // Started after nsqd's own listeners are logged, so tools reading the first
+    // `TCP: listening on` line find nsqd's.
+    let embedded = start_embedded_lookupd(&broker, &lookup, &prefix).await;
     wait_for_signal().await;
+    if let Some(running) = embedded {
+        running.stop();
+    }
     log(&prefix, "INFO", "TERM signal received, exiting");
     shutdown(&broker).await;
     0
+}
+
+/// With no lookupd configured, `serve` runs one in-process and registers with it, so a
+/// consumer pointed at lookupd works on a single machine out of the box. The broker comes up
+/// either way: a port already taken is a warning, not a failure.
+async fn start_embedded_lookupd(
+    broker: &Arc<Broker>,
+    lookup: &Arc<lookup_peer::LookupPeers>,
+    prefix: &str,
+) -> Option<crate::lookup::Running> {
+    let o = &broker.opts;
+    if !o.embedded_lookupd || !o.lookupd_tcp_addresses.is_empty() {
+        return None;
+    }
+    let opts = crate::lookup::LookupdOptions {
+        tcp_address: o.embedded_lookupd_tcp_address.clone(),
+        http_address: o.embedded_lookupd_http_address.clone(),
+        broadcast_address: o.broadcast_address.clone(),
+        log_level: o.log_level.clone(),
+        ..Default::default()
+    };
+    match crate::lookup::start(Arc::new(opts)).await {
+        Ok(running) => {
+            let mut addr = running.tcp_addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            lookup.set_addresses(&[addr.to_string()]);
+            Some(running)
+        }
+        Err(e) => {
+            let hint = "(--embedded-lookupd=false silences this)";
+            log(
+                prefix,
+                "WARNING",
+                &format!("embedded lookupd not started - {e} {hint}"),
+            );
+            None
+        }
+    }
 }
 
 /// nsqd registers its broadcast ports, or the bound ones when those are 0.

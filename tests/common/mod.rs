@@ -17,6 +17,8 @@ pub struct Nsqd {
     pub tcp: String,
     pub http: String,
     pub data: PathBuf,
+    /// Every stderr line so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -36,6 +38,8 @@ impl Nsqd {
             "serve".to_string(),
             "--tcp-address=127.0.0.1:0".into(),
             "--http-address=127.0.0.1:0".into(),
+            // Never lookupd's fixed ports from a test; tests of the embedded one ask for it.
+            "--embedded-lookupd=false".into(),
             format!("--data-path={}", data.display()),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
@@ -58,6 +62,7 @@ impl Nsqd {
         cmd.arg("serve")
             .arg("--tcp-address=127.0.0.1:0")
             .arg("--http-address=127.0.0.1:0")
+            .arg("--embedded-lookupd=false")
             .arg(format!("--data-path={}", data.display()))
             .args(extra)
             .stdout(Stdio::null())
@@ -83,9 +88,12 @@ impl Nsqd {
         let mut child = cmd.spawn().expect("spawn nsqrs");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[broker] {line}");
+                sink.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -97,11 +105,12 @@ impl Nsqd {
                 let _ = child.kill();
                 panic!("broker did not report its listeners")
             });
+            // nsqd's own listeners are logged first; an embedded lookupd's come later.
             if let Some(a) = line.split("TCP: listening on ").nth(1) {
-                tcp = Some(a.trim().to_string());
+                tcp.get_or_insert_with(|| a.trim().to_string());
             }
             if let Some(a) = line.split("HTTP: listening on ").nth(1) {
-                http = Some(a.trim().to_string());
+                http.get_or_insert_with(|| a.trim().to_string());
             }
         }
         let n = Nsqd {
@@ -109,6 +118,7 @@ impl Nsqd {
             tcp: tcp.unwrap(),
             http: http.unwrap(),
             data: data.to_path_buf(),
+            log,
             _tmp: None,
         };
         n.wait_ping();

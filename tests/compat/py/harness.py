@@ -80,6 +80,8 @@ class Broker:
             "serve",
             "--tcp-address=127.0.0.1:0",
             "--http-address=127.0.0.1:0",
+            # Never lookupd's fixed ports (4160/4161) from a test.
+            "--embedded-lookupd=false",
             "--data-path=%s" % self.data_dir,
         ] + self.extra_args
         self.proc = subprocess.Popen(
