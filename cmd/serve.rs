@@ -973,6 +973,8 @@ mod tests {
             "tls-required",
             "deflate",
             "snappy",
+            // nsqrs's own: whether `serve` runs a lookupd in-process.
+            "embedded-lookupd",
         ]);
         want.sort();
         assert_eq!(got, want);
@@ -1347,7 +1349,6 @@ mod tests {
             ),
             (&["--auth-http-address=a:1"], "--auth-http-address"),
             (&["--statsd-address=127.0.0.1:8125"], "--statsd-address"),
-            (&["--lookupd-tcp-address=127.0.0.1:4160"], "--lookupd-tcp-address"),
             (
                 &["--e2e-processing-latency-percentile=0.99"],
                 "--e2e-processing-latency-percentile",
@@ -1363,8 +1364,8 @@ mod tests {
 
     #[test]
     fn refusal_looks_at_resolved_options_so_config_values_are_refused_too() {
-        let e = with_config("nsqlookupd_tcp_addresses = [\"127.0.0.1:4160\"]\n", &[]).unwrap_err();
-        assert!(e.contains("nsqlookupd_tcp_addresses"), "{e}");
+        let e = with_config("statsd_address = \"127.0.0.1:8125\"\n", &[]).unwrap_err();
+        assert!(e.contains("statsd_address"), "{e}");
         let mut o = NsqdOptions::default();
         assert_eq!(refuse_unlanded(&o), Ok(()));
         o.tls_required = TlsRequired::TcpHttps;
