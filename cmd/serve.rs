@@ -320,6 +320,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4161")]
     pub embedded_lookupd_http_address: String,
 
+    /// nsqrs: report message lifecycle events on topic nsqrs.events: off, publish or all
+    #[arg(long, value_name = "MODE", default_value = "off")]
+    pub lifecycle_events: String,
+
+    /// nsqrs: only topics matching this regex report lifecycle events [default: all]
+    #[arg(long, value_name = "REGEX", default_value = "", hide_default_value = true)]
+    pub lifecycle_events_topics: String,
+
     /// Enable snappy feature negotiation (client compression)
     #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value = "true",
@@ -463,6 +471,8 @@ impl ServeArgs {
             embedded_lookupd,
             embedded_lookupd_tcp_address,
             embedded_lookupd_http_address,
+            lifecycle_events,
+            lifecycle_events_topics,
             enable_experiment,
             trailing: _,
         } = self;
@@ -532,6 +542,8 @@ impl ServeArgs {
             embedded_lookupd => o.embedded_lookupd,
             embedded_lookupd_tcp_address => o.embedded_lookupd_tcp_address,
             embedded_lookupd_http_address => o.embedded_lookupd_http_address,
+            lifecycle_events => o.lifecycle_events,
+            lifecycle_events_topics => o.lifecycle_events_topics,
             enable_experiment => o.enable_experiment,
         }
         // Flags without a clap default: present only when typed.
@@ -569,6 +581,11 @@ impl ServeArgs {
 
 /// nsqd's startup validations, in the order nsqd's `New` applies them, with nsqd's messages.
 fn validate(o: &mut NsqdOptions, wide: &WideInts) -> Result<(), String> {
+    nsqrs::broker::events::EventMode::parse(&o.lifecycle_events)?;
+    if !o.lifecycle_events_topics.is_empty() {
+        regex::Regex::new(&o.lifecycle_events_topics)
+            .map_err(|e| format!("--lifecycle-events-topics is not a valid regex - {e}"))?;
+    }
     if !(1..=9).contains(&o.max_deflate_level) {
         return Err("--max-deflate-level must be [1,9]".into());
     }
@@ -795,6 +812,8 @@ fn apply_config_key(
         "embedded_lookupd" => o.embedded_lookupd = cfg_bool(v)?,
         "embedded_lookupd_tcp_address" => o.embedded_lookupd_tcp_address = cfg_string(v)?,
         "embedded_lookupd_http_address" => o.embedded_lookupd_http_address = cfg_string(v)?,
+        "lifecycle_events" => o.lifecycle_events = cfg_string(v)?,
+        "lifecycle_events_topics" => o.lifecycle_events_topics = cfg_string(v)?,
         "enable_experiment" => o.enable_experiment = cfg_strings(v)?,
         _ => {
             let hint = RENAMED_CONFIG_KEYS

@@ -88,6 +88,8 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l max-deflate-level 
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd -d 'nsqrs: also run a lookupd in this process and register with it, when no --lookupd-tcp-address is given (never in the `nsqd` role)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd-tcp-address -d 'nsqrs: <addr>:<port> of the embedded lookupd\'s TCP listener' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd-http-address -d 'nsqrs: <addr>:<port> of the embedded lookupd\'s HTTP listener' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l lifecycle-events -d 'nsqrs: report message lifecycle events on topic nsqrs.events: off, publish or all' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l lifecycle-events-topics -d 'nsqrs: only topics matching this regex report lifecycle events [default: all]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l snappy -d 'Enable snappy feature negotiation (client compression)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l enable-experiment -d 'Enable an experiment (may be given multiple times): topology-aware-consumption [default: none]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -s h -l help -d 'Print help'

@@ -76,6 +76,10 @@ pub struct NsqdOptions {
     pub embedded_lookupd: bool,
     pub embedded_lookupd_tcp_address: String,
     pub embedded_lookupd_http_address: String,
+    /// nsqrs: lifecycle events on `nsqrs.events`: `off`, `publish` or `all` (docs/events.md).
+    pub lifecycle_events: String,
+    /// nsqrs: only topics matching this regex report events (empty: all).
+    pub lifecycle_events_topics: String,
 }
 
 impl Default for NsqdOptions {
@@ -138,6 +142,8 @@ impl Default for NsqdOptions {
             embedded_lookupd: true,
             embedded_lookupd_tcp_address: "0.0.0.0:4160".into(),
             embedded_lookupd_http_address: "0.0.0.0:4161".into(),
+            lifecycle_events: "off".into(),
+            lifecycle_events_topics: String::new(),
         }
     }
 }

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::client::ClientHandle;
+use super::events::{int_array, Kind, Place};
 use super::journal::{ChannelSnapshot, ChannelStore, CursorRange, JournalRecord, OutstandingEntry};
 use super::log::{LogReader, StoredMessage};
 use super::topic::TopicCore;
@@ -255,6 +256,27 @@ impl Channel {
         &self.topic.name
     }
 
+    fn wants(&self, kind: Kind) -> bool {
+        self.topic.events.wants(kind, &self.topic.name)
+    }
+
+    fn place<'a>(&'a self, client: Option<&'a str>) -> Place<'a> {
+        Place {
+            topic: &self.topic.name,
+            channel: Some(&self.name),
+            client,
+        }
+    }
+
+    /// The address of a connected client, for events.
+    fn client_address(&self, client_id: u64) -> String {
+        self.clients
+            .lock()
+            .get(&client_id)
+            .map(|c| c.remote_address.clone())
+            .unwrap_or_default()
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Acquire)
     }
@@ -384,17 +406,35 @@ impl Channel {
                 break;
             }
             if overflow > 0 {
+                if self.wants(Kind::Dropped) {
+                    let ids: Vec<MessageId> = batch.messages.iter().map(|m| m.id).collect();
+                    self.topic.events.record(Kind::Dropped, &self.place(None), &ids);
+                }
                 continue;
             }
             for msg in batch.messages {
                 if msg.deliver_at_ns > now {
                     st.deferred.insert((msg.deliver_at_ns, msg.pos), msg.attempts);
                     st.hold(msg.pos);
+                    if self.wants(Kind::Deferred) {
+                        let due = format!(",\"due\":{}", msg.deliver_at_ns);
+                        self.topic
+                            .events
+                            .record_line(Kind::Deferred, &self.place(None), &[msg.id], &due);
+                    }
                     continue;
                 }
                 let attempts = msg.attempts;
                 self.deliver(st, &mut out, client, msg, attempts, now, msg_timeout, sample_rate);
             }
+        }
+        if !out.is_empty() && self.wants(Kind::Delivered) {
+            let ids: Vec<MessageId> = out.iter().map(|d| d.id).collect();
+            let attempts = int_array("attempts", out.iter().map(|d| d.attempts as i64));
+            let place = self.place(Some(&client.remote_address));
+            self.topic
+                .events
+                .record_line(Kind::Delivered, &place, &ids, &attempts);
         }
         out
     }
@@ -467,6 +507,12 @@ impl Channel {
         st.unhold(f.pos);
         st.dirty = true;
         drop(st);
+        if self.wants(Kind::Finished) {
+            let addr = self.client_address(client_id);
+            self.topic
+                .events
+                .record(Kind::Finished, &self.place(Some(&addr)), &[id]);
+        }
         self.e2e.lock().record(now_ns() - f.timestamp_ns);
         Ok(Finished {
             timestamp_ns: f.timestamp_ns,
@@ -477,6 +523,13 @@ impl Channel {
     pub fn requeue(&self, client_id: u64, id: MessageId, delay_ms: i64) -> Result<(), &'static str> {
         let mut st = self.state.lock();
         let f = self.pop_in_flight(&mut st, client_id, id)?;
+        if self.wants(Kind::Requeued) {
+            let addr = self.client_address(client_id);
+            let delay = format!(",\"delay_ms\":{delay_ms}");
+            self.topic
+                .events
+                .record_line(Kind::Requeued, &self.place(Some(&addr)), &[id], &delay);
+        }
         self.requeue_count.fetch_add(1, Ordering::Relaxed);
         if delay_ms <= 0 {
             st.ready.push_back((f.pos, f.attempts));
@@ -517,6 +570,13 @@ impl Channel {
         st.deadlines.remove(&(f.deadline_ns, id));
         st.deadlines.insert((deadline, id));
         st.in_flight.get_mut(&id).unwrap().deadline_ns = deadline;
+        if self.wants(Kind::Touched) {
+            drop(st);
+            let addr = self.client_address(client_id);
+            self.topic
+                .events
+                .record(Kind::Touched, &self.place(Some(&addr)), &[id]);
+        }
         Ok(())
     }
 
@@ -524,6 +584,7 @@ impl Channel {
     /// Returns the clients whose in-flight count dropped.
     pub fn process_timers(&self, now: i64) -> Vec<u64> {
         let mut timed_out_clients = Vec::new();
+        let mut timed_out_ids = Vec::new();
         let mut woke = false;
         {
             let mut st = self.state.lock();
@@ -535,6 +596,7 @@ impl Channel {
                 if let Some(f) = st.in_flight.remove(&id) {
                     st.ready.push_back((f.pos, f.attempts));
                     timed_out_clients.push(f.client_id);
+                    timed_out_ids.push((id, f.client_id));
                     self.timeout_count.fetch_add(1, Ordering::Relaxed);
                     woke = true;
                 }
@@ -553,6 +615,14 @@ impl Channel {
         }
         if woke {
             self.notify.notify_waiters();
+        }
+        if !timed_out_ids.is_empty() && self.wants(Kind::TimedOut) {
+            for (id, client_id) in timed_out_ids {
+                let addr = self.client_address(client_id);
+                self.topic
+                    .events
+                    .record(Kind::TimedOut, &self.place(Some(&addr)), &[id]);
+            }
         }
         timed_out_clients
     }
@@ -638,6 +708,11 @@ impl Channel {
     /// Marks the channel deleted, disconnects its clients and removes its files.
     pub fn destroy(&self) {
         self.deleted.store(true, Ordering::Release);
+        if self.wants(Kind::Deleted) {
+            self.topic
+                .events
+                .record_line(Kind::Deleted, &self.place(None), &[], "");
+        }
         for c in self.clients() {
             c.kick();
         }

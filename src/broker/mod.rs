@@ -6,6 +6,7 @@
 
 pub mod channel;
 pub mod client;
+pub mod events;
 pub mod journal;
 pub mod log;
 pub mod metadata;
@@ -51,6 +52,8 @@ pub enum Registration {
 
 /// How often channel state is checkpointed; bounds redelivery after a crash.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+/// How often recorded lifecycle events are published.
+const EVENTS_INTERVAL: Duration = Duration::from_millis(50);
 /// How often in-flight deadlines and deferred due times are checked.
 const TIMER_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -66,6 +69,8 @@ pub struct Broker {
     metadata_lock: Mutex<()>,
     clients: Mutex<BTreeMap<u64, Arc<client::ClientHandle>>>,
     registrations: tokio::sync::broadcast::Sender<Registration>,
+    /// Lifecycle events (docs/events.md), published on `nsqrs.events`.
+    pub events: Arc<events::EventSink>,
     _dir_lock: fs::File,
 }
 
@@ -102,6 +107,13 @@ impl Broker {
         let topics_dir = store_dir.join("topics");
         let fresh = !store_dir.exists();
         fs::create_dir_all(&topics_dir).map_err(|e| e.to_string())?;
+        // The command line validated both; a library caller's bad values mean "off" / "all topics".
+        let events = Arc::new(events::EventSink::new(
+            events::EventMode::parse(&opts.lifecycle_events).unwrap_or(events::EventMode::Off),
+            regex::Regex::new(&opts.lifecycle_events_topics)
+                .ok()
+                .filter(|_| !opts.lifecycle_events_topics.is_empty()),
+        ));
         let broker = Arc::new(Broker {
             opts,
             data_dir,
@@ -114,6 +126,7 @@ impl Broker {
             metadata_lock: Mutex::new(()),
             clients: Mutex::new(BTreeMap::new()),
             registrations: tokio::sync::broadcast::channel(4096).0,
+            events,
             _dir_lock: dir_lock,
         });
         if fresh && takeover::has_go_data(&broker.data_dir) {
@@ -173,6 +186,7 @@ impl Broker {
                 LogStore::Memory(Mutex::new(log)),
                 self.opts.node_id,
                 self.opts.mem_queue_size.max(0) as u64,
+                self.events.clone(),
                 None,
             )));
         }
@@ -187,6 +201,7 @@ impl Broker {
             LogStore::Disk(Mutex::new(log)),
             self.opts.node_id,
             self.opts.mem_queue_size.max(0) as u64,
+            self.events.clone(),
             Some(dir),
         )))
     }
@@ -322,11 +337,13 @@ impl Broker {
     }
 
     /// Publishes to a topic, then applies the fsync policy. Returns the message IDs.
+    /// `origin` is the producer (address, user agent) for the `published` event.
     pub async fn publish(
         &self,
         topic: &Arc<Topic>,
         bodies: &[&[u8]],
         deliver_at_ns: i64,
+        origin: (&str, &str),
     ) -> Result<Vec<crate::protocol::MessageId>, PublishError> {
         if self.is_exiting() {
             return Err(PublishError::Exiting);
@@ -353,6 +370,21 @@ impl Broker {
         }
         if self.health.lock().is_some() {
             self.set_health(None);
+        }
+        if self.events.wants(events::Kind::Published, topic.name()) {
+            let sizes = bodies.iter().map(|b| b.len() as i64);
+            let extra = format!(
+                ",\"ua\":{}{},\"deliver_at\":{deliver_at_ns}",
+                events::json_str(origin.1),
+                events::int_array("sizes", sizes)
+            );
+            let place = events::Place {
+                topic: topic.name(),
+                channel: None,
+                client: Some(origin.0),
+            };
+            self.events
+                .record_line(events::Kind::Published, &place, &ids, &extra);
         }
         Ok(ids)
     }
@@ -487,6 +519,13 @@ impl Broker {
                 broker.process_timers();
             }
         });
+        if self.events.is_on() {
+            let broker = self.clone();
+            std::thread::Builder::new()
+                .name("nsqrs-events".into())
+                .spawn(move || broker.events_loop())
+                .expect("spawn events thread");
+        }
         let broker = self.clone();
         std::thread::Builder::new()
             .name("nsqrs-maintenance".into())
@@ -509,6 +548,29 @@ impl Broker {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Publishes recorded lifecycle events on `nsqrs.events` every few milliseconds.
+    fn events_loop(self: Arc<Self>) {
+        let max_body = self.opts.max_msg_size.max(1024) as usize;
+        loop {
+            std::thread::sleep(EVENTS_INTERVAL);
+            let bodies = self.events.drain(max_body);
+            if !bodies.is_empty() {
+                match self.get_or_create_topic(events::EVENTS_TOPIC) {
+                    Ok(topic) => {
+                        let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
+                        if let Err(e) = topic.publish(&refs, 0) {
+                            eprintln!("[nsqd] ERROR: publishing lifecycle events failed - {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("[nsqd] ERROR: lifecycle events topic unavailable - {e}"),
+                }
+            }
+            if self.is_exiting() {
+                return;
             }
         }
     }

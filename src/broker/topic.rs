@@ -33,6 +33,7 @@ pub struct TopicCore {
     unread_deferred: Mutex<BTreeMap<u64, i64>>,
     /// `--mem-queue-size`: how far an `#ephemeral` channel may lag before it drops messages.
     pub mem_queue_size: u64,
+    pub events: Arc<super::events::EventSink>,
 }
 
 impl TopicCore {
@@ -120,7 +121,14 @@ struct SyncState {
 }
 
 impl Topic {
-    pub fn new(name: &str, log: LogStore, node_id: u16, mem_queue_size: u64, dir: Option<PathBuf>) -> Topic {
+    pub fn new(
+        name: &str,
+        log: LogStore,
+        node_id: u16,
+        mem_queue_size: u64,
+        events: Arc<super::events::EventSink>,
+        dir: Option<PathBuf>,
+    ) -> Topic {
         let head = match &log {
             LogStore::Disk(l) => l.lock().head(),
             LogStore::Memory(l) => l.lock().head(),
@@ -138,6 +146,7 @@ impl Topic {
             paused_at: Mutex::new(None),
             unread_deferred: Mutex::new(BTreeMap::new()),
             mem_queue_size,
+            events,
         };
         Topic {
             core: Arc::new(core),

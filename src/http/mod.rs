@@ -136,7 +136,7 @@ async fn publish(State(s): State<HttpState>, method: Method, RawQuery(q): RawQue
         }
     }
     s.broker
-        .publish(&topic, &[&body], deliver_at)
+        .publish(&topic, &[&body], deliver_at, ("http", ""))
         .await
         .map_err(|_| err(503, "EXITING"))?;
     Ok(ok_text("OK"))
@@ -196,7 +196,7 @@ async fn multi_publish(
     };
     if !messages.is_empty() {
         s.broker
-            .publish(&topic, &messages, 0)
+            .publish(&topic, &messages, 0, ("http", ""))
             .await
             .map_err(|_| err(503, "EXITING"))?;
     }

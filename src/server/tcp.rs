@@ -377,8 +377,10 @@ impl Connection<'_> {
             .broker
             .get_or_create_topic(topic_name)
             .map_err(|e| ProtocolError::fatal(code, format!("{cmd} failed {e}")))?;
+        let client = &self.shared.client;
+        let user_agent = client.settings.read().user_agent.clone();
         self.broker
-            .publish(&topic, bodies, deliver_at)
+            .publish(&topic, bodies, deliver_at, (&client.remote_address, &user_agent))
             .await
             .map_err(|e| ProtocolError::fatal(code, format!("{cmd} failed {e}")))?;
         self.shared.client.published(topic_name, bodies.len() as u64);
