@@ -7,7 +7,10 @@
 mod bench;
 #[cfg(test)]
 mod docs;
+mod publish;
 mod serve;
+mod tail;
+mod tools;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -36,6 +39,12 @@ enum Commands {
     Serve(Box<ServeArgs>),
     /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
     Bench(Box<bench::BenchArgs>),
+    /// Publish messages from arguments or stdin to nsqd (to_nsq)
+    #[command(disable_version_flag = true)]
+    Pub(Box<publish::PubArgs>),
+    /// Print the messages of one or more topics as they arrive (nsq_tail)
+    #[command(disable_version_flag = true)]
+    Tail(Box<tail::TailArgs>),
 }
 
 fn main() {
@@ -60,7 +69,10 @@ fn run() -> i32 {
 
     let argv = normalize_subcommand_args(argv);
     let mut cmd = Cli::command();
-    let matches = cmd.try_get_matches_from_mut(&argv).unwrap_or_else(|e| e.exit());
+    let matches = match cmd.try_get_matches_from_mut(&argv) {
+        Ok(m) => m,
+        Err(e) => return usage_error(&argv, e),
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
     match cli.command {
         Commands::Serve(args) => {
@@ -71,7 +83,29 @@ fn run() -> i32 {
             serve_main(args, sub)
         }
         Commands::Bench(args) => bench::run(*args),
+        Commands::Pub(args) => publish::run(*args),
+        Commands::Tail(args) => tail::run(*args),
     }
+}
+
+/// Help and version go out as clap prints them. For the client tools, any other parse error
+/// is reduced to its first line: scripts get one clear stderr line and exit status 2.
+fn usage_error(argv: &[String], e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let tool = argv.get(1).is_some_and(|s| tools::go_bool_flags(s).is_some());
+    if !tool || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    // clap puts details (which argument was missing) on indented lines before the usage.
+    let text = e.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    eprintln!("{}", line.join(" "));
+    2
 }
 
 /// Program name and arguments as UTF-8. Paths that are not UTF-8 would be silently mangled by
@@ -105,7 +139,15 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
             out.extend(serve::normalize_serve_args(&argv[2..]));
             out
         }
-        _ => argv,
+        Some(sub) => match tools::normalize_tool_args(sub, &argv[2..]) {
+            Some(rest) => {
+                let mut out = argv[..2].to_vec();
+                out.extend(rest);
+                out
+            }
+            None => argv,
+        },
+        None => argv,
     }
 }
 

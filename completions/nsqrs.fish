@@ -28,6 +28,8 @@ complete -c nsqrs -n "__fish_nsqrs_needs_command" -s h -l help -d 'Print help'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -s V -l version -d 'Print version'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l config -d 'Path to a TOML config file; keys are flag names with \'-\' as \'_\' [default: none]' -r
@@ -109,6 +111,29 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l output-buffer-size
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l output-buffer-timeout -d 'IDENTIFY output_buffer_timeout, Go duration or -1 to disable [default: server\'s 250ms]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l listen -d 'null-server mode: address to listen on (port 0 picks a free one)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l topic -d 'NSQ topic to publish to' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l nsqd-tcp-address -d 'nsqd TCP address (may be given multiple times; every message goes to each)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l delimiter -d 'Character that separates messages on stdin (a single byte)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l rate -d 'Throttle to this many messages per second (0 = no limit)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l defer -d 'Deliver each message only after this delay (DPUB), Go duration syntax' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l batch-size -d 'Messages per MPUB when reading stdin (1 publishes each with PUB)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l producer-opt -d 'go-nsq producer option key,value (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -s h -l help -d 'Print help'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l topic -d 'NSQ topic (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l channel -d 'NSQ channel [default: tail<random 6 digits>#ephemeral]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l nsqd-tcp-address -d 'nsqd TCP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l lookupd-http-address -d 'nsqlookupd HTTP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l max-in-flight -d 'Max number of messages to allow in flight' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -s n -l n -d 'Total messages to show, then exit (0 = forever)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l print-topic -d 'Prefix each message with its topic and " | "' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l format -r -f -a "raw\t'The body and a newline, as nsq_tail prints it'
+json\t'One JSON object a line: topic, id, timestamp, attempts, nsqd_address, body'"
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l consumer-opt -d 'go-nsq consumer option key,value (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
