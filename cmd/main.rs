@@ -10,6 +10,7 @@ mod docs;
 mod publish;
 mod serve;
 mod tail;
+mod to_file;
 mod tools;
 
 use std::ffi::OsString;
@@ -45,6 +46,9 @@ enum Commands {
     /// Print the messages of one or more topics as they arrive (nsq_tail)
     #[command(disable_version_flag = true)]
     Tail(Box<tail::TailArgs>),
+    /// Archive topics to rotating (optionally gzip) files, finishing only what is fsync'ed (nsq_to_file)
+    #[command(disable_version_flag = true)]
+    ToFile(Box<to_file::ToFileArgs>),
 }
 
 fn main() {
@@ -85,6 +89,7 @@ fn run() -> i32 {
         Commands::Bench(args) => bench::run(*args),
         Commands::Pub(args) => publish::run(*args),
         Commands::Tail(args) => tail::run(*args),
+        Commands::ToFile(args) => to_file::run(*args),
     }
 }
 

@@ -30,6 +30,7 @@ complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "serve" -d 'Run the nsqd
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l config -d 'Path to a TOML config file; keys are flag names with \'-\' as \'_\' [default: none]' -r
@@ -132,8 +133,36 @@ json\t'One JSON object a line: topic, id, timestamp, attempts, nsqd_address, bod
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l consumer-opt -d 'go-nsq consumer option key,value (may be given multiple times)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l topic -d 'NSQ topic (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l topic-pattern -d 'Regex of topics to archive, found through lookupd [default: every topic]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l topic-refresh -d 'How often lookupd is asked for new topics (without --topic)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l channel -d 'NSQ channel' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l nsqd-tcp-address -d 'nsqd TCP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l lookupd-http-address -d 'nsqlookupd HTTP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l consumer-opt -d 'go-nsq consumer option key,value (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l max-in-flight -d 'Max messages in flight; also how many are written before an fsync and FIN' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l output-dir -d 'Directory for finished files' -r -F
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l work-dir -d 'Directory for files being written, moved to --output-dir when closed [default: --output-dir]' -r -F
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l datetime-format -d 'strftime format for <DATETIME> (%Y %y %m %d %H %I %M %S %p %A %a %B %b %Z %z %%)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l filename-format -d 'File name template: <TOPIC> <HOST> <PID> <DATETIME> <REV>' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l host-identifier -d 'Replaces <HOST>; may use <SHORT_HOST> and <HOSTNAME> [default: short hostname]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l gzip -d 'gzip the files (".gz" is appended to the name if missing)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l gzip-level -d 'gzip compression level, 1 (fastest) to 9 (best)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l skip-empty-files -d 'Do not create files for intervals without messages' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l rotate-size -d 'Rotate a file once it holds more than this many bytes (0 = never)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l rotate-interval -d 'Rotate a file after this long (0 = never)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l sync-interval -d 'fsync (and FIN what was written) at least this often' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l http-client-connect-timeout -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l http-client-request-timeout -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l log-level -d 'Log verbosity: debug, info, warn, error, or fatal' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l log-prefix -d 'Log message prefix' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l format -d 'What each message becomes in the file' -r -f -a "raw\t'The body and a newline, as nsq_to_file writes it'
+json\t'One JSON object a line: id, timestamp, attempts, body'"
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
