@@ -9,6 +9,7 @@ mod bench;
 mod docs;
 mod publish;
 mod serve;
+mod stat;
 mod tail;
 mod to_file;
 mod tools;
@@ -49,6 +50,9 @@ enum Commands {
     /// Archive topics to rotating (optionally gzip) files, finishing only what is fsync'ed (nsq_to_file)
     #[command(disable_version_flag = true)]
     ToFile(Box<to_file::ToFileArgs>),
+    /// Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)
+    #[command(disable_version_flag = true)]
+    Stat(Box<stat::StatArgs>),
 }
 
 fn main() {
@@ -90,6 +94,7 @@ fn run() -> i32 {
         Commands::Pub(args) => publish::run(*args),
         Commands::Tail(args) => tail::run(*args),
         Commands::ToFile(args) => to_file::run(*args),
+        Commands::Stat(args) => stat::run(*args),
     }
 }
 

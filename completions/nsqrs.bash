@@ -28,6 +28,9 @@ _nsqrs() {
             nsqrs,serve)
                 cmd="nsqrs__subcmd__serve"
                 ;;
+            nsqrs,stat)
+                cmd="nsqrs__subcmd__stat"
+                ;;
             nsqrs,tail)
                 cmd="nsqrs__subcmd__tail"
                 ;;
@@ -46,6 +49,9 @@ _nsqrs() {
             nsqrs__subcmd__help,serve)
                 cmd="nsqrs__subcmd__help__subcmd__serve"
                 ;;
+            nsqrs__subcmd__help,stat)
+                cmd="nsqrs__subcmd__help__subcmd__stat"
+                ;;
             nsqrs__subcmd__help,tail)
                 cmd="nsqrs__subcmd__help__subcmd__tail"
                 ;;
@@ -59,7 +65,7 @@ _nsqrs() {
 
     case "${cmd}" in
         nsqrs)
-            opts="-h -V --help --version serve bench pub tail to-file help"
+            opts="-h -V --help --version serve bench pub tail to-file stat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,7 +157,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__help)
-            opts="serve bench pub tail to-file help"
+            opts="serve bench pub tail to-file stat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,6 +213,20 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__stat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -526,6 +546,60 @@ _nsqrs() {
                     return 0
                     ;;
                 --enable-experiment)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__stat)
+            opts="-h --topic --channel --nsqd-http-address --lookupd-http-address --interval --count --format --http-client-connect-timeout --http-client-request-timeout --version --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --channel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nsqd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --http-client-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -31,6 +31,7 @@ complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "bench" -d 'Load generat
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l config -d 'Path to a TOML config file; keys are flag names with \'-\' as \'_\' [default: none]' -r
@@ -160,9 +161,23 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l format -d 'What 
 json\t'One JSON object a line: id, timestamp, attempts, body'"
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l topic -d 'NSQ topic (required with --channel; filters the cluster table otherwise)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l channel -d 'NSQ channel; without it, every topic and channel of the cluster is shown' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l nsqd-http-address -d 'nsqd HTTP address, host:port (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l lookupd-http-address -d 'nsqlookupd HTTP address, host:port (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l interval -d 'Time between reports' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l count -d 'Number of reports, then exit (0 = forever)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l format -r -f -a "table\t'nsq_stat\'s columns (one channel) or a table of the cluster'
+json\t'One JSON object per report'
+csv\t'A header row, then one row per report (per topic/channel for the cluster)'"
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l http-client-connect-timeout -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l http-client-request-timeout -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file stat help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file stat help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file stat help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file stat help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file stat help" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file stat help" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve bench pub tail to-file stat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
