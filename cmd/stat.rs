@@ -303,7 +303,7 @@ fn report_channel(
     let egress = rate(c.messages - c.depth, o.messages - o.depth, args.interval);
     match args.format {
         StatFormat::Table => {
-            if reports > 0 && reports % HEADER_EVERY == 0 {
+            if reports > 0 && reports.is_multiple_of(HEADER_EVERY) {
                 channel_header(out)?;
             }
             writeln!(
