@@ -42,6 +42,8 @@ enum Commands {
     /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
     Bench(Box<bench::BenchArgs>),
     /// Publish messages from arguments or stdin to nsqd (to_nsq)
+    ///
+    /// Once every message is acknowledged, prints `OK <count> <nsqd address>` for each nsqd.
     #[command(disable_version_flag = true)]
     Pub(Box<publish::PubArgs>),
     /// Print the messages of one or more topics as they arrive (nsq_tail)

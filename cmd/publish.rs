@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::tools;
 
+/// Prints `OK <count> <nsqd address>` for each nsqd once everything is acknowledged.
 #[derive(Debug, Args)]
 #[command(args_override_self = true)]
 pub struct PubArgs {
@@ -118,8 +119,9 @@ async fn publish_all(
     }
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(4096);
+    let (err_tx, mut err_rx) = tokio::sync::oneshot::channel::<String>();
     let progress = if args.messages.is_empty() {
-        stdin_reader(delimiter, tx)
+        stdin_reader(delimiter, tx, err_tx)
     } else {
         let messages: Vec<Bytes> = args
             .messages
@@ -182,6 +184,9 @@ async fn publish_all(
             pb.inc(bytes);
         }
     }
+    if let Ok(e) = err_rx.try_recv() {
+        return Err(format!("read stdin: {e}"));
+    }
     let mut lines = Vec::new();
     for mut s in producers {
         s.drain().await?;
@@ -235,7 +240,11 @@ impl Sender {
 
 /// Reads stdin on a thread, splitting on `delimiter` and skipping empty messages as to_nsq
 /// does. Returns a byte progress bar when stdin is a regular file of known size.
-fn stdin_reader(delimiter: u8, tx: mpsc::Sender<Bytes>) -> Option<ProgressBar> {
+fn stdin_reader(
+    delimiter: u8,
+    tx: mpsc::Sender<Bytes>,
+    err: tokio::sync::oneshot::Sender<String>,
+) -> Option<ProgressBar> {
     let size = stdin_file_size();
     let progress = size.filter(|_| std::io::stderr().is_terminal()).map(|len| {
         let pb = ProgressBar::new(len);
@@ -252,8 +261,12 @@ fn stdin_reader(delimiter: u8, tx: mpsc::Sender<Bytes>) -> Option<ProgressBar> {
         loop {
             buf.clear();
             match reader.read_until(delimiter, &mut buf) {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return,
                 Ok(_) => {}
+                Err(e) => {
+                    let _ = err.send(e.to_string());
+                    return;
+                }
             }
             if buf.last() == Some(&delimiter) {
                 buf.pop();

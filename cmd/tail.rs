@@ -133,10 +133,12 @@ async fn tail(args: TailArgs, consumers: Vec<Consumer>) -> i32 {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut shown = 0u64;
+    let term = tools::terminated();
+    tokio::pin!(term);
     let code = loop {
         let m = tokio::select! {
             m = rx.recv() => m,
-            _ = tools::terminated() => break 0,
+            _ = &mut term => break 0,
         };
         let Some((topic, m)) = m else { break 0 };
         if let Err(e) = write_message(&mut out, &args, &topic, &m) {

@@ -121,7 +121,7 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l defer -d 'Deliver ea
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l batch-size -d 'Messages per MPUB when reading stdin (1 publishes each with PUB)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l producer-opt -d 'go-nsq producer option key,value (may be given multiple times)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l version -d 'Print version string and exit' -r
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -s h -l help -d 'Print help'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l topic -d 'NSQ topic (may be given multiple times)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l channel -d 'NSQ channel [default: tail<random 6 digits>#ephemeral]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l nsqd-tcp-address -d 'nsqd TCP address (may be given multiple times)' -r

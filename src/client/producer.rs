@@ -219,7 +219,8 @@ impl Producer {
 }
 
 async fn dial(addr: &str, config: &Config) -> Result<Conn<TcpStream>, PublishError> {
-    let conn = tokio::time::timeout(config.dial_timeout.max(Duration::from_secs(1)), async {
+    let limit = config.dial_timeout + super::wire::REPLY_TIMEOUT;
+    let conn = tokio::time::timeout(limit, async {
         let mut conn = Conn::connect(addr).await?;
         conn.handshake(&config.identify()).await?;
         Ok::<_, super::wire::Error>(conn)
