@@ -205,7 +205,7 @@ async fn a_failure_backs_off_then_recovers() {
         "c",
         Config {
             max_in_flight: 10,
-            backoff_multiplier: Duration::from_millis(700),
+            backoff_multiplier: Duration::from_secs(2),
             ..quiet()
         },
     )
