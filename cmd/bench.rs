@@ -166,6 +166,7 @@ async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
             output_buffer_size: args.output_buffer_size,
             output_buffer_timeout_ms: args.output_buffer_timeout,
             heartbeat_interval_ms: None,
+            ..IdentifyOptions::default()
         },
     };
     let report = bench::run(cfg).await?;

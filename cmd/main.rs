@@ -9,7 +9,12 @@ mod bench;
 #[cfg(test)]
 mod docs;
 mod lookupd;
+mod publish;
 mod serve;
+mod stat;
+mod tail;
+mod to_file;
+mod tools;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -44,6 +49,20 @@ enum Commands {
     Lookupd(Box<LookupdArgs>),
     /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
     Bench(Box<bench::BenchArgs>),
+    /// Publish messages from arguments or stdin to nsqd (to_nsq)
+    ///
+    /// Once every message is acknowledged, prints `OK <count> <nsqd address>` for each nsqd.
+    #[command(disable_version_flag = true)]
+    Pub(Box<publish::PubArgs>),
+    /// Print the messages of one or more topics as they arrive (nsq_tail)
+    #[command(disable_version_flag = true)]
+    Tail(Box<tail::TailArgs>),
+    /// Archive topics to rotating (optionally gzip) files, finishing only what is fsync'ed (nsq_to_file)
+    #[command(disable_version_flag = true)]
+    ToFile(Box<to_file::ToFileArgs>),
+    /// Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)
+    #[command(disable_version_flag = true)]
+    Stat(Box<stat::StatArgs>),
 }
 
 fn main() {
@@ -78,7 +97,10 @@ fn run() -> i32 {
 
     let argv = normalize_subcommand_args(argv);
     let mut cmd = Cli::command();
-    let matches = cmd.try_get_matches_from_mut(&argv).unwrap_or_else(|e| e.exit());
+    let matches = match cmd.try_get_matches_from_mut(&argv) {
+        Ok(m) => m,
+        Err(e) => return usage_error(&argv, e),
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
     match cli.command {
         Commands::Serve(args) => {
@@ -95,7 +117,31 @@ fn run() -> i32 {
             lookupd_main(*args, sub)
         }
         Commands::Bench(args) => bench::run(*args),
+        Commands::Pub(args) => publish::run(*args),
+        Commands::Tail(args) => tail::run(*args),
+        Commands::ToFile(args) => to_file::run(*args),
+        Commands::Stat(args) => stat::run(*args),
     }
+}
+
+/// Help and version go out as clap prints them. For the client tools, any other parse error
+/// is reduced to its first line: scripts get one clear stderr line and exit status 2.
+fn usage_error(argv: &[String], e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let tool = argv.get(1).is_some_and(|s| tools::go_bool_flags(s).is_some());
+    if !tool || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    // clap puts details (which argument was missing) on indented lines before the usage.
+    let text = e.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    eprintln!("{}", line.join(" "));
+    2
 }
 
 /// Program name and arguments as UTF-8. Paths that are not UTF-8 would be silently mangled by
@@ -143,7 +189,15 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
             out.extend(lookupd::normalize_lookupd_args(&argv[2..]));
             out
         }
-        _ => argv,
+        Some(sub) => match tools::normalize_tool_args(sub, &argv[2..]) {
+            Some(rest) => {
+                let mut out = argv[..2].to_vec();
+                out.extend(rest);
+                out
+            }
+            None => argv,
+        },
+        None => argv,
     }
 }
 

@@ -29,6 +29,10 @@ complete -c nsqrs -n "__fish_nsqrs_needs_command" -s V -l version -d 'Print vers
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l config -d 'Path to a TOML config file; keys are flag names with \'-\' as \'_\' [default: none]' -r
@@ -126,7 +130,72 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l output-buffer-size
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l output-buffer-timeout -d 'IDENTIFY output_buffer_timeout, Go duration or -1 to disable [default: server\'s 250ms]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l listen -d 'null-server mode: address to listen on (port 0 picks a free one)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench help" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l topic -d 'NSQ topic to publish to' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l nsqd-tcp-address -d 'nsqd TCP address (may be given multiple times; every message goes to each)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l delimiter -d 'Character that separates messages on stdin (a single byte)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l rate -d 'Throttle to this many messages per second (0 = no limit)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l defer -d 'Deliver each message only after this delay (DPUB), Go duration syntax' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l batch-size -d 'Messages per MPUB when reading stdin (1 publishes each with PUB)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l producer-opt -d 'go-nsq producer option key,value (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l topic -d 'NSQ topic (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l channel -d 'NSQ channel [default: tail<random 6 digits>#ephemeral]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l nsqd-tcp-address -d 'nsqd TCP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l lookupd-http-address -d 'nsqlookupd HTTP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l max-in-flight -d 'Max number of messages to allow in flight' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -s n -l n -d 'Total messages to show, then exit (0 = forever)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l print-topic -d 'Prefix each message with its topic and " | "' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l format -r -f -a "raw\t'The body and a newline, as nsq_tail prints it'
+json\t'One JSON object a line: topic, id, timestamp, attempts, nsqd_address, body'"
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l consumer-opt -d 'go-nsq consumer option key,value (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l topic -d 'NSQ topic (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l topic-pattern -d 'Regex of topics to archive, found through lookupd [default: every topic]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l topic-refresh -d 'How often lookupd is asked for new topics (without --topic)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l channel -d 'NSQ channel' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l nsqd-tcp-address -d 'nsqd TCP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l lookupd-http-address -d 'nsqlookupd HTTP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l consumer-opt -d 'go-nsq consumer option key,value (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l max-in-flight -d 'Max messages in flight; also how many are written before an fsync and FIN' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l output-dir -d 'Directory for finished files' -r -F
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l work-dir -d 'Directory for files being written, moved to --output-dir when closed [default: --output-dir]' -r -F
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l datetime-format -d 'strftime format for <DATETIME> (%Y %y %m %d %H %I %M %S %p %A %a %B %b %Z %z %%)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l filename-format -d 'File name template: <TOPIC> <HOST> <PID> <DATETIME> <REV>' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l host-identifier -d 'Replaces <HOST>; may use <SHORT_HOST> and <HOSTNAME> [default: short hostname]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l gzip -d 'gzip the files (".gz" is appended to the name if missing)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l gzip-level -d 'gzip compression level, 1 (fastest) to 9 (best)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l skip-empty-files -d 'Do not create files for intervals without messages' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l rotate-size -d 'Rotate a file once it holds more than this many bytes (0 = never)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l rotate-interval -d 'Rotate a file after this long (0 = never)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l sync-interval -d 'fsync (and FIN what was written) at least this often' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l http-client-connect-timeout -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l http-client-request-timeout -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l log-level -d 'Log verbosity: debug, info, warn, error, or fatal' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l log-prefix -d 'Log message prefix' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l format -d 'What each message becomes in the file' -r -f -a "raw\t'The body and a newline, as nsq_to_file writes it'
+json\t'One JSON object a line: id, timestamp, attempts, body'"
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-file" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l topic -d 'NSQ topic (required with --channel; filters the cluster table otherwise)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l channel -d 'NSQ channel; without it, every topic and channel of the cluster is shown' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l nsqd-http-address -d 'nsqd HTTP address, host:port (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l lookupd-http-address -d 'nsqlookupd HTTP address, host:port (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l interval -d 'Time between reports' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l count -d 'Number of reports, then exit (0 = forever)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l format -r -f -a "table\t'nsq_stat\'s columns (one channel) or a table of the cluster'
+json\t'One JSON object per report'
+csv\t'A header row, then one row per report (per topic/channel for the cluster)'"
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l http-client-connect-timeout -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l http-client-request-timeout -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

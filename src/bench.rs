@@ -10,7 +10,8 @@ pub mod load;
 pub mod memory;
 pub mod null_server;
 pub mod report;
-pub mod wire;
+/// The bench speaks through the shared client codec.
+pub use crate::client::wire;
 
 use report::{ConfigSummary, Report, ServerSummary, Throughput};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod broker;
+pub mod client;
 pub mod goflags;
 pub mod http;
 pub mod http_client;

@@ -92,7 +92,9 @@ async fn serve(opts: NsqdOptions) -> i32 {
         topology_zone: broker.opts.topology_zone.clone(),
         topology_region: broker.opts.topology_region.clone(),
     };
-    broker.events.set_nsqd_address(format!("{}:{}", identity.broadcast_address, identity.tcp_port));
+    broker
+        .events
+        .set_nsqd_address(format!("{}:{}", identity.broadcast_address, identity.tcp_port));
     let lookup = lookup_peer::LookupPeers::new(broker.clone(), identity);
     lookup.set_addresses(&broker.opts.lookupd_tcp_addresses);
     tokio::spawn(crate::server::tcp::serve(tcp, broker.clone()));

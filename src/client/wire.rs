@@ -1,6 +1,6 @@
-//! The client side of NSQ's TCP protocol V2 as far as the bench needs it: decoding the
-//! server's frames, encoding the commands it sends, and a buffered connection that does
-//! the IDENTIFY handshake and answers heartbeats.
+//! The client side of NSQ's TCP protocol V2: decoding the server's frames, encoding the
+//! commands a client sends, and a buffered connection that does the IDENTIFY handshake and
+//! answers heartbeats. The producer, the consumer and the bench all speak through it.
 //!
 //! Everything here is written against the protocol (nsq-reference §1.2), not against nsqrs,
 //! so the same code loads Go nsqd and nsqrs alike.
@@ -159,6 +159,29 @@ pub mod encode {
         out.extend_from_slice(b"NOP\n");
     }
 
+    pub fn req(out: &mut Vec<u8>, id: &[u8; 16], delay_ms: u64) {
+        out.extend_from_slice(b"REQ ");
+        out.extend_from_slice(id);
+        out.extend_from_slice(format!(" {delay_ms}\n").as_bytes());
+    }
+
+    pub fn touch(out: &mut Vec<u8>, id: &[u8; 16]) {
+        out.extend_from_slice(b"TOUCH ");
+        out.extend_from_slice(id);
+        out.push(b'\n');
+    }
+
+    pub fn cls(out: &mut Vec<u8>) {
+        out.extend_from_slice(b"CLS\n");
+    }
+
+    pub fn dpub(out: &mut Vec<u8>, topic: &str, defer_ms: u64, body: &[u8]) {
+        out.extend_from_slice(b"DPUB ");
+        out.extend_from_slice(topic.as_bytes());
+        out.extend_from_slice(format!(" {defer_ms}\n").as_bytes());
+        sized(out, body);
+    }
+
     pub fn publish(out: &mut Vec<u8>, topic: &str, body: &[u8]) {
         out.extend_from_slice(b"PUB ");
         out.extend_from_slice(topic.as_bytes());
@@ -194,12 +217,17 @@ pub mod encode {
 }
 
 /// What we ask for in IDENTIFY. Output-buffer settings are passed through untouched so a
-/// latency run can opt out of nsqd's default 250 ms flush batching.
+/// latency run can opt out of nsqd's default 250 ms flush batching; `None` leaves a key out
+/// so the server's default applies.
 #[derive(Debug, Clone, Default)]
 pub struct IdentifyOptions {
     pub output_buffer_size: Option<i64>,
     pub output_buffer_timeout_ms: Option<i64>,
     pub heartbeat_interval_ms: Option<i64>,
+    pub msg_timeout_ms: Option<i64>,
+    /// Shown in the server's /stats; defaults to `nsqrs-bench`.
+    pub client_id: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// The IDENTIFY reply under feature negotiation; every key optional because not every
@@ -208,6 +236,7 @@ pub struct IdentifyOptions {
 pub struct ServerInfo {
     pub version: Option<String>,
     pub max_rdy_count: Option<u64>,
+    pub msg_timeout: Option<i64>,
     pub auth_required: Option<bool>,
     pub tls_v1: Option<bool>,
     pub snappy: Option<bool>,
@@ -377,11 +406,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Err(format!("{}: server enabled TLS/compression we did not ask for", self.peer).into());
         }
         if info.auth_required == Some(true) {
-            return Err(format!(
-                "{}: server requires AUTH, which nsqrs bench does not send",
-                self.peer
-            )
-            .into());
+            return Err(format!("{}: server requires AUTH, which nsqrs does not send", self.peer).into());
         }
         Ok(info)
     }
@@ -392,15 +417,17 @@ fn identify_body(opts: &IdentifyOptions) -> Vec<u8> {
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "localhost".to_string());
     let mut body = serde_json::json!({
-        "client_id": "nsqrs-bench",
+        "client_id": opts.client_id.as_deref().unwrap_or("nsqrs-bench"),
         "hostname": host,
-        "user_agent": concat!("nsqrs-bench/", env!("CARGO_PKG_VERSION")),
+        "user_agent": opts.user_agent.clone()
+            .unwrap_or_else(|| concat!("nsqrs-bench/", env!("CARGO_PKG_VERSION")).to_string()),
         "feature_negotiation": true,
     });
     let extra = [
         ("output_buffer_size", opts.output_buffer_size),
         ("output_buffer_timeout", opts.output_buffer_timeout_ms),
         ("heartbeat_interval", opts.heartbeat_interval_ms),
+        ("msg_timeout", opts.msg_timeout_ms),
     ];
     for (key, value) in extra {
         if let Some(v) = value {
@@ -508,6 +535,16 @@ mod tests {
         encode::fin(&mut out, b"0000000000000001");
         encode::nop(&mut out);
         assert_eq!(out, b"SUB t c\nRDY 2500\nFIN 0000000000000001\nNOP\n");
+
+        let mut out = Vec::new();
+        encode::req(&mut out, b"0000000000000002", 1500);
+        encode::touch(&mut out, b"0000000000000003");
+        encode::cls(&mut out);
+        encode::dpub(&mut out, "t", 250, b"x");
+        assert_eq!(
+            out,
+            b"REQ 0000000000000002 1500\nTOUCH 0000000000000003\nCLS\nDPUB t 250\n\0\0\0\x01x"
+        );
 
         let mut out = Vec::new();
         encode::publish_batch(&mut out, "t", &[b"ab"]);

@@ -1,0 +1,16 @@
+//! An async NSQ client: the producer and consumer the tools are built on, and the V2 wire
+//! codec they share with the bench.
+//!
+//! Behaviour follows go-nsq's conventions (nsq-reference §4.7) so the tools act like the Go
+//! tools they replace; `Config::set_opt` takes go-nsq's option names.
+
+pub mod config;
+pub mod consumer;
+pub mod http;
+pub mod lookup;
+pub mod producer;
+pub mod wire;
+
+pub use config::Config;
+pub use consumer::{Consumer, ConsumerStats, Message};
+pub use producer::{PendingReply, Producer, Publish, PublishError, PublishReceipt};
