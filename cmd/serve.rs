@@ -590,28 +590,7 @@ fn port(value: i64, flag: &str) -> Result<u16, String> {
 /// for, and nothing would say so; refusing at start-up makes the gap visible. Delete a check
 /// here when its feature lands.
 pub fn refuse_unlanded(o: &NsqdOptions) -> Result<(), String> {
-    let tls: Vec<&str> = [
-        (!o.tls_cert.is_empty(), "--tls-cert"),
-        (!o.tls_key.is_empty(), "--tls-key"),
-        (!o.tls_root_ca_file.is_empty(), "--tls-root-ca-file"),
-        (!o.tls_client_auth_policy.is_empty(), "--tls-client-auth-policy"),
-        (o.tls_required != TlsRequired::No, "--tls-required"),
-    ]
-    .into_iter()
-    .filter_map(|(set, flag)| set.then_some(flag))
-    .collect();
-    if !tls.is_empty() {
-        return Err(format!(
-            "TLS is not available yet in nsqrs (remove {})",
-            tls.join(", ")
-        ));
-    }
-
     let unlanded = [
-        (
-            !o.auth_http_addresses.is_empty(),
-            "auth servers (--auth-http-address, config auth_http_addresses)",
-        ),
         (
             !o.statsd_address.is_empty(),
             "statsd (--statsd-address, config statsd_address)",
@@ -1302,25 +1281,7 @@ mod tests {
 
     #[test]
     fn each_unlanded_option_is_refused_with_one_line() {
-        let tls = &["--tls-cert=c.pem", "--tls-key=k.pem"][..];
         let cases: &[(&[&str], &str)] = &[
-            (
-                tls,
-                "TLS is not available yet in nsqrs (remove --tls-cert, --tls-key)",
-            ),
-            (
-                &["--tls-cert=c", "--tls-key=k", "--tls-required"],
-                "TLS is not available yet in nsqrs",
-            ),
-            (
-                &["--tls-cert=c", "--tls-key=k", "--tls-client-auth-policy=require"],
-                "--tls-client-auth-policy",
-            ),
-            (
-                &["--tls-root-ca-file=ca.pem"],
-                "TLS is not available yet in nsqrs",
-            ),
-            (&["--auth-http-address=a:1"], "--auth-http-address"),
             (&["--statsd-address=127.0.0.1:8125"], "--statsd-address"),
             (&["--lookupd-tcp-address=127.0.0.1:4160"], "--lookupd-tcp-address"),
             (
@@ -1342,10 +1303,10 @@ mod tests {
         assert!(e.contains("nsqlookupd_tcp_addresses"), "{e}");
         let mut o = NsqdOptions::default();
         assert_eq!(refuse_unlanded(&o), Ok(()));
-        o.tls_required = TlsRequired::TcpHttps;
+        o.lookupd_tcp_addresses = vec!["127.0.0.1:4160".into()];
         assert!(refuse_unlanded(&o)
             .unwrap_err()
-            .starts_with("TLS is not available yet"));
+            .starts_with("nsqlookupd registration"));
     }
 
     #[test]

@@ -114,8 +114,8 @@ fn resolution_errors_are_one_stderr_line_and_exit_2() {
         ),
         (
             NSQRS.as_ref(),
-            &["serve", "--tls-cert=c.pem", "--tls-key=k.pem"],
-            "TLS is not available yet in nsqrs",
+            &["serve", "--tls-required"],
+            "cannot require TLS client connections without TLS key and cert",
         ),
     ] {
         let out = run(program, args);

@@ -39,6 +39,12 @@ pub struct ClientStats {
     pub deflate: bool,
     pub snappy: bool,
     pub user_agent: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub authed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity_url: String,
     pub tls: bool,
     pub tls_cipher_suite: String,
     pub tls_version: String,
@@ -124,6 +130,7 @@ use super::Broker;
 
 fn client_stats(c: &ClientHandle, with_pub_counts: bool) -> ClientStats {
     let s = c.settings.read();
+    let t = c.transport.read().clone();
     ClientStats {
         client_id: s.client_id.clone(),
         hostname: s.hostname.clone(),
@@ -137,14 +144,18 @@ fn client_stats(c: &ClientHandle, with_pub_counts: bool) -> ClientStats {
         requeue_count: c.requeue_count.load(Ordering::Relaxed),
         connect_ts: c.connect_ts,
         sample_rate: s.sample_rate,
-        deflate: false,
-        snappy: false,
+        deflate: t.deflate,
+        snappy: t.snappy,
         user_agent: s.user_agent.clone(),
-        tls: false,
-        tls_cipher_suite: String::new(),
-        tls_version: String::new(),
-        tls_negotiated_protocol: String::new(),
-        tls_negotiated_protocol_is_mutual: false,
+        authed: t.authed,
+        auth_identity: t.auth_identity,
+        auth_identity_url: t.auth_identity_url,
+        tls: t.tls,
+        tls_cipher_suite: t.tls_cipher_suite,
+        tls_version: t.tls_version,
+        tls_negotiated_protocol: t.tls_negotiated_protocol,
+        // Go reports the deprecated NegotiatedProtocolIsMutual, which is always true.
+        tls_negotiated_protocol_is_mutual: t.tls,
         topology_zone: String::new(),
         topology_region: String::new(),
         pub_counts: if with_pub_counts {

@@ -25,6 +25,8 @@ pub struct HttpState {
     pub broker: Arc<Broker>,
     pub tcp_port: u16,
     pub http_port: u16,
+    /// 0 when HTTPS is off.
+    pub https_port: u16,
 }
 
 type Reply = Result<Response, Response>;
@@ -92,8 +94,10 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-pub fn router(state: HttpState) -> Router {
+/// The API router; `over_tls` tells the HTTPS listener's router from the plain one.
+pub fn router(state: HttpState, over_tls: bool) -> Router {
     let o = &state.broker.opts;
+    let tls_required = !over_tls && o.tls_required == crate::options::TlsRequired::Yes;
     // Bodies are bounded by nsqd's own limits (checked in the handlers), not axum's default.
     let body_limit = o.max_body_size.max(o.max_msg_size) as usize + 1;
     Router::new()
@@ -108,7 +112,30 @@ pub fn router(state: HttpState) -> Router {
         .fallback(|| async { err(404, "NOT_FOUND") })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(nsq_headers))
+        .layer(middleware::from_fn_with_state(
+            (tls_required, state.https_port),
+            require_tls,
+        ))
         .with_state(state)
+}
+
+/// `--tls-required=true`: every plain-HTTP request is refused with nsqd's exact body.
+async fn require_tls(
+    State((required, https_port)): State<(bool, u16)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !required {
+        return next.run(req).await;
+    }
+    let mut resp = (
+        StatusCode::FORBIDDEN,
+        format!(r#"{{"message": "TLS_REQUIRED", "https_port": {https_port}}}"#),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert("X-NSQ-Content-Type", HeaderValue::from_static("nsq; version=1.0"));
+    resp
 }
 
 async fn nsq_headers(req: Request, next: Next) -> Response {
