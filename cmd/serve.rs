@@ -316,6 +316,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", action = ArgAction::Append)]
     pub enable_experiment: Vec<String>,
 
+    /// nsqrs only: bearer token required by the HTTP admin endpoints (/topic/*, /channel/*,
+    /// /config/*) as `Authorization: Bearer <token>`; /pub, /mpub, /stats, /ping, /info and
+    /// /metrics stay open [default: none, everything open as in nsqd]
+    #[arg(long, value_name = "TOKEN")]
+    pub http_admin_token: Option<String>,
+
     /// Arguments after the flags. Go's flag parsing stops at the first non-flag and nsqd then
     /// ignores the rest, so command lines with leftovers must still start.
     #[arg(hide = true, num_args = 0.., trailing_var_arg = true)]
@@ -446,6 +452,7 @@ impl ServeArgs {
             max_deflate_level,
             snappy,
             enable_experiment,
+            http_admin_token,
             trailing: _,
         } = self;
 
@@ -528,6 +535,7 @@ impl ServeArgs {
             tls_key => o.tls_key,
             tls_client_auth_policy => o.tls_client_auth_policy,
             tls_root_ca_file => o.tls_root_ca_file,
+            http_admin_token => o.http_admin_token,
         }
         if given("e2e_processing_latency_percentile") {
             let mut p = e2e_processing_latency_percentile;
@@ -590,21 +598,10 @@ fn port(value: i64, flag: &str) -> Result<u16, String> {
 /// for, and nothing would say so; refusing at start-up makes the gap visible. Delete a check
 /// here when its feature lands.
 pub fn refuse_unlanded(o: &NsqdOptions) -> Result<(), String> {
-    let unlanded = [
-        (
-            !o.statsd_address.is_empty(),
-            "statsd (--statsd-address, config statsd_address)",
-        ),
-        (
-            !o.lookupd_tcp_addresses.is_empty(),
-            "nsqlookupd registration (--lookupd-tcp-address, config nsqlookupd_tcp_addresses)",
-        ),
-        (
-            !o.e2e_processing_latency_percentiles.is_empty(),
-            "e2e latency percentiles (--e2e-processing-latency-percentile, \
-             config e2e_processing_latency_percentiles)",
-        ),
-    ];
+    let unlanded = [(
+        !o.lookupd_tcp_addresses.is_empty(),
+        "nsqlookupd registration (--lookupd-tcp-address, config nsqlookupd_tcp_addresses)",
+    )];
     match unlanded.into_iter().find(|(set, _)| *set) {
         Some((_, what)) => Err(format!("{what} is not available yet in nsqrs")),
         None => Ok(()),
@@ -750,6 +747,7 @@ fn apply_config_key(
         "max_deflate_level" => o.max_deflate_level = cfg_int(v)?,
         "snappy" => o.snappy = cfg_bool(v)?,
         "enable_experiment" => o.enable_experiment = cfg_strings(v)?,
+        "http_admin_token" => o.http_admin_token = cfg_string(v)?,
         _ => {
             let hint = RENAMED_CONFIG_KEYS
                 .iter()
@@ -1281,14 +1279,8 @@ mod tests {
 
     #[test]
     fn each_unlanded_option_is_refused_with_one_line() {
-        let cases: &[(&[&str], &str)] = &[
-            (&["--statsd-address=127.0.0.1:8125"], "--statsd-address"),
-            (&["--lookupd-tcp-address=127.0.0.1:4160"], "--lookupd-tcp-address"),
-            (
-                &["--e2e-processing-latency-percentile=0.99"],
-                "--e2e-processing-latency-percentile",
-            ),
-        ];
+        let cases: &[(&[&str], &str)] =
+            &[(&["--lookupd-tcp-address=127.0.0.1:4160"], "--lookupd-tcp-address")];
         for (args, want) in cases {
             let e = err(args);
             assert!(e.contains(want), "{args:?}: {e}");

@@ -86,6 +86,7 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l deflate -d 'Enable
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l max-deflate-level -d 'Max deflate compression level a client can negotiate (> values == > nsqd CPU usage)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l snappy -d 'Enable snappy feature negotiation (client compression)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l enable-experiment -d 'Enable an experiment (may be given multiple times): topology-aware-consumption [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l http-admin-token -d 'nsqrs only: bearer token required by the HTTP admin endpoints (/topic/*, /channel/*, /config/*) as `Authorization: Bearer <token>`; /pub, /mpub, /stats, /ping, /info and /metrics stay open [default: none, everything open as in nsqd]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l nsqd-tcp-address -d '<addr>:<port> of the nsqd TCP endpoint to load' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l topic -r

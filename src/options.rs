@@ -72,6 +72,8 @@ pub struct NsqdOptions {
     pub max_deflate_level: i64,
     pub snappy: bool,
     pub enable_experiment: Vec<String>,
+    /// nsqrs: bearer token for the HTTP admin endpoints; empty leaves them open, as in nsqd.
+    pub http_admin_token: String,
 }
 
 impl Default for NsqdOptions {
@@ -131,6 +133,7 @@ impl Default for NsqdOptions {
             max_deflate_level: 6,
             snappy: true,
             enable_experiment: vec![],
+            http_admin_token: String::new(),
         }
     }
 }

@@ -232,7 +232,6 @@ impl Channel {
         Arc::new(Channel {
             name: name.to_string(),
             ephemeral: crate::protocol::names::is_ephemeral(name),
-            topic,
             state: Mutex::new(state),
             notify: Notify::new(),
             paused: AtomicBool::new(false),
@@ -242,7 +241,8 @@ impl Channel {
             extra_message_count: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             dir,
-            e2e: Mutex::new(Default::default()),
+            e2e: Mutex::new(super::stats::E2eWindow::new(&topic.e2e)),
+            topic,
         })
     }
 
@@ -471,7 +471,11 @@ impl Channel {
         st.unhold(f.pos);
         st.dirty = true;
         drop(st);
-        self.e2e.lock().record(now_ns() - f.timestamp_ns);
+        let mut e2e = self.e2e.lock();
+        if e2e.enabled() {
+            e2e.record(now_ns() - f.timestamp_ns);
+        }
+        drop(e2e);
         Ok(Finished {
             timestamp_ns: f.timestamp_ns,
             attempts: f.attempts,

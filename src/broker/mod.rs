@@ -154,6 +154,7 @@ impl Broker {
                 LogStore::Memory(Mutex::new(log)),
                 self.opts.node_id,
                 self.opts.mem_queue_size.max(0) as u64,
+                self.e2e_config(),
                 None,
             )));
         }
@@ -168,8 +169,16 @@ impl Broker {
             LogStore::Disk(Mutex::new(log)),
             self.opts.node_id,
             self.opts.mem_queue_size.max(0) as u64,
+            self.e2e_config(),
             Some(dir),
         )))
+    }
+
+    fn e2e_config(&self) -> stats::E2eConfig {
+        stats::E2eConfig {
+            percentiles: self.opts.e2e_processing_latency_percentiles.clone(),
+            window: self.opts.e2e_processing_latency_window_time,
+        }
     }
 
     /// Whether checkpoints should be fsynced every time (`--sync-every=1`).

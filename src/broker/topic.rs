@@ -33,6 +33,8 @@ pub struct TopicCore {
     unread_deferred: Mutex<BTreeMap<u64, i64>>,
     /// `--mem-queue-size`: how far an `#ephemeral` channel may lag before it drops messages.
     pub mem_queue_size: u64,
+    /// e2e latency tracking for this topic's channels.
+    pub e2e: super::stats::E2eConfig,
 }
 
 impl TopicCore {
@@ -117,7 +119,14 @@ struct SyncState {
 }
 
 impl Topic {
-    pub fn new(name: &str, log: LogStore, node_id: u16, mem_queue_size: u64, dir: Option<PathBuf>) -> Topic {
+    pub fn new(
+        name: &str,
+        log: LogStore,
+        node_id: u16,
+        mem_queue_size: u64,
+        e2e: super::stats::E2eConfig,
+        dir: Option<PathBuf>,
+    ) -> Topic {
         let head = match &log {
             LogStore::Disk(l) => l.lock().head(),
             LogStore::Memory(l) => l.lock().head(),
@@ -135,6 +144,7 @@ impl Topic {
             paused_at: Mutex::new(None),
             unread_deferred: Mutex::new(BTreeMap::new()),
             mem_queue_size,
+            e2e,
         };
         Topic {
             core: Arc::new(core),
