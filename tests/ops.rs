@@ -301,3 +301,41 @@ fn admin_token_protects_admin_endpoints_only() {
     assert_eq!(authed("POST", "/topic/create?topic=y", "s3cres"), 401);
     assert_eq!(authed("GET", "/config/log_level", "s3cret"), 200);
 }
+
+#[test]
+fn max_channel_consumers_and_sample_rate() {
+    let n = Nsqd::start(&["--max-channel-consumers=1"]);
+    let mut a = Conn::connect(&n.tcp);
+    a.subscribe("limited", "ch", 0);
+    let mut b = Conn::connect(&n.tcp);
+    b.cmd("SUB limited ch");
+    assert_eq!(
+        b.read_frame(),
+        Some(Frame::Error(
+            "E_SUB_FAILED consumers for limited:ch exceeds limit of 1".into()
+        ))
+    );
+
+    // sample_rate 10: about one message in ten reaches the client; the rest leave the channel.
+    let n = Nsqd::start(&[]);
+    let mut s = Conn::connect(&n.tcp);
+    s.cmd_body("IDENTIFY", br#"{"sample_rate":10}"#);
+    s.expect_ok();
+    s.subscribe("sampled", "ch", 2500);
+    let bodies: Vec<Vec<u8>> = (0..1000).map(|i| format!("{i}").into_bytes()).collect();
+    let mut p = Conn::connect(&n.tcp);
+    p.mpub("sampled", &bodies);
+    p.expect_ok();
+    s.s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut got = 0;
+    while let Some(Frame::Message { .. }) = s.read_frame() {
+        got += 1;
+    }
+    assert!(
+        (40..=200).contains(&got),
+        "{got} of 1000 delivered at sample_rate 10"
+    );
+    let ch = &n.stats()["topics"][0]["channels"][0];
+    assert_eq!(ch["depth"], 0, "{ch}");
+    assert_eq!(ch["in_flight_count"], got, "{ch}");
+}
