@@ -339,6 +339,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", action = ArgAction::Append)]
     pub enable_experiment: Vec<String>,
 
+    /// nsqrs only: bearer token required by the HTTP admin endpoints (/topic/*, /channel/*,
+    /// /config/*) as `Authorization: Bearer <token>`; /pub, /mpub, /stats, /ping, /info and
+    /// /metrics stay open [default: none, everything open as in nsqd]
+    #[arg(long, value_name = "TOKEN")]
+    pub http_admin_token: Option<String>,
+
     /// Arguments after the flags. Go's flag parsing stops at the first non-flag and nsqd then
     /// ignores the rest, so command lines with leftovers must still start.
     #[arg(hide = true, num_args = 0.., trailing_var_arg = true)]
@@ -393,8 +399,8 @@ struct WideInts {
 
 impl ServeArgs {
     /// Resolves defaults, then the `--config` file, then flags given on the command line (the
-    /// layers nsqd uses, highest last); applies nsqd's startup validations; and refuses
-    /// options nsqrs cannot honour yet. `matches` must be the matches `self` was built from.
+    /// layers nsqd uses, highest last) and applies nsqd's startup validations. `matches` must
+    /// be the matches `self` was built from.
     pub fn into_options(self, matches: &ArgMatches) -> Result<NsqdOptions, String> {
         // In release builds clap answers `None` for an id it does not know, which would make
         // every flag look "not given"; fail loudly rather than silently ignore the command line.
@@ -402,13 +408,11 @@ impl ServeArgs {
             return Err("internal error: argument matches do not belong to `serve`".into());
         }
         let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-        let opts = self.resolve(&given)?;
-        refuse_unlanded(&opts)?;
-        Ok(opts)
+        self.resolve(&given)
     }
 
-    /// Everything `into_options` does except refusing unlanded features; `given` tells whether
-    /// a flag (by clap id) was typed on the command line.
+    /// Flags, config file and validations; `given` tells whether a flag (by clap id) was typed
+    /// on the command line.
     fn resolve(self, given: &dyn Fn(&str) -> bool) -> Result<NsqdOptions, String> {
         // Destructured so that adding a flag without deciding how it resolves fails to compile.
         let ServeArgs {
@@ -474,6 +478,7 @@ impl ServeArgs {
             lifecycle_events,
             lifecycle_events_topics,
             enable_experiment,
+            http_admin_token,
             trailing: _,
         } = self;
 
@@ -561,6 +566,7 @@ impl ServeArgs {
             tls_key => o.tls_key,
             tls_client_auth_policy => o.tls_client_auth_policy,
             tls_root_ca_file => o.tls_root_ca_file,
+            http_admin_token => o.http_admin_token,
         }
         if given("e2e_processing_latency_percentile") {
             let mut p = e2e_processing_latency_percentile;
@@ -620,50 +626,6 @@ fn validate(o: &mut NsqdOptions, wide: &WideInts) -> Result<(), String> {
 
 fn port(value: i64, flag: &str) -> Result<u16, String> {
     u16::try_from(value).map_err(|_| format!("{flag} must be [0,65535]"))
-}
-
-/// Options nsqd has whose feature nsqrs does not have yet.
-///
-/// Starting anyway would run a broker without the security or integration the operator asked
-/// for, and nothing would say so; refusing at start-up makes the gap visible. Delete a check
-/// here when its feature lands.
-pub fn refuse_unlanded(o: &NsqdOptions) -> Result<(), String> {
-    let tls: Vec<&str> = [
-        (!o.tls_cert.is_empty(), "--tls-cert"),
-        (!o.tls_key.is_empty(), "--tls-key"),
-        (!o.tls_root_ca_file.is_empty(), "--tls-root-ca-file"),
-        (!o.tls_client_auth_policy.is_empty(), "--tls-client-auth-policy"),
-        (o.tls_required != TlsRequired::No, "--tls-required"),
-    ]
-    .into_iter()
-    .filter_map(|(set, flag)| set.then_some(flag))
-    .collect();
-    if !tls.is_empty() {
-        return Err(format!(
-            "TLS is not available yet in nsqrs (remove {})",
-            tls.join(", ")
-        ));
-    }
-
-    let unlanded = [
-        (
-            !o.auth_http_addresses.is_empty(),
-            "auth servers (--auth-http-address, config auth_http_addresses)",
-        ),
-        (
-            !o.statsd_address.is_empty(),
-            "statsd (--statsd-address, config statsd_address)",
-        ),
-        (
-            !o.e2e_processing_latency_percentiles.is_empty(),
-            "e2e latency percentiles (--e2e-processing-latency-percentile, \
-             config e2e_processing_latency_percentiles)",
-        ),
-    ];
-    match unlanded.into_iter().find(|(set, _)| *set) {
-        Some((_, what)) => Err(format!("{what} is not available yet in nsqrs")),
-        None => Ok(()),
-    }
 }
 
 /// Parses `--log-level` as nsqd does (case-insensitive), keeping it lower-case.
@@ -815,6 +777,7 @@ fn apply_config_key(
         "lifecycle_events" => o.lifecycle_events = cfg_string(v)?,
         "lifecycle_events_topics" => o.lifecycle_events_topics = cfg_string(v)?,
         "enable_experiment" => o.enable_experiment = cfg_strings(v)?,
+        "http_admin_token" => o.http_admin_token = cfg_string(v)?,
         _ => {
             let hint = RENAMED_CONFIG_KEYS
                 .iter()
@@ -917,17 +880,10 @@ mod tests {
         args.iter().map(|s| s.to_string()).collect()
     }
 
-    /// The full nsqd pipeline: Go syntax, clap, config, validations, refusals.
+    /// The full nsqd pipeline: Go syntax, clap, config, validations.
     fn nsqd(args: &[&str]) -> Result<NsqdOptions, String> {
         let (serve, matches) = parse_as_nsqd(&strings(args)).map_err(|e| e.to_string())?;
         serve.into_options(&matches)
-    }
-
-    /// Like `nsqd` but without refusing unlanded features, to check how they parse.
-    fn nsqd_unrefused(args: &[&str]) -> Result<NsqdOptions, String> {
-        let (serve, matches) = parse_as_nsqd(&strings(args)).map_err(|e| e.to_string())?;
-        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-        serve.resolve(&given)
     }
 
     fn err(args: &[&str]) -> String {
@@ -951,9 +907,8 @@ mod tests {
         nsqd(&all)
     }
 
-    fn with_config_unrefused(contents: &str) -> Result<NsqdOptions, String> {
-        let f = config_file(contents);
-        nsqd_unrefused(&["--config", f.path().to_str().unwrap()])
+    fn config_only(contents: &str) -> Result<NsqdOptions, String> {
+        with_config(contents, &[])
     }
 
     fn secs(n: u64) -> Duration {
@@ -1047,7 +1002,7 @@ mod tests {
 
     #[test]
     fn a_repeated_flag_takes_its_last_value_and_repeatable_ones_collect() {
-        let o = nsqd_unrefused(&[
+        let o = nsqd(&[
             "--tcp-address=127.0.0.1:1",
             "-tcp-address",
             "127.0.0.1:2",
@@ -1184,8 +1139,8 @@ mod tests {
     }
 
     #[test]
-    fn unlanded_flags_parse_before_they_are_refused() {
-        let o = nsqd_unrefused(&[
+    fn integration_flags_parse() {
+        let o = nsqd(&[
             "--lookupd-tcp-address=a:4160",
             "-lookupd-tcp-address",
             "b:4160",
@@ -1292,7 +1247,7 @@ mod tests {
     #[test]
     fn e2e_percentiles_must_be_in_0_exclusive_to_1() {
         for bad in ["0", "1.5", "-0.5", "NaN"] {
-            let e = nsqd_unrefused(&["--e2e-processing-latency-percentile", bad]).unwrap_err();
+            let e = nsqd(&["--e2e-processing-latency-percentile", bad]).unwrap_err();
             assert!(
                 e.starts_with("invalid E2E processing latency percentile"),
                 "{bad}: {e}"
@@ -1324,7 +1279,7 @@ mod tests {
             "--tls-cert and --tls-key must be given together"
         );
 
-        let o = nsqd_unrefused(&[
+        let o = nsqd(&[
             "--tls-cert=c.pem",
             "--tls-key=k.pem",
             "--tls-client-auth-policy=require-verify",
@@ -1332,7 +1287,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.tls_required, TlsRequired::Yes);
         // An explicit tcp-https is not upgraded by the policy.
-        let o = nsqd_unrefused(&[
+        let o = nsqd(&[
             "--tls-cert=c.pem",
             "--tls-key=k.pem",
             "--tls-client-auth-policy=require",
@@ -1344,53 +1299,6 @@ mod tests {
             nsqd(&["--tls-required=false"]).unwrap().tls_required,
             TlsRequired::No
         );
-    }
-
-    #[test]
-    fn each_unlanded_option_is_refused_with_one_line() {
-        let tls = &["--tls-cert=c.pem", "--tls-key=k.pem"][..];
-        let cases: &[(&[&str], &str)] = &[
-            (
-                tls,
-                "TLS is not available yet in nsqrs (remove --tls-cert, --tls-key)",
-            ),
-            (
-                &["--tls-cert=c", "--tls-key=k", "--tls-required"],
-                "TLS is not available yet in nsqrs",
-            ),
-            (
-                &["--tls-cert=c", "--tls-key=k", "--tls-client-auth-policy=require"],
-                "--tls-client-auth-policy",
-            ),
-            (
-                &["--tls-root-ca-file=ca.pem"],
-                "TLS is not available yet in nsqrs",
-            ),
-            (&["--auth-http-address=a:1"], "--auth-http-address"),
-            (&["--statsd-address=127.0.0.1:8125"], "--statsd-address"),
-            (
-                &["--e2e-processing-latency-percentile=0.99"],
-                "--e2e-processing-latency-percentile",
-            ),
-        ];
-        for (args, want) in cases {
-            let e = err(args);
-            assert!(e.contains(want), "{args:?}: {e}");
-            assert!(e.contains("not available yet in nsqrs"), "{args:?}: {e}");
-            assert!(!e.contains('\n'), "{args:?}: {e}");
-        }
-    }
-
-    #[test]
-    fn refusal_looks_at_resolved_options_so_config_values_are_refused_too() {
-        let e = with_config("statsd_address = \"127.0.0.1:8125\"\n", &[]).unwrap_err();
-        assert!(e.contains("statsd_address"), "{e}");
-        let mut o = NsqdOptions::default();
-        assert_eq!(refuse_unlanded(&o), Ok(()));
-        o.tls_required = TlsRequired::TcpHttps;
-        assert!(refuse_unlanded(&o)
-            .unwrap_err()
-            .starts_with("TLS is not available yet"));
     }
 
     #[test]
@@ -1445,7 +1353,7 @@ mod tests {
 
     #[test]
     fn config_keys_nsqd_renames() {
-        let o = with_config_unrefused(
+        let o = config_only(
             r#"
             id = 12
             nsqlookupd_tcp_addresses = ["a:4160", "b:4160"]
@@ -1465,7 +1373,7 @@ mod tests {
         assert_eq!(o.http_client_connect_timeout, secs(3));
         assert_eq!(o.http_client_request_timeout, secs(4));
 
-        let o = with_config_unrefused("e2e_processing_latency_percentiles = \"1.0, 0.9\"").unwrap();
+        let o = config_only("e2e_processing_latency_percentiles = \"1.0, 0.9\"").unwrap();
         assert_eq!(o.e2e_processing_latency_percentiles, [1.0, 0.9]);
     }
 
@@ -1479,16 +1387,16 @@ mod tests {
             ("\"tcp-https\"", TlsRequired::TcpHttps),
             ("false", TlsRequired::No),
         ] {
-            let o = with_config_unrefused(&format!("{base}tls_required = {value}\n")).unwrap();
+            let o = config_only(&format!("{base}tls_required = {value}\n")).unwrap();
             assert_eq!(o.tls_required, want, "{value}");
         }
-        let o = with_config_unrefused("tls_min_version = \"TLS1.3\"").unwrap();
+        let o = config_only("tls_min_version = \"TLS1.3\"").unwrap();
         assert_eq!(o.tls_min_version, "tls1.3");
-        let e = with_config_unrefused("tls_required = \"sometimes\"").unwrap_err();
+        let e = config_only("tls_required = \"sometimes\"").unwrap_err();
         assert!(e.contains("tls_required") && e.contains("sometimes"), "{e}");
-        let e = with_config_unrefused("tls_min_version = \"ssl3.0\"").unwrap_err();
+        let e = config_only("tls_min_version = \"ssl3.0\"").unwrap_err();
         assert!(e.contains("tls_min_version"), "{e}");
-        let e = with_config_unrefused("log_level = \"loud\"").unwrap_err();
+        let e = config_only("log_level = \"loud\"").unwrap_err();
         assert!(e.contains("log_level") && e.contains("loud"), "{e}");
     }
 
@@ -1544,7 +1452,7 @@ mod tests {
             ),
             ("verbose = \"loud\"", "verbose"),
         ] {
-            let e = with_config_unrefused(cfg).unwrap_err();
+            let e = config_only(cfg).unwrap_err();
             assert!(e.contains(&format!("{key:?}")), "{cfg}: {e}");
             assert!(!e.contains('\n'), "{cfg}: {e}");
         }

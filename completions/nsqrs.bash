@@ -389,7 +389,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__serve)
-            opts="-h --version --config --log-level --log-prefix --verbose --node-id --worker-id --tcp-address --http-address --https-address --auth-http-address --auth-http-request-method --broadcast-address --broadcast-tcp-port --broadcast-http-port --lookupd-tcp-address --http-client-connect-timeout --http-client-request-timeout --topology-region --topology-zone --data-path --mem-queue-size --max-bytes-per-file --sync-every --sync-timeout --queue-scan-worker-pool-max --queue-scan-selection-count --msg-timeout --max-msg-timeout --max-msg-size --max-req-timeout --max-body-size --max-heartbeat-interval --max-rdy-count --max-output-buffer-size --max-output-buffer-timeout --min-output-buffer-timeout --output-buffer-timeout --max-channel-consumers --statsd-address --statsd-interval --statsd-mem-stats --statsd-prefix --statsd-udp-packet-size --statsd-exclude-ephemeral --e2e-processing-latency-percentile --e2e-processing-latency-window-time --tls-cert --tls-key --tls-client-auth-policy --tls-root-ca-file --tls-required --tls-min-version --deflate --max-deflate-level --embedded-lookupd --embedded-lookupd-tcp-address --embedded-lookupd-http-address --lifecycle-events --lifecycle-events-topics --snappy --enable-experiment --help"
+            opts="-h --version --config --log-level --log-prefix --verbose --node-id --worker-id --tcp-address --http-address --https-address --auth-http-address --auth-http-request-method --broadcast-address --broadcast-tcp-port --broadcast-http-port --lookupd-tcp-address --http-client-connect-timeout --http-client-request-timeout --topology-region --topology-zone --data-path --mem-queue-size --max-bytes-per-file --sync-every --sync-timeout --queue-scan-worker-pool-max --queue-scan-selection-count --msg-timeout --max-msg-timeout --max-msg-size --max-req-timeout --max-body-size --max-heartbeat-interval --max-rdy-count --max-output-buffer-size --max-output-buffer-timeout --min-output-buffer-timeout --output-buffer-timeout --max-channel-consumers --statsd-address --statsd-interval --statsd-mem-stats --statsd-prefix --statsd-udp-packet-size --statsd-exclude-ephemeral --e2e-processing-latency-percentile --e2e-processing-latency-window-time --tls-cert --tls-key --tls-client-auth-policy --tls-root-ca-file --tls-required --tls-min-version --deflate --max-deflate-level --embedded-lookupd --embedded-lookupd-tcp-address --embedded-lookupd-http-address --lifecycle-events --lifecycle-events-topics --snappy --enable-experiment --http-admin-token --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -640,6 +640,10 @@ _nsqrs() {
                     return 0
                     ;;
                 --enable-experiment)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-admin-token)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

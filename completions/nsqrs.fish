@@ -96,6 +96,7 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l lifecycle-events -
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l lifecycle-events-topics -d 'nsqrs: only topics matching this regex report lifecycle events [default: all]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l snappy -d 'Enable snappy feature negotiation (client compression)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l enable-experiment -d 'Enable an experiment (may be given multiple times): topology-aware-consumption [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l http-admin-token -d 'nsqrs only: bearer token required by the HTTP admin endpoints (/topic/*, /channel/*, /config/*) as `Authorization: Bearer <token>`; /pub, /mpub, /stats, /ping, /info and /metrics stay open [default: none, everything open as in nsqd]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l config -d 'Path to a TOML config file; keys are flag names with \'-\' as \'_\' [default: none]' -r

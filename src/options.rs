@@ -80,6 +80,8 @@ pub struct NsqdOptions {
     pub lifecycle_events: String,
     /// nsqrs: only topics matching this regex report events (empty: all).
     pub lifecycle_events_topics: String,
+    /// nsqrs: bearer token for the HTTP admin endpoints; empty leaves them open, as in nsqd.
+    pub http_admin_token: String,
 }
 
 impl Default for NsqdOptions {
@@ -144,6 +146,7 @@ impl Default for NsqdOptions {
             embedded_lookupd_http_address: "0.0.0.0:4161".into(),
             lifecycle_events: "off".into(),
             lifecycle_events_topics: String::new(),
+            http_admin_token: String::new(),
         }
     }
 }

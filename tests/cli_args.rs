@@ -112,8 +112,8 @@ fn resolution_errors_are_one_stderr_line_and_exit_2() {
     for (program, args, want) in [
         (
             nsqd.as_path(),
-            &["-statsd-address", "127.0.0.1:8125"][..],
-            "not available yet in nsqrs",
+            &["-max-deflate-level", "0"][..],
+            "--max-deflate-level must be [1,9]",
         ),
         (
             NSQRS.as_ref(),
@@ -122,8 +122,8 @@ fn resolution_errors_are_one_stderr_line_and_exit_2() {
         ),
         (
             NSQRS.as_ref(),
-            &["serve", "--tls-cert=c.pem", "--tls-key=k.pem"],
-            "TLS is not available yet in nsqrs",
+            &["serve", "--tls-required"],
+            "cannot require TLS client connections without TLS key and cert",
         ),
     ] {
         let out = run(program, args);

@@ -70,7 +70,7 @@ fn tcp_error_matrix() {
         (
             false,
             b"AUTH\n".iter().copied().chain(be(2)).chain(*b"pw").collect(),
-            "E_AUTH_DISABLED AUTH Disabled".into(),
+            "E_AUTH_DISABLED AUTH disabled".into(),
             true,
         ),
         (

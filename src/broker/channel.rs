@@ -229,7 +229,6 @@ impl Channel {
         Arc::new(Channel {
             name: name.to_string(),
             ephemeral: crate::protocol::names::is_ephemeral(name),
-            topic,
             state: Mutex::new(state),
             notify: Notify::new(),
             paused: AtomicBool::new(false),
@@ -239,7 +238,8 @@ impl Channel {
             extra_message_count: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             dir,
-            e2e: Mutex::new(Default::default()),
+            e2e: Mutex::new(super::stats::E2eWindow::new(&topic.e2e)),
+            topic,
         })
     }
 
@@ -513,7 +513,11 @@ impl Channel {
                 .events
                 .record(Kind::Finished, &self.place(Some(&addr)), &[id]);
         }
-        self.e2e.lock().record(now_ns() - f.timestamp_ns);
+        let mut e2e = self.e2e.lock();
+        if e2e.enabled() {
+            e2e.record(now_ns() - f.timestamp_ns);
+        }
+        drop(e2e);
         Ok(Finished {
             timestamp_ns: f.timestamp_ns,
             attempts: f.attempts,

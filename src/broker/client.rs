@@ -9,11 +9,27 @@ use tokio::sync::Notify;
 
 use crate::protocol::identify::ClientSettings;
 
+/// How the connection is carried, as /stats reports it: set by the TCP front end when
+/// IDENTIFY upgrades the stream and when AUTH succeeds.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    pub tls: bool,
+    pub tls_version: String,
+    pub tls_cipher_suite: String,
+    pub tls_negotiated_protocol: String,
+    pub snappy: bool,
+    pub deflate: bool,
+    pub authed: bool,
+    pub auth_identity: String,
+    pub auth_identity_url: String,
+}
+
 pub struct ClientHandle {
     pub id: u64,
     pub remote_address: String,
     pub connect_ts: i64,
     pub settings: RwLock<ClientSettings>,
+    pub transport: RwLock<Transport>,
     /// Protocol state number as shown in /stats (0 init, 3 subscribed, 4 closing).
     pub state: AtomicU8,
     pub ready_count: AtomicI64,
@@ -37,6 +53,7 @@ impl ClientHandle {
             remote_address,
             connect_ts,
             settings: RwLock::new(settings),
+            transport: RwLock::new(Transport::default()),
             state: AtomicU8::new(0),
             ready_count: AtomicI64::new(0),
             in_flight: AtomicI64::new(0),

@@ -187,6 +187,7 @@ impl Broker {
                 self.opts.node_id,
                 self.opts.mem_queue_size.max(0) as u64,
                 self.events.clone(),
+                self.e2e_config(),
                 None,
             )));
         }
@@ -202,8 +203,16 @@ impl Broker {
             self.opts.node_id,
             self.opts.mem_queue_size.max(0) as u64,
             self.events.clone(),
+            self.e2e_config(),
             Some(dir),
         )))
+    }
+
+    fn e2e_config(&self) -> stats::E2eConfig {
+        stats::E2eConfig {
+            percentiles: self.opts.e2e_processing_latency_percentiles.clone(),
+            window: self.opts.e2e_processing_latency_window_time,
+        }
     }
 
     /// Whether checkpoints should be fsynced every time (`--sync-every=1`).

@@ -1,25 +1,191 @@
 //! Statistics as nsqd reports them on `/stats` (JSON shape of nsq-reference §1.10), built from
 //! the engine's counters on demand.
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
-/// End-to-end processing latency samples (publish → FIN). Percentile tracking is configured
-/// with `--e2e-processing-latency-percentile`; until then only the count is kept.
-#[derive(Debug, Default)]
-pub struct E2eWindow {
-    pub count: u64,
+/// `--e2e-processing-latency-percentile` and `-window-time`; no percentiles means off.
+#[derive(Debug, Clone, Default)]
+pub struct E2eConfig {
+    pub percentiles: Vec<f64>,
+    pub window: Duration,
 }
 
-impl E2eWindow {
-    pub fn record(&mut self, _latency_ns: i64) {
-        self.count += 1;
+/// Samples kept per half-window: enough for a stable p99, bounded whatever the rate.
+const RESERVOIR: usize = 2048;
+
+#[derive(Debug, Default)]
+struct Half {
+    /// Latencies recorded in this half (not all kept).
+    count: u64,
+    /// A uniform sample of them (reservoir sampling).
+    samples: Vec<i64>,
+}
+
+/// End-to-end processing latency (publish → FIN) over a sliding window, laid out as nsqd
+/// does: two half-windows, the older one dropped each time a half-window passes, both
+/// merged for a query. Each half keeps a fixed-size uniform sample, so memory and the cost
+/// of a FIN stay constant; a query weighs each sample by how many latencies it stands for.
+#[derive(Debug)]
+pub struct E2eWindow {
+    percentiles: Vec<f64>,
+    half: Duration,
+    halves: [Half; 2],
+    current: usize,
+    last_move: Instant,
+}
+
+impl Default for E2eWindow {
+    fn default() -> Self {
+        E2eWindow::new(&E2eConfig::default())
     }
+}
+
+/// Samples weighted by how many latencies each represents.
+pub type WeightedSamples = Vec<(i64, f64)>;
+
+impl E2eWindow {
+    pub fn new(config: &E2eConfig) -> E2eWindow {
+        E2eWindow {
+            percentiles: config.percentiles.clone(),
+            half: (config.window / 2).max(Duration::from_millis(1)),
+            halves: Default::default(),
+            current: 0,
+            last_move: Instant::now(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.percentiles.is_empty()
+    }
+
+    fn rotate(&mut self, now: Instant) {
+        if now.duration_since(self.last_move) >= self.half * 2 {
+            // Idle for a whole window: everything is stale.
+            self.halves = Default::default();
+            self.last_move = now;
+            return;
+        }
+        while now.duration_since(self.last_move) > self.half {
+            self.current ^= 1;
+            self.halves[self.current] = Half::default();
+            self.last_move += self.half;
+        }
+    }
+
+    pub fn record(&mut self, latency_ns: i64) {
+        if !self.enabled() {
+            return;
+        }
+        self.rotate(Instant::now());
+        let h = &mut self.halves[self.current];
+        h.count += 1;
+        if h.samples.len() < RESERVOIR {
+            h.samples.push(latency_ns);
+        } else {
+            let j = rand::Rng::gen_range(&mut rand::thread_rng(), 0..h.count);
+            if (j as usize) < RESERVOIR {
+                h.samples[j as usize] = latency_ns;
+            }
+        }
+    }
+
+    /// Adds this window's weighted samples to `out`; returns how many latencies they cover.
+    pub fn collect(&mut self, out: &mut WeightedSamples) -> u64 {
+        if !self.enabled() {
+            return 0;
+        }
+        self.rotate(Instant::now());
+        let mut count = 0;
+        for h in &self.halves {
+            if h.samples.is_empty() {
+                continue;
+            }
+            let weight = h.count as f64 / h.samples.len() as f64;
+            out.extend(h.samples.iter().map(|&v| (v, weight)));
+            count += h.count;
+        }
+        count
+    }
+
+    pub fn percentiles(&self) -> &[f64] {
+        &self.percentiles
+    }
+}
+
+/// The quantiles of weighted samples, in the order asked; `samples` is sorted in place.
+pub fn quantiles(samples: &mut WeightedSamples, percentiles: &[f64]) -> Vec<Quantile> {
+    samples.sort_by_key(|&(v, _)| v);
+    let total: f64 = samples.iter().map(|&(_, w)| w).sum();
+    percentiles
+        .iter()
+        .map(|&q| {
+            let target = q * total;
+            let mut seen = 0.0;
+            let mut value = samples.last().map_or(0, |&(v, _)| v);
+            for &(v, w) in samples.iter() {
+                seen += w;
+                if seen >= target {
+                    value = v;
+                    break;
+                }
+            }
+            Quantile {
+                quantile: q,
+                value: value as f64,
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Quantile {
+    pub quantile: f64,
+    pub value: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct E2eStats {
     pub count: u64,
-    pub percentiles: Option<Vec<serde_json::Value>>,
+    pub percentiles: Option<Vec<Quantile>>,
+}
+
+impl E2eStats {
+    fn from_samples(count: u64, mut samples: WeightedSamples, percentiles: &[f64]) -> E2eStats {
+        if percentiles.is_empty() {
+            return E2eStats {
+                count: 0,
+                percentiles: None,
+            };
+        }
+        E2eStats {
+            count,
+            percentiles: Some(quantiles(&mut samples, percentiles)),
+        }
+    }
+
+    /// nsqd's text form: each quantile's value as a Go-style duration, comma-separated.
+    pub fn text(&self) -> String {
+        self.percentiles
+            .iter()
+            .flatten()
+            .map(|q| {
+                let ns = q.value;
+                let (v, unit) = if ns < 1e3 {
+                    (ns, "ns")
+                } else if ns < 1e6 {
+                    (ns / 1e3, "us")
+                } else if ns < 1e9 {
+                    (ns / 1e6, "ms")
+                } else {
+                    (ns / 1e9, "s")
+                };
+                format!("{v:.1}{unit}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -39,6 +205,12 @@ pub struct ClientStats {
     pub deflate: bool,
     pub snappy: bool,
     pub user_agent: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub authed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity_url: String,
     pub tls: bool,
     pub tls_cipher_suite: String,
     pub tls_version: String,
@@ -124,6 +296,7 @@ use super::Broker;
 
 fn client_stats(c: &ClientHandle, with_pub_counts: bool) -> ClientStats {
     let s = c.settings.read();
+    let t = c.transport.read().clone();
     ClientStats {
         client_id: s.client_id.clone(),
         hostname: s.hostname.clone(),
@@ -137,14 +310,18 @@ fn client_stats(c: &ClientHandle, with_pub_counts: bool) -> ClientStats {
         requeue_count: c.requeue_count.load(Ordering::Relaxed),
         connect_ts: c.connect_ts,
         sample_rate: s.sample_rate,
-        deflate: false,
-        snappy: false,
+        deflate: t.deflate,
+        snappy: t.snappy,
         user_agent: s.user_agent.clone(),
-        tls: false,
-        tls_cipher_suite: String::new(),
-        tls_version: String::new(),
-        tls_negotiated_protocol: String::new(),
-        tls_negotiated_protocol_is_mutual: false,
+        authed: t.authed,
+        auth_identity: t.auth_identity,
+        auth_identity_url: t.auth_identity_url,
+        tls: t.tls,
+        tls_cipher_suite: t.tls_cipher_suite,
+        tls_version: t.tls_version,
+        tls_negotiated_protocol: t.tls_negotiated_protocol,
+        // Go reports the deprecated NegotiatedProtocolIsMutual, which is always true.
+        tls_negotiated_protocol_is_mutual: t.tls,
         topology_zone: String::new(),
         topology_region: String::new(),
         pub_counts: if with_pub_counts {
@@ -176,12 +353,25 @@ pub fn collect(
             continue;
         }
         let mut channels = Vec::new();
+        // nsqd's topic figure merges its channels' windows.
+        let mut topic_samples = Vec::new();
+        let mut topic_e2e_count = 0;
+        // Like nsqd, a topic with no channel has no figure at all.
+        let mut topic_percentiles: Vec<f64> = Vec::new();
         for ch in t.channels() {
             if channel.is_some_and(|name| name != ch.name) {
                 continue;
             }
             let counts = ch.counts();
             let clients = ch.clients();
+            let mut samples = Vec::new();
+            let (e2e_count, percentiles) = {
+                let mut w = ch.e2e.lock();
+                (w.collect(&mut samples), w.percentiles().to_vec())
+            };
+            topic_e2e_count += e2e_count;
+            topic_samples.extend_from_slice(&samples);
+            topic_percentiles = percentiles.clone();
             channels.push(ChannelStats {
                 channel_name: ch.name.clone(),
                 depth: counts.depth,
@@ -198,10 +388,7 @@ pub fn collect(
                 client_count: clients.len(),
                 clients: include_clients.then(|| clients.iter().map(|c| client_stats(c, false)).collect()),
                 paused: ch.is_paused(),
-                e2e_processing_latency: E2eStats {
-                    count: ch.e2e.lock().count,
-                    percentiles: None,
-                },
+                e2e_processing_latency: E2eStats::from_samples(e2e_count, samples, &percentiles),
             });
         }
         // A channel filter that matches nothing omits the topic, as nsqd does.
@@ -217,10 +404,11 @@ pub fn collect(
             message_count: t.message_count.load(Ordering::Relaxed),
             message_bytes: t.message_bytes.load(Ordering::Relaxed),
             paused: t.is_paused(),
-            e2e_processing_latency: E2eStats {
-                count: 0,
-                percentiles: None,
-            },
+            e2e_processing_latency: E2eStats::from_samples(
+                topic_e2e_count,
+                topic_samples,
+                &topic_percentiles,
+            ),
         });
     }
     let producers: Vec<ClientStats> = if include_clients {
@@ -304,16 +492,20 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration) -> String {
                 let paused = if t.paused { "*P " } else { "   " };
                 let _ = write!(
                     out,
-                    "\n{paused}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: ",
-                    t.topic_name, t.depth, t.backend_depth, t.message_count
+                    "\n{paused}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: {}",
+                    t.topic_name,
+                    t.depth,
+                    t.backend_depth,
+                    t.message_count,
+                    t.e2e_processing_latency.text()
                 );
                 for c in &t.channels {
                     let paused = if c.paused { "   *P " } else { "      " };
                     let _ = write!(
                         out,
-                        "\n{paused}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: ",
+                        "\n{paused}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}",
                         c.channel_name, c.depth, c.backend_depth, c.in_flight_count, c.deferred_count,
-                        c.requeue_count, c.timeout_count, c.message_count
+                        c.requeue_count, c.timeout_count, c.message_count, c.e2e_processing_latency.text()
                     );
                     for cl in c.clients.iter().flatten() {
                         let _ = write!(

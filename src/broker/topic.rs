@@ -34,6 +34,8 @@ pub struct TopicCore {
     /// `--mem-queue-size`: how far an `#ephemeral` channel may lag before it drops messages.
     pub mem_queue_size: u64,
     pub events: Arc<super::events::EventSink>,
+    /// e2e latency tracking for this topic's channels.
+    pub e2e: super::stats::E2eConfig,
 }
 
 impl TopicCore {
@@ -127,6 +129,7 @@ impl Topic {
         node_id: u16,
         mem_queue_size: u64,
         events: Arc<super::events::EventSink>,
+        e2e: super::stats::E2eConfig,
         dir: Option<PathBuf>,
     ) -> Topic {
         let head = match &log {
@@ -147,6 +150,7 @@ impl Topic {
             unread_deferred: Mutex::new(BTreeMap::new()),
             mem_queue_size,
             events,
+            e2e,
         };
         Topic {
             core: Arc::new(core),

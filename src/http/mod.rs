@@ -4,14 +4,15 @@
 #![allow(clippy::result_large_err)]
 
 pub mod common;
+mod metrics;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -29,12 +30,16 @@ pub struct HttpState {
     pub lookup: Arc<crate::server::lookup_peer::LookupPeers>,
     pub tcp_port: u16,
     pub http_port: u16,
+    /// 0 when HTTPS is off.
+    pub https_port: u16,
 }
 
 type Reply = Result<Response, Response>;
 
-pub fn router(state: HttpState) -> Router {
+/// The API router; `over_tls` tells the HTTPS listener's router from the plain one.
+pub fn router(state: HttpState, over_tls: bool) -> Router {
     let o = &state.broker.opts;
+    let tls_required = !over_tls && o.tls_required == crate::options::TlsRequired::Yes;
     // Bodies are bounded by nsqd's own limits (checked in the handlers), not axum's default.
     let body_limit = o.max_body_size.max(o.max_msg_size) as usize + 1;
     Router::new()
@@ -46,10 +51,79 @@ pub fn router(state: HttpState) -> Router {
         .route("/topic/:action", any(topic_action))
         .route("/channel/:action", any(channel_action))
         .route("/config/:opt", any(config))
+        .route("/metrics", get(metrics_handler))
         .fallback(|| async { err(404, "NOT_FOUND") })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(o.http_admin_token.clone()),
+            admin_token,
+        ))
         .layer(middleware::from_fn(nsq_headers))
+        .layer(middleware::from_fn_with_state(
+            (tls_required, state.https_port),
+            require_tls,
+        ))
         .with_state(state)
+}
+
+/// `--http-admin-token`: the endpoints that change or reveal configuration need the token;
+/// publishing and reading stats stay open, as operators wire those to other systems.
+async fn admin_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let admin = path.starts_with("/topic/") || path.starts_with("/channel/") || path.starts_with("/config");
+    if token.is_empty() || !admin {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare without an early exit so timing does not reveal a matching prefix.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        next.run(req).await
+    } else {
+        let mut resp = err(401, "UNAUTHORIZED");
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp
+    }
+}
+
+async fn metrics_handler(State(s): State<HttpState>) -> Response {
+    let st = stats::collect(&s.broker, None, None, true, false);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        metrics::render(&st, stats::process_rss_bytes()),
+    )
+        .into_response()
+}
+
+/// `--tls-required=true`: every plain-HTTP request is refused with nsqd's exact body.
+async fn require_tls(
+    State((required, https_port)): State<(bool, u16)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !required {
+        return next.run(req).await;
+    }
+    let mut resp = (
+        StatusCode::FORBIDDEN,
+        format!(r#"{{"message": "TLS_REQUIRED", "https_port": {https_port}}}"#),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert("X-NSQ-Content-Type", HeaderValue::from_static("nsq; version=1.0"));
+    resp
 }
 
 fn require_post(method: &Method) -> Result<(), Response> {

@@ -1,9 +1,13 @@
-//! Runs `nsqrs serve`: opens the broker, binds the TCP and HTTP listeners, logs their
-//! addresses the way nsqd does (clients' test harnesses parse those lines), and shuts down
-//! gracefully on SIGINT/SIGTERM.
+//! Runs `nsqrs serve`: opens the broker, binds the TCP, HTTP and HTTPS listeners, logs their
+//! addresses the way nsqd does (clients' test harnesses parse those lines), starts the statsd
+//! pusher, and shuts down gracefully on SIGINT/SIGTERM.
 
+pub mod auth;
+pub mod compress;
 pub mod lookup_peer;
+pub mod statsd;
 pub mod tcp;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -49,6 +53,20 @@ async fn serve(opts: NsqdOptions) -> i32 {
         ),
     );
     log(&prefix, "INFO", &format!("ID: {}", broker.opts.node_id));
+    let tls_config = match tls::server_config(&broker.opts) {
+        Ok(c) => c,
+        Err(e) => {
+            log(&prefix, "FATAL", &format!("failed to build TLS config - {e}"));
+            return 1;
+        }
+    };
+    let auth = match auth::Authenticator::new(&broker.opts) {
+        Ok(a) => a,
+        Err(e) => {
+            log(&prefix, "FATAL", &format!("failed to set up auth - {e}"));
+            return 1;
+        }
+    };
     let tcp = match TcpListener::bind(&broker.opts.tcp_address).await {
         Ok(l) => l,
         Err(e) => {
@@ -77,6 +95,26 @@ async fn serve(opts: NsqdOptions) -> i32 {
             }
         }
     };
+    // nsqd opens HTTPS only with a certificate, on 0.0.0.0:4152 unless told otherwise.
+    let https = match (&tls_config, broker.opts.https_address.is_empty()) {
+        (Some(_), false) => match TcpListener::bind(&broker.opts.https_address).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log(
+                    &prefix,
+                    "FATAL",
+                    &format!("listen ({}) failed - {e}", broker.opts.https_address),
+                );
+                return 1;
+            }
+        },
+        _ => None,
+    };
+    let https_port = https
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .unwrap_or(0);
     let http_port = http
         .as_ref()
         .and_then(|l| l.local_addr().ok())
@@ -97,25 +135,46 @@ async fn serve(opts: NsqdOptions) -> i32 {
         .set_nsqd_address(format!("{}:{}", identity.broadcast_address, identity.tcp_port));
     let lookup = lookup_peer::LookupPeers::new(broker.clone(), identity);
     lookup.set_addresses(&broker.opts.lookupd_tcp_addresses);
-    tokio::spawn(crate::server::tcp::serve(tcp, broker.clone()));
-    if let Some(http) = http {
+    let services = Arc::new(tcp::Services {
+        broker: broker.clone(),
+        tls: tls_config
+            .as_ref()
+            .map(|c| tokio_rustls::TlsAcceptor::from(tls::tcp_config(c))),
+        auth,
+    });
+    tokio::spawn(tcp::serve(tcp, services));
+    let http_state = crate::http::HttpState {
+        broker: broker.clone(),
+        lookup: lookup.clone(),
+        tcp_port,
+        http_port,
+        https_port,
+    };
+    // Logged before HTTP: test harnesses read listeners until the HTTP line.
+    if let (Some(https), Some(config)) = (https, tls_config) {
+        let addr = https.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        log(&prefix, "INFO", &format!("HTTPS: listening on {addr}"));
+        let app = crate::http::router(http_state.clone(), true);
+        tokio::spawn(serve_https(https, config, app));
+    }
+    if let Some(http) = &http {
         let addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
         log(&prefix, "INFO", &format!("HTTP: listening on {addr}"));
-        let app = crate::http::router(crate::http::HttpState {
-            broker: broker.clone(),
-            lookup: lookup.clone(),
-            tcp_port,
-            http_port,
-        });
+    }
+    // After nsqd's own listener lines (tools read the first `TCP: listening on`), and before
+    // HTTP serves, so that once /ping answers the broker is registered with it.
+    let embedded = start_embedded_lookupd(&broker, &lookup, &prefix).await;
+    if let Some(http) = http {
+        let app = crate::http::router(http_state.clone(), false);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(http, app).await {
                 eprintln!("[nsqd] ERROR: http server - {e}");
             }
         });
     }
-    // Started after nsqd's own listeners are logged, so tools reading the first
-    // `TCP: listening on` line find nsqd's.
-    let embedded = start_embedded_lookupd(&broker, &lookup, &prefix).await;
+    if !broker.opts.statsd_address.is_empty() {
+        tokio::spawn(statsd::run(broker.clone(), http_port));
+    }
     wait_for_signal().await;
     if let Some(running) = embedded {
         running.stop();
@@ -171,6 +230,34 @@ fn nonzero_or(configured: u16, actual: u16) -> u16 {
         actual
     } else {
         configured
+    }
+}
+
+/// The HTTP API over TLS: each accepted socket does its handshake in its own task, then
+/// hyper serves the same router on it.
+async fn serve_https(listener: TcpListener, config: Arc<rustls::ServerConfig>, app: axum::Router) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("[nsqd] ERROR: https accept failed - {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
+            let Ok(Ok(tls)) = handshake.await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
     }
 }
 

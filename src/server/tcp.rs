@@ -6,22 +6,33 @@
 //! messages as the window allows into one buffer and writes it with one call, and flushes as
 //! soon as nothing more is available, so an idle consumer sees a message at once and a busy
 //! one gets large writes.
+//!
+//! IDENTIFY may upgrade the stream (TLS, then snappy or deflate, in nsqd's order). The reader
+//! and writer are generic over their halves, so a plain connection runs on the socket's own
+//! halves with no indirection; an upgrade stops the writer, takes its half back, performs the
+//! handshake on the rejoined stream and restarts both loops on the new halves. Compression is
+//! a transform on the loops' buffers (see `compress.rs`), not another stream layer.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
+use super::auth::{AuthRequest, AuthState, Authenticator};
+use super::compress::{Decoder, Encoder};
 use crate::broker::channel::Channel;
 use crate::broker::client::ClientHandle;
 use crate::broker::topic::Topic;
 use crate::broker::{Broker, NSQ_VERSION};
+use crate::options::TlsRequired;
 use crate::protocol::command::{parse, ClientState, ConnContext, ParseError};
 use crate::protocol::frame::{self, put_frame, put_message_frame};
 use crate::protocol::guid::now_ns;
@@ -32,19 +43,29 @@ use crate::protocol::{Command, ParseLimits, ProtocolError};
 const MAX_TAKE: usize = 1024;
 const READ_BUFFER: usize = 64 * 1024;
 
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
+/// How long a TLS handshake inside IDENTIFY may take, as in nsqd.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every connection shares: the broker and the optional TLS and auth services.
+pub struct Services {
+    pub broker: Arc<Broker>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub auth: Option<Arc<Authenticator>>,
+}
+
+pub async fn serve(listener: TcpListener, services: Arc<Services>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let broker = broker.clone();
-                tokio::spawn(async move { handle(stream, broker).await });
+                let services = services.clone();
+                tokio::spawn(async move { handle(stream, services).await });
             }
             Err(e) => {
                 eprintln!("[nsqd] ERROR: accept failed - {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        if broker.is_exiting() {
+        if services.broker.is_exiting() {
             return;
         }
     }
@@ -58,6 +79,8 @@ struct Shared {
     subscription: OnceLock<(Arc<Topic>, Arc<Channel>)>,
     /// Set when the connection must end once `outgoing` is written.
     closing: AtomicBool,
+    /// Set when the writer must write `outgoing` and hand its half back for an upgrade.
+    handoff: AtomicBool,
 }
 
 impl Shared {
@@ -81,7 +104,25 @@ impl Shared {
     }
 }
 
-async fn handle(mut stream: TcpStream, broker: Arc<Broker>) {
+/// What IDENTIFY agreed to switch on, applied once its JSON reply is on the wire.
+#[derive(Debug, Clone, Copy)]
+struct Upgrade {
+    tls: bool,
+    snappy: bool,
+    /// Deflate level, when deflate was negotiated.
+    deflate: Option<u32>,
+}
+
+/// Why a read loop returned.
+enum ReadEnd<R> {
+    Closed,
+    /// IDENTIFY negotiated an upgrade: the read half and the bytes read past the IDENTIFY
+    /// (already the client's TLS or compressed data).
+    Upgrade(R, BytesMut, Upgrade),
+}
+
+async fn handle(mut stream: TcpStream, services: Arc<Services>) {
+    let broker = &services.broker;
     let _ = stream.set_nodelay(true);
     let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut magic = [0u8; 4];
@@ -113,39 +154,205 @@ async fn handle(mut stream: TcpStream, broker: Arc<Broker>) {
         outgoing: Mutex::new(Vec::new()),
         subscription: OnceLock::new(),
         closing: AtomicBool::new(false),
+        handoff: AtomicBool::new(false),
     });
+    let mut conn = Connection {
+        broker,
+        services: &services,
+        shared: &shared,
+        state: ClientState::Init,
+        identified: false,
+        negotiated: false,
+        tls: false,
+        common_name: String::new(),
+        remote_ip,
+        auth: None,
+        auth_secret: String::new(),
+        upgrade: None,
+    };
     let (rd, wr) = stream.into_split();
-    let writer = tokio::spawn(write_loop(wr, shared.clone()));
-    read_loop(rd, &broker, &shared).await;
-    shared.close();
-    let _ = timeout(Duration::from_secs(5), writer).await;
+    let writer = tokio::spawn(write_loop(wr, shared.clone(), None));
+    let end = read_loop(rd, &mut conn, BytesMut::with_capacity(READ_BUFFER), None).await;
+    if let ReadEnd::Upgrade(rd, leftover, upgrade) = end {
+        if let Some(wr) = take_writer(&shared, writer).await {
+            upgrade_and_run(&mut conn, rd, wr, leftover, upgrade).await;
+        }
+    } else {
+        finish_writer(&shared, writer).await;
+    }
     if let Some((topic, channel)) = shared.subscription.get() {
         broker.client_left(topic, channel, client.id);
     }
     broker.unregister_client(client.id);
 }
 
-async fn read_loop(mut rd: OwnedReadHalf, broker: &Arc<Broker>, shared: &Shared) {
-    let opts = &broker.opts;
+async fn finish_writer<W>(shared: &Shared, writer: JoinHandle<Option<W>>) {
+    shared.close();
+    let _ = timeout(Duration::from_secs(5), writer).await;
+}
+
+/// Stops the writer once it has written everything queued (the IDENTIFY reply) and returns
+/// its half.
+async fn take_writer<W>(shared: &Shared, writer: JoinHandle<Option<W>>) -> Option<W> {
+    shared.handoff.store(true, Ordering::Release);
+    shared.client.wake.notify_one();
+    let wr = writer.await.ok().flatten();
+    shared.handoff.store(false, Ordering::Release);
+    wr
+}
+
+/// Performs the negotiated upgrades in nsqd's order (TLS, `OK`, compression, `OK`), then runs
+/// the connection to its end on the upgraded stream.
+async fn upgrade_and_run<R, W>(conn: &mut Connection<'_>, rd: R, wr: W, leftover: BytesMut, up: Upgrade)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    if !up.tls {
+        return compress_and_run(conn, rd, wr, leftover, up).await;
+    }
+    let Some(acceptor) = conn.services.tls.clone() else {
+        return;
+    };
+    // The client's handshake may already have been read with the IDENTIFY.
+    let io = tokio::io::join(Prefixed::new(leftover.freeze(), rd), wr);
+    let tls = match timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            log_client(conn, &format!("TLS handshake failed - {e}"));
+            return;
+        }
+        Err(_) => {
+            log_client(conn, "TLS handshake timed out");
+            return;
+        }
+    };
+    let info = super::tls::describe(tls.get_ref().1);
+    conn.tls = true;
+    conn.common_name = info.common_name.clone();
+    {
+        let mut t = conn.shared.client.transport.write();
+        t.tls = true;
+        t.tls_version = info.version;
+        t.tls_cipher_suite = info.cipher_suite;
+        t.tls_negotiated_protocol = info.negotiated_protocol;
+    }
+    let (rd, mut wr) = tokio::io::split(tls);
+    let mut ok = Vec::new();
+    put_frame(&mut ok, frame::FRAME_TYPE_RESPONSE, frame::OK);
+    if !write_with_deadline(&mut wr, &ok).await {
+        return;
+    }
+    compress_and_run(conn, rd, wr, BytesMut::new(), up).await
+}
+
+async fn compress_and_run<R, W>(conn: &mut Connection<'_>, rd: R, mut wr: W, leftover: BytesMut, up: Upgrade)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let codec = if up.snappy {
+        Some((Encoder::snappy(), Decoder::snappy()))
+    } else {
+        up.deflate
+            .map(|level| (Encoder::deflate(level), Decoder::deflate()))
+    };
+    let (encoder, mut decoder, buf) = match codec {
+        None => (None, None, leftover),
+        Some((mut encoder, mut decoder)) => {
+            {
+                let mut t = conn.shared.client.transport.write();
+                t.snappy = up.snappy;
+                t.deflate = up.deflate.is_some();
+            }
+            let mut ok = Vec::new();
+            put_frame(&mut ok, frame::FRAME_TYPE_RESPONSE, frame::OK);
+            let mut wire = Vec::new();
+            if encoder.encode(&ok, &mut wire).is_err() || !write_with_deadline(&mut wr, &wire).await {
+                return;
+            }
+            decoder.push(&leftover);
+            (Some(encoder), Some(decoder), BytesMut::with_capacity(READ_BUFFER))
+        }
+    };
+    let mut buf = buf;
+    if let Some(d) = decoder.as_mut() {
+        if d.fill(&mut buf, READ_BUFFER).is_err() {
+            return;
+        }
+    }
+    let writer = tokio::spawn(write_loop(wr, conn.shared.clone(), encoder));
+    // A second upgrade is never negotiated, so this loop can only end in a close.
+    read_loop(rd, conn, buf, decoder).await;
+    finish_writer(conn.shared, writer).await;
+}
+
+async fn write_with_deadline<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8]) -> bool {
+    let write = async {
+        wr.write_all(data).await?;
+        wr.flush().await
+    };
+    matches!(timeout(TLS_HANDSHAKE_TIMEOUT, write).await, Ok(Ok(())))
+}
+
+fn log_client(conn: &Connection<'_>, msg: &str) {
+    super::log(
+        &conn.broker.opts.log_prefix,
+        "WARNING",
+        &format!("PROTOCOL(V2): [{}] {msg}", conn.shared.client.remote_address),
+    );
+}
+
+/// A reader that first yields bytes already taken off the socket.
+struct Prefixed<R> {
+    prefix: Bytes,
+    inner: R,
+}
+
+impl<R> Prefixed<R> {
+    fn new(prefix: Bytes, inner: R) -> Prefixed<R> {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Prefixed<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
+    conn: &mut Connection<'_>,
+    mut buf: BytesMut,
+    mut decoder: Option<Decoder>,
+) -> ReadEnd<R> {
+    let shared = conn.shared;
+    let opts = &conn.broker.opts;
     let limits = ParseLimits {
         max_msg_size: opts.max_msg_size,
         max_body_size: opts.max_body_size,
         max_req_timeout_ms: opts.max_req_timeout.as_millis() as i64,
         max_rdy_count: opts.max_rdy_count,
     };
-    let mut conn = Connection {
-        broker,
-        shared,
-        state: ClientState::Init,
-        identified: false,
-    };
-    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let tls_required = opts.tls_required != TlsRequired::No;
+    let mut raw = BytesMut::new();
     loop {
         loop {
             let ctx = ConnContext {
                 state: conn.state,
                 heartbeats_enabled: shared.client.settings.read().heartbeat_interval.is_some(),
-                tls_missing: false,
+                tls_missing: tls_required && !conn.tls,
             };
             match parse(&buf, &limits, ctx) {
                 Ok(Some((cmd, used))) => {
@@ -154,55 +361,90 @@ async fn read_loop(mut rd: OwnedReadHalf, broker: &Arc<Broker>, shared: &Shared)
                     if let Err(e) = result {
                         shared.error(&e);
                         if e.fatal {
-                            return;
+                            return ReadEnd::Closed;
                         }
+                    }
+                    if let Some(up) = conn.upgrade.take() {
+                        return ReadEnd::Upgrade(rd, buf, up);
                     }
                 }
                 Ok(None) => break,
-                Err(ParseError::LineTooLong) => return,
+                Err(ParseError::LineTooLong) => return ReadEnd::Closed,
                 Err(ParseError::Client(e)) => {
                     shared.error(&e);
-                    return;
+                    return ReadEnd::Closed;
                 }
             }
         }
         if shared.closing.load(Ordering::Acquire) {
-            return;
+            return ReadEnd::Closed;
+        }
+        // Decompress what is already here before reading more, a bounded piece at a time.
+        if let Some(d) = decoder.as_mut() {
+            if d.has_pending() {
+                let before = buf.len();
+                if d.fill(&mut buf, READ_BUFFER).is_err() {
+                    return ReadEnd::Closed;
+                }
+                if buf.len() > before {
+                    continue;
+                }
+            }
         }
         // A silent client is dropped after two missed heartbeats, as nsqd does.
         let deadline = shared.client.settings.read().heartbeat_interval.map(|hb| hb * 2);
-        buf.reserve(READ_BUFFER);
+        let target = if decoder.is_some() { &mut raw } else { &mut buf };
+        target.reserve(READ_BUFFER);
         let kicked = shared.client.kick_notify.notified();
         tokio::pin!(kicked);
         kicked.as_mut().enable();
         if shared.client.is_kicked() {
-            return;
+            return ReadEnd::Closed;
         }
         let read = async {
             match deadline {
-                Some(d) => timeout(d, rd.read_buf(&mut buf)).await.ok(),
-                None => Some(rd.read_buf(&mut buf).await),
+                Some(d) => timeout(d, rd.read_buf(target)).await.ok(),
+                None => Some(rd.read_buf(target).await),
             }
         };
         let n = tokio::select! {
             r = read => match r {
                 Some(r) => r,
-                None => return,
+                None => return ReadEnd::Closed,
             },
-            _ = &mut kicked => return,
+            _ = &mut kicked => return ReadEnd::Closed,
         };
         match n {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return ReadEnd::Closed,
             Ok(_) => {}
+        }
+        if let Some(d) = decoder.as_mut() {
+            d.push(&raw);
+            raw.clear();
+            if d.fill(&mut buf, READ_BUFFER).is_err() {
+                return ReadEnd::Closed;
+            }
         }
     }
 }
 
 struct Connection<'a> {
     broker: &'a Arc<Broker>,
-    shared: &'a Shared,
+    services: &'a Services,
+    shared: &'a Arc<Shared>,
     state: ClientState,
     identified: bool,
+    /// A feature-negotiating IDENTIFY has been answered; later ones upgrade nothing.
+    negotiated: bool,
+    tls: bool,
+    /// The client certificate's subject CN, for the auth server.
+    common_name: String,
+    remote_ip: String,
+    auth: Option<AuthState>,
+    /// Kept to refresh the authorization when its TTL runs out, as nsqd does.
+    auth_secret: String,
+    /// Set by IDENTIFY; the read loop hands the stream over for it.
+    upgrade: Option<Upgrade>,
 }
 
 impl Connection<'_> {
@@ -210,8 +452,11 @@ impl Connection<'_> {
         let client = &self.shared.client;
         match cmd {
             Command::Identify(body) => self.identify(&body),
-            Command::Auth(_) => Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH Disabled")),
-            Command::Sub { topic, channel } => self.subscribe(&topic, &channel),
+            Command::Auth(secret) => self.authenticate(&secret).await,
+            Command::Sub { topic, channel } => {
+                self.check_auth("SUB", &topic, &channel).await?;
+                self.subscribe(&topic, &channel)
+            }
             Command::Rdy(count) => {
                 if self.state == ClientState::Subscribed {
                     client.ready_count.store(count, Ordering::Release);
@@ -249,8 +494,12 @@ impl Connection<'_> {
                 Ok(())
             }
             Command::Nop => Ok(()),
-            Command::Pub { topic, body } => self.publish("PUB", "E_PUB_FAILED", &topic, &[&body], 0).await,
+            Command::Pub { topic, body } => {
+                self.check_auth("PUB", &topic, "").await?;
+                self.publish("PUB", "E_PUB_FAILED", &topic, &[&body], 0).await
+            }
             Command::Mpub { topic, bodies } => {
+                self.check_auth("MPUB", &topic, "").await?;
                 let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_ref()).collect();
                 self.publish("MPUB", "E_MPUB_FAILED", &topic, &refs, 0).await
             }
@@ -259,6 +508,7 @@ impl Connection<'_> {
                 defer_ms,
                 body,
             } => {
+                self.check_auth("DPUB", &topic, "").await?;
                 let deliver_at = if defer_ms > 0 {
                     now_ns() + defer_ms * 1_000_000
                 } else {
@@ -296,26 +546,35 @@ impl Connection<'_> {
             self.shared.respond(frame::OK);
             return Ok(());
         }
-        if opts.snappy && req.snappy && opts.deflate && req.deflate {
+        // Upgrades happen once: a later IDENTIFY is answered without offering them again.
+        let fresh = !self.negotiated;
+        let tls_v1 = fresh && self.services.tls.is_some() && req.tls_v1;
+        let deflate = fresh && opts.deflate && req.deflate;
+        let snappy = fresh && opts.snappy && req.snappy;
+        let mut deflate_level = 6;
+        if deflate && req.deflate_level > 0 {
+            deflate_level = req.deflate_level;
+        }
+        deflate_level = deflate_level.min(opts.max_deflate_level);
+        if deflate && snappy {
             return Err(ProtocolError::fatal(
                 "E_IDENTIFY_FAILED",
                 "cannot enable both deflate and snappy compression",
             ));
         }
-        // TLS and compression arrive with their own issue; until then they are not offered,
-        // which every client handles by staying on plain TCP.
+        self.negotiated = true;
         let response = IdentifyResponse {
             max_rdy_count: opts.max_rdy_count,
             version: NSQ_VERSION.into(),
             max_msg_timeout: opts.max_msg_timeout.as_millis() as i64,
             msg_timeout: settings.msg_timeout.as_millis() as i64,
-            tls_v1: false,
-            deflate: false,
-            deflate_level: 0,
+            tls_v1,
+            deflate,
+            deflate_level,
             max_deflate_level: opts.max_deflate_level,
-            snappy: false,
+            snappy,
             sample_rate: settings.sample_rate,
-            auth_required: false,
+            auth_required: self.services.auth.is_some(),
             output_buffer_size: settings.output_buffer_size as i64,
             output_buffer_timeout: settings
                 .output_buffer_timeout
@@ -324,8 +583,100 @@ impl Connection<'_> {
             topology_region: opts.topology_region.clone(),
             topology_zone: opts.topology_zone.clone(),
         };
+        if tls_v1 || snappy || deflate {
+            self.upgrade = Some(Upgrade {
+                tls: tls_v1,
+                snappy,
+                deflate: deflate.then_some(deflate_level.clamp(1, 9) as u32),
+            });
+        }
         let json = serde_json::to_vec(&response).expect("serializable");
         self.shared.respond(&json);
+        Ok(())
+    }
+
+    /// AUTH: asks the auth server about the secret and keeps the answer for later checks.
+    async fn authenticate(&mut self, secret: &[u8]) -> Result<(), ProtocolError> {
+        if self.auth.as_ref().is_some_and(|a| !a.authorizations.is_empty()) {
+            return Err(ProtocolError::invalid("AUTH already set"));
+        }
+        let Some(auth) = self.services.auth.clone() else {
+            return Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
+        };
+        let secret = String::from_utf8_lossy(secret).into_owned();
+        let state = auth
+            .query(&AuthRequest {
+                remote_ip: &self.remote_ip,
+                tls: self.tls,
+                secret: &secret,
+                common_name: &self.common_name,
+            })
+            .await
+            .map_err(|e| {
+                log_client(self, &format!("AUTH failed {e}"));
+                ProtocolError::fatal("E_AUTH_FAILED", "AUTH failed")
+            })?;
+        let count = state.authorizations.len();
+        let reply = serde_json::json!({
+            "identity": state.identity,
+            "identity_url": state.identity_url,
+            "permission_count": count,
+        });
+        {
+            let mut t = self.shared.client.transport.write();
+            t.authed = count > 0;
+            t.auth_identity = state.identity.clone();
+            t.auth_identity_url = state.identity_url.clone();
+        }
+        self.auth = Some(state);
+        self.auth_secret = secret;
+        if count == 0 {
+            return Err(ProtocolError::fatal(
+                "E_UNAUTHORIZED",
+                "AUTH no authorizations found",
+            ));
+        }
+        self.shared.respond(reply.to_string().as_bytes());
+        Ok(())
+    }
+
+    /// nsqd's CheckAuth: with auth enabled every PUB-type command and SUB needs a matching
+    /// authorization; an expired one is fetched again with the same secret first.
+    async fn check_auth(&mut self, cmd: &str, topic: &str, channel: &str) -> Result<(), ProtocolError> {
+        let Some(auth) = self.services.auth.clone() else {
+            return Ok(());
+        };
+        if self.auth.as_ref().is_none_or(|a| a.authorizations.is_empty()) {
+            return Err(ProtocolError::fatal(
+                "E_AUTH_FIRST",
+                format!("AUTH required before {cmd}"),
+            ));
+        }
+        if self.auth.as_ref().is_some_and(|a| a.is_expired()) {
+            let state = auth
+                .query(&AuthRequest {
+                    remote_ip: &self.remote_ip,
+                    tls: self.tls,
+                    secret: &self.auth_secret,
+                    common_name: &self.common_name,
+                })
+                .await
+                .map_err(|e| {
+                    log_client(self, &format!("auth failed {e}"));
+                    ProtocolError::fatal("E_AUTH_FAILED", "AUTH failed")
+                })?;
+            self.auth = Some(state);
+        }
+        if !self.auth.as_ref().is_some_and(|a| a.allows(topic, channel)) {
+            return Err(ProtocolError::fatal(
+                "E_UNAUTHORIZED",
+                format!(
+                    "AUTH failed for {cmd} on {} {}",
+                    crate::protocol::names::go_quote(topic),
+                    crate::protocol::names::go_quote(channel)
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -389,9 +740,16 @@ impl Connection<'_> {
     }
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, shared: Arc<Shared>) {
+/// Returns the write half when asked to hand it over for an upgrade, None when the connection
+/// ended.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    shared: Arc<Shared>,
+    mut encoder: Option<Encoder>,
+) -> Option<W> {
     let client = &shared.client;
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
+    let mut compressed: Vec<u8> = Vec::new();
     let mut next_heartbeat = Instant::now() + heartbeat_of(client);
     loop {
         let client_wake = client.wake.notified();
@@ -430,7 +788,22 @@ async fn write_loop(mut wr: OwnedWriteHalf, shared: Arc<Shared>) {
         }
         if !buf.is_empty() {
             let write_deadline = heartbeat_of(client).max(Duration::from_secs(1));
-            match timeout(write_deadline, wr.write_all(&buf)).await {
+            let out = match encoder.as_mut() {
+                None => &buf,
+                Some(enc) => {
+                    compressed.clear();
+                    if enc.encode(&buf, &mut compressed).is_err() {
+                        break;
+                    }
+                    &compressed
+                }
+            };
+            // TLS buffers inside its writer, so flush; on a socket flush does nothing.
+            let write = async {
+                wr.write_all(out).await?;
+                wr.flush().await
+            };
+            match timeout(write_deadline, write).await {
                 Ok(Ok(())) => {}
                 _ => break,
             }
@@ -439,6 +812,9 @@ async fn write_loop(mut wr: OwnedWriteHalf, shared: Arc<Shared>) {
         }
         if closing {
             break;
+        }
+        if shared.handoff.load(Ordering::Acquire) {
+            return Some(wr);
         }
         let has_heartbeat = client.settings.read().heartbeat_interval.is_some();
         tokio::select! {
@@ -451,6 +827,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, shared: Arc<Shared>) {
         }
     }
     let _ = wr.shutdown().await;
+    None
 }
 
 fn heartbeat_of(client: &ClientHandle) -> Duration {

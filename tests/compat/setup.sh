@@ -12,6 +12,27 @@ js="$here/js"
 
 log() { printf '[compat-setup] %s\n' "$*" >&2; }
 
+# ------------------------------------------------------- system packages ----
+# python-snappy 0.6.1 has no wheel for this Python: it compiles against libsnappy's headers.
+# The TLS tests make their certificates with the openssl command.
+need_apt=()
+[[ -f /usr/include/snappy-c.h ]] || need_apt+=(libsnappy-dev)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+if (( ${#need_apt[@]} )); then
+    if [[ $(id -u) -eq 0 ]]; then
+        sudo=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        log "need ${need_apt[*]} (apt-get) and am neither root nor able to sudo"
+        exit 1
+    fi
+    log "installing ${need_apt[*]} with apt-get"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
 # ---------------------------------------------------------------- python ----
 if command -v python3.11 >/dev/null 2>&1; then
     py=python3.11
@@ -32,7 +53,7 @@ else
     log "installing pinned packages from $req"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
     "$venv/bin/python" -m pip check
-    "$venv/bin/python" -c 'import nsq, gnsq, tornado, gevent, pytest' 
+    "$venv/bin/python" -c 'import nsq, gnsq, tornado, gevent, pytest, snappy' 
     printf '%s\n' "$py_stamp_want" >"$py_stamp_file"
     log "python packages installed"
 fi
