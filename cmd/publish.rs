@@ -115,6 +115,7 @@ async fn publish_all(
             producer: p,
             pending: VecDeque::new(),
             count: 0,
+            ids: Vec::new(),
         });
     }
 
@@ -188,8 +189,16 @@ async fn publish_all(
         return Err(format!("read stdin: {e}"));
     }
     let mut lines = Vec::new();
+    let several = producers.len() > 1;
     for mut s in producers {
         s.drain().await?;
+        // One ID a line, in publish order; prefixed with the nsqd when there are several.
+        for id in &s.ids {
+            match several {
+                true => lines.push(format!("{} {id}", s.producer.addr())),
+                false => lines.push(id.to_string()),
+            }
+        }
         lines.push(format!("OK {} {}", s.count, s.producer.addr()));
         s.producer.stop().await;
     }
@@ -203,6 +212,8 @@ struct Sender {
     producer: Producer,
     pending: VecDeque<PendingReply>,
     count: usize,
+    /// Message IDs, when the server returns them (nsqrs does; stock nsqd answers plain `OK`).
+    ids: Vec<nsqrs::protocol::MessageId>,
 }
 
 impl Sender {
@@ -226,6 +237,7 @@ impl Sender {
                 .await
                 .map_err(|e| format!("publish to {}: {e}", self.producer.addr()))?;
             self.count += r.count;
+            self.ids.extend(r.ids);
         }
         Ok(())
     }

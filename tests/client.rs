@@ -64,12 +64,17 @@ async fn producer_pipelines_pub_mpub_dpub() {
     let n = Nsqd::start(&[]);
     let p = Producer::connect(&n.tcp, quiet()).await.unwrap();
     let r = p.publish("t", "one").await.unwrap();
-    assert_eq!((r.count, r.ids.len()), (1, 0));
+    // nsqrs answers `OK <id>` to clients that ask, as this one does.
+    assert_eq!((r.count, r.ids.len()), (1, 1));
     let r = p
         .multi_publish("t", vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")])
         .await
         .unwrap();
-    assert_eq!(r.count, 3);
+    assert_eq!((r.count, r.ids.len()), (3, 3));
+    assert!(
+        r.ids.windows(2).all(|w| w[0] < w[1]),
+        "IDs of one MPUB are increasing"
+    );
     p.deferred_publish("t", Duration::from_secs(60), "later")
         .await
         .unwrap();

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::client::ClientHandle;
-use super::events::{int_array, Kind, Place};
+use super::events::{int_array, Kind, OwnedPlace, Place};
 use super::journal::{ChannelSnapshot, ChannelStore, CursorRange, JournalRecord, OutstandingEntry};
 use super::log::{LogReader, StoredMessage};
 use super::topic::TopicCore;
@@ -257,7 +257,18 @@ impl Channel {
     }
 
     fn wants(&self, kind: Kind) -> bool {
-        self.topic.events.wants(kind, &self.topic.name)
+        self.topic.reports(kind)
+    }
+
+    /// Records a per-message event keyed by (this channel, client), resolving the client's
+    /// address only when a new group starts.
+    fn record_for_client(&self, kind: Kind, client_id: u64, id: MessageId) {
+        let key = (self as *const Channel as usize, client_id);
+        self.topic.events.record_keyed(kind, key, id, || OwnedPlace {
+            topic: self.topic.name.clone(),
+            channel: Some(self.name.clone()),
+            client: Some(self.client_address(client_id)),
+        });
     }
 
     fn place<'a>(&'a self, client: Option<&'a str>) -> Place<'a> {
@@ -508,10 +519,7 @@ impl Channel {
         st.dirty = true;
         drop(st);
         if self.wants(Kind::Finished) {
-            let addr = self.client_address(client_id);
-            self.topic
-                .events
-                .record(Kind::Finished, &self.place(Some(&addr)), &[id]);
+            self.record_for_client(Kind::Finished, client_id, id);
         }
         let mut e2e = self.e2e.lock();
         if e2e.enabled() {
@@ -576,10 +584,7 @@ impl Channel {
         st.in_flight.get_mut(&id).unwrap().deadline_ns = deadline;
         if self.wants(Kind::Touched) {
             drop(st);
-            let addr = self.client_address(client_id);
-            self.topic
-                .events
-                .record(Kind::Touched, &self.place(Some(&addr)), &[id]);
+            self.record_for_client(Kind::Touched, client_id, id);
         }
         Ok(())
     }
@@ -622,10 +627,7 @@ impl Channel {
         }
         if !timed_out_ids.is_empty() && self.wants(Kind::TimedOut) {
             for (id, client_id) in timed_out_ids {
-                let addr = self.client_address(client_id);
-                self.topic
-                    .events
-                    .record(Kind::TimedOut, &self.place(Some(&addr)), &[id]);
+                self.record_for_client(Kind::TimedOut, client_id, id);
             }
         }
         timed_out_clients

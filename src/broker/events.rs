@@ -78,8 +78,17 @@ pub struct Place<'a> {
     pub client: Option<&'a str>,
 }
 
+/// A place with owned strings, built lazily by `record_keyed`.
+pub struct OwnedPlace {
+    pub topic: String,
+    pub channel: Option<String>,
+    pub client: Option<String>,
+}
+
 /// The group being accumulated: extended while events keep the same kind and place.
 struct Group {
+    /// Identifies the place cheaply (channel address, client id) for per-message events.
+    key: Option<(usize, u64)>,
     kind: Kind,
     ts: i64,
     topic: String,
@@ -138,6 +147,7 @@ impl EventSink {
         if !same {
             self.close_group(&mut st);
             st.open = Some(Group {
+                key: None,
                 kind,
                 ts: now_ns(),
                 topic: place.topic.to_string(),
@@ -147,6 +157,37 @@ impl EventSink {
             });
         }
         st.open.as_mut().unwrap().ids.extend_from_slice(ids);
+    }
+
+    /// Like `record`, for the per-message hot paths (FIN, TOUCH, timeouts): the place is only
+    /// built when a new group starts; runs with the same `key` just append IDs.
+    pub fn record_keyed(
+        &self,
+        kind: Kind,
+        key: (usize, u64),
+        id: MessageId,
+        place: impl FnOnce() -> OwnedPlace,
+    ) {
+        let mut st = self.state.lock();
+        if let Some(g) = st.open.as_mut() {
+            if g.kind == kind && g.key == Some(key) {
+                g.ids.push(id);
+                return;
+            }
+        }
+        self.close_group(&mut st);
+        let p = place();
+        let mut ids = Vec::with_capacity(64);
+        ids.push(id);
+        st.open = Some(Group {
+            key: Some(key),
+            kind,
+            ts: now_ns(),
+            topic: p.topic,
+            channel: p.channel,
+            client: p.client,
+            ids,
+        });
     }
 
     /// Writes one group whose events carry per-message values (`published`, `delivered`) or

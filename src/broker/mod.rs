@@ -380,7 +380,7 @@ impl Broker {
         if self.health.lock().is_some() {
             self.set_health(None);
         }
-        if self.events.wants(events::Kind::Published, topic.name()) {
+        if topic.core.reports(events::Kind::Published) {
             let sizes = bodies.iter().map(|b| b.len() as i64);
             let extra = format!(
                 ",\"ua\":{}{},\"deliver_at\":{deliver_at_ns}",

@@ -34,6 +34,8 @@ pub struct TopicCore {
     /// `--mem-queue-size`: how far an `#ephemeral` channel may lag before it drops messages.
     pub mem_queue_size: u64,
     pub events: Arc<super::events::EventSink>,
+    reports_publish: bool,
+    reports_all: bool,
     /// e2e latency tracking for this topic's channels.
     pub e2e: super::stats::E2eConfig,
 }
@@ -50,6 +52,14 @@ impl TopicCore {
 
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Acquire)
+    }
+
+    /// Whether this topic reports events of `kind` (decided once, at creation).
+    pub fn reports(&self, kind: super::events::Kind) -> bool {
+        match kind {
+            super::events::Kind::Published => self.reports_publish,
+            _ => self.reports_all,
+        }
     }
 
     /// How many unread messages in sequence range `[from, to)` are deferred past `now`.
@@ -149,6 +159,8 @@ impl Topic {
             paused_at: Mutex::new(None),
             unread_deferred: Mutex::new(BTreeMap::new()),
             mem_queue_size,
+            reports_publish: events.wants(super::events::Kind::Published, name),
+            reports_all: events.wants(super::events::Kind::Finished, name),
             events,
             e2e,
         };

@@ -154,6 +154,7 @@ impl Config {
             msg_timeout_ms: self.msg_timeout.map(ms),
             client_id: Some(self.client_id.clone()),
             user_agent: Some(self.user_agent.clone()),
+            message_id_reply: true,
         }
     }
 

@@ -228,6 +228,8 @@ pub struct IdentifyOptions {
     /// Shown in the server's /stats; defaults to `nsqrs-bench`.
     pub client_id: Option<String>,
     pub user_agent: Option<String>,
+    /// Ask for `OK <id>…` publish replies (an nsqrs key; stock nsqd ignores it).
+    pub message_id_reply: bool,
 }
 
 /// The IDENTIFY reply under feature negotiation; every key optional because not every
@@ -423,6 +425,9 @@ fn identify_body(opts: &IdentifyOptions) -> Vec<u8> {
             .unwrap_or_else(|| concat!("nsqrs-bench/", env!("CARGO_PKG_VERSION")).to_string()),
         "feature_negotiation": true,
     });
+    if opts.message_id_reply {
+        body["message_id_reply"] = true.into();
+    }
     let extra = [
         ("output_buffer_size", opts.output_buffer_size),
         ("output_buffer_timeout", opts.output_buffer_timeout_ms),

@@ -209,11 +209,28 @@ async fn publish(State(s): State<HttpState>, method: Method, RawQuery(q): RawQue
             deliver_at = now_ns() + ms * 1_000_000;
         }
     }
-    s.broker
+    let ids = s
+        .broker
         .publish(&topic, &[&body], deliver_at, ("http", ""))
         .await
         .map_err(|_| err(503, "EXITING"))?;
-    Ok(ok_text("OK"))
+    Ok(with_ids(ok_text("OK"), MESSAGE_ID_HEADER, &ids))
+}
+
+/// nsqrs: the ID of a message published over HTTP (the body stays nsqd's plain `OK`).
+const MESSAGE_ID_HEADER: &str = "X-Nsqrs-Message-Id";
+/// nsqrs: the IDs of an `/mpub`, comma-separated, in publish order.
+const MESSAGE_IDS_HEADER: &str = "X-Nsqrs-Message-Ids";
+/// Beyond this many IDs the header is left out unless asked for (`?message_ids=true`): common
+/// HTTP clients refuse response headers over 16 KiB.
+const MAX_DEFAULT_IDS: usize = 500;
+
+fn with_ids(mut resp: Response, name: &'static str, ids: &[crate::protocol::MessageId]) -> Response {
+    let list: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    if let Ok(value) = HeaderValue::from_str(&list.join(",")) {
+        resp.headers_mut().insert(name, value);
+    }
+    resp
 }
 
 /// Binary /mpub body: `[4B count]([4B size][data])*`, with NSQ's error codes minus `E_`.
@@ -268,11 +285,17 @@ async fn multi_publish(
         }
         out
     };
+    let mut ids = Vec::new();
     if !messages.is_empty() {
-        s.broker
+        ids = s
+            .broker
             .publish(&topic, &messages, 0, ("http", ""))
             .await
             .map_err(|_| err(503, "EXITING"))?;
+    }
+    let asked = p.get("message_ids").is_some_and(|v| v == "true" || v == "1");
+    if ids.len() <= MAX_DEFAULT_IDS || asked {
+        return Ok(with_ids(ok_text("OK"), MESSAGE_IDS_HEADER, &ids));
     }
     Ok(ok_text("OK"))
 }

@@ -30,6 +30,9 @@ pub struct IdentifyRequest {
     pub msg_timeout: i64,
     pub topology_region: String,
     pub topology_zone: String,
+    /// nsqrs: answer PUB/DPUB with `OK <id>` and MPUB with `OK <id> <id>...`. Stock nsqd
+    /// ignores unknown keys, so a client can always ask.
+    pub message_id_reply: bool,
 }
 
 impl IdentifyRequest {
@@ -62,6 +65,7 @@ pub struct ClientSettings {
     pub output_buffer_timeout: Option<Duration>,
     pub sample_rate: i32,
     pub msg_timeout: Duration,
+    pub message_id_reply: bool,
 }
 
 impl ClientSettings {
@@ -75,6 +79,7 @@ impl ClientSettings {
             output_buffer_timeout: Some(opts.output_buffer_timeout),
             sample_rate: 0,
             msg_timeout: opts.msg_timeout,
+            message_id_reply: false,
         }
     }
 
@@ -96,6 +101,7 @@ impl ClientSettings {
         if !hostname.is_empty() {
             self.hostname = hostname.clone();
         }
+        self.message_id_reply = req.message_id_reply;
         self.user_agent = req.user_agent.clone();
 
         let max_hb = opts.max_heartbeat_interval.as_millis() as i64;
@@ -163,6 +169,9 @@ pub struct IdentifyResponse {
     pub output_buffer_timeout: i64,
     pub topology_region: String,
     pub topology_zone: String,
+    /// Present only for clients that asked, so everyone else sees nsqd's exact reply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub message_id_reply: bool,
 }
 
 #[cfg(test)]

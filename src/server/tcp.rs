@@ -582,6 +582,7 @@ impl Connection<'_> {
                 .unwrap_or(0),
             topology_region: opts.topology_region.clone(),
             topology_zone: opts.topology_zone.clone(),
+            message_id_reply: settings.message_id_reply,
         };
         if tls_v1 || snappy || deflate {
             self.upgrade = Some(Upgrade {
@@ -729,13 +730,27 @@ impl Connection<'_> {
             .get_or_create_topic(topic_name)
             .map_err(|e| ProtocolError::fatal(code, format!("{cmd} failed {e}")))?;
         let client = &self.shared.client;
-        let user_agent = client.settings.read().user_agent.clone();
-        self.broker
+        let (user_agent, id_reply) = {
+            let s = client.settings.read();
+            (s.user_agent.clone(), s.message_id_reply)
+        };
+        let ids = self
+            .broker
             .publish(&topic, bodies, deliver_at, (&client.remote_address, &user_agent))
             .await
             .map_err(|e| ProtocolError::fatal(code, format!("{cmd} failed {e}")))?;
         self.shared.client.published(topic_name, bodies.len() as u64);
-        self.shared.respond(frame::OK);
+        if id_reply {
+            let mut reply = Vec::with_capacity(2 + 17 * ids.len());
+            reply.extend_from_slice(frame::OK);
+            for id in &ids {
+                reply.push(b' ');
+                reply.extend_from_slice(&id.to_hex());
+            }
+            self.shared.respond(&reply);
+        } else {
+            self.shared.respond(frame::OK);
+        }
         Ok(())
     }
 }
