@@ -321,7 +321,7 @@ pub struct ServeArgs {
     pub embedded_lookupd_http_address: String,
 
     /// nsqrs: report message lifecycle events on topic nsqrs.events: off, publish or all
-    #[arg(long, value_name = "MODE", default_value = "off")]
+    #[arg(long, value_name = "MODE", default_value = "publish")]
     pub lifecycle_events: String,
 
     /// nsqrs: only topics matching this regex report lifecycle events [default: all]

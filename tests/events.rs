@@ -92,10 +92,11 @@ fn every_step_is_reported_in_order() {
 }
 
 #[test]
-fn events_are_off_by_default_and_publish_mode_reports_only_publishes() {
+fn events_are_kept_only_while_someone_reads_them() {
+    // Default mode (publish), but no channel on the events topic: nothing accumulates.
     let n = Nsqd::start(&[]);
     n.post("/pub?topic=quiet", b"x");
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(300));
     let names: Vec<String> = n.stats()["topics"]
         .as_array()
         .unwrap()
@@ -104,7 +105,25 @@ fn events_are_off_by_default_and_publish_mode_reports_only_publishes() {
         .collect();
     assert!(!names.contains(&"nsqrs.events".to_string()), "{names:?}");
 
-    let n = Nsqd::start(&["--lifecycle-events=publish", "--lifecycle-events-topics=^audited"]);
+    // `off` records nothing even with a reader.
+    let n = Nsqd::start(&["--lifecycle-events=off"]);
+    n.post("/topic/create?topic=nsqrs.events", b"");
+    n.post("/channel/create?topic=nsqrs.events&channel=test", b"");
+    n.post("/pub?topic=quiet", b"x");
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = n.stats();
+    let events = stats["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic_name"] == "nsqrs.events")
+        .unwrap();
+    assert_eq!(events["message_count"], 0);
+}
+
+#[test]
+fn default_publish_mode_reports_only_publishes_of_matching_topics() {
+    let n = Nsqd::start(&["--lifecycle-events-topics=^audited"]);
     n.post("/topic/create?topic=nsqrs.events", b"");
     n.post("/channel/create?topic=nsqrs.events&channel=test", b"");
     n.post("/pub?topic=audited", b"a");

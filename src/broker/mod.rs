@@ -567,15 +567,15 @@ impl Broker {
         loop {
             std::thread::sleep(EVENTS_INTERVAL);
             let bodies = self.events.drain(max_body);
-            if !bodies.is_empty() {
-                match self.get_or_create_topic(events::EVENTS_TOPIC) {
-                    Ok(topic) => {
-                        let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
-                        if let Err(e) = topic.publish(&refs, 0) {
-                            eprintln!("[nsqd] ERROR: publishing lifecycle events failed - {e}");
-                        }
-                    }
-                    Err(e) => eprintln!("[nsqd] ERROR: lifecycle events topic unavailable - {e}"),
+            // Events are kept only while someone reads them (a channel exists on the events
+            // topic): otherwise they would pile up on disk for nobody.
+            let reader = self
+                .topic(events::EVENTS_TOPIC)
+                .filter(|t| !t.channels().is_empty());
+            if let (false, Some(topic)) = (bodies.is_empty(), reader) {
+                let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
+                if let Err(e) = topic.publish(&refs, 0) {
+                    eprintln!("[nsqd] ERROR: publishing lifecycle events failed - {e}");
                 }
             }
             if self.is_exiting() {
