@@ -109,14 +109,7 @@ impl LookupdOptions {
 
 /// Runs nsqlookupd until SIGINT/SIGTERM; returns the process exit code.
 pub fn run(opts: LookupdOptions) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("nsqrs: failed to start runtime - {e}");
-            return 1;
-        }
-    };
-    runtime.block_on(serve(opts))
+    crate::server::run_until_exit(serve(opts))
 }
 
 /// A lookupd running inside another process (`nsqrs serve`'s embedded one).

@@ -24,14 +24,18 @@ pub fn log(prefix: &str, level: &str, msg: &str) {
 
 /// Runs the broker until a signal; returns the process exit code.
 pub fn run(opts: NsqdOptions) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
+    run_until_exit(serve(opts))
+}
+
+/// Runs a server's main future on a multi-threaded runtime; its output is the exit code.
+pub fn run_until_exit(main: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(main),
         Err(e) => {
             eprintln!("nsqrs: failed to start runtime - {e}");
-            return 1;
+            1
         }
-    };
-    runtime.block_on(serve(opts))
+    }
 }
 
 async fn serve(opts: NsqdOptions) -> i32 {
