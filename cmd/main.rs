@@ -11,6 +11,7 @@ mod publish;
 mod serve;
 mod stat;
 mod tail;
+mod to_db;
 mod to_file;
 mod tools;
 
@@ -55,6 +56,9 @@ enum Commands {
     /// Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)
     #[command(disable_version_flag = true)]
     Stat(Box<stat::StatArgs>),
+    /// Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed
+    #[command(name = "to-db")]
+    ToDb(Box<to_db::ToDbArgs>),
 }
 
 fn main() {
@@ -97,6 +101,7 @@ fn run() -> i32 {
         Commands::Tail(args) => tail::run(*args),
         Commands::ToFile(args) => to_file::run(*args),
         Commands::Stat(args) => stat::run(*args),
+        Commands::ToDb(args) => to_db::run(*args),
     }
 }
 

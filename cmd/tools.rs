@@ -12,6 +12,9 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
         "tail" => Some(&["print-topic", "version"]),
         "to-file" => Some(&["gzip", "skip-empty-files", "version"]),
         "stat" => Some(&["version"]),
+        "to-db" => Some(&["events"]),
+        "trace" => Some(&[]),
+        "replay" => Some(&["dry-run"]),
         _ => None,
     }
 }

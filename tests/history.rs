@@ -1,0 +1,234 @@
+//! The history toolkit against the real broker: `to-db` archiving into SQLite (batches,
+//! idempotence, SIGTERM drain, `kill -9` without loss), `trace` timelines built from
+//! `nsqrs.events` bodies in the docs/events.md format, `replay` windows, and the one-line
+//! errors. `tests/history_pg.rs` runs the same flows against PostgreSQL.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Nsqd, BIN};
+
+/// A running `nsqrs to-db`; killed when dropped.
+pub struct ToDb {
+    child: Child,
+}
+
+impl ToDb {
+    pub fn start(n: &Nsqd, topic: &str, db: &str, extra: &[&str]) -> ToDb {
+        let mut child = Command::new(BIN)
+            .args([
+                "to-db",
+                "--topic",
+                topic,
+                "--nsqd-tcp-address",
+                &n.tcp,
+                "--db",
+                db,
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[to-db] {line}");
+            }
+        });
+        ToDb { child }
+    }
+
+    pub fn terminate(mut self) -> Option<i32> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "to-db did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ToDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn publish(n: &Nsqd, topic: &str, bodies: &[String]) {
+    let mut c = n.connect();
+    for chunk in bodies.chunks(1000) {
+        let chunk: Vec<Vec<u8>> = chunk.iter().map(|b| b.clone().into_bytes()).collect();
+        c.mpub(topic, &chunk);
+        c.expect_ok();
+    }
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+fn sqlite(db: &str) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).unwrap()
+}
+
+fn count(db: &str, sql: &str) -> i64 {
+    // Zero before to-db has created the tables.
+    sqlite(db).query_row(sql, [], |r| r.get(0)).unwrap_or_default()
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn nsqrs(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn one_error_line(o: &Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    assert!(err.contains(needle), "{err:?} does not mention {needle:?}");
+}
+
+#[test]
+fn to_db_archives_every_message_once_and_drains_on_sigterm() {
+    let n = Nsqd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let db = db.to_str().unwrap();
+    let bodies = numbered("m", 1234);
+    publish(&n, "orders", &bodies);
+    let t = ToDb::start(&n, "orders", db, &["--batch-size=100", "--flush-interval=200ms"]);
+    wait_for("1234 rows", 30, || {
+        count(db, "SELECT COUNT(*) FROM messages") == 1234
+    });
+    assert_eq!(t.terminate(), Some(0));
+    let conn = sqlite(db);
+    let mut stmt = conn
+        .prepare("SELECT topic, id, nsqd, ts, attempts, body FROM messages ORDER BY ts, id")
+        .unwrap();
+    let rows: Vec<(String, String, String, i64, i64, Vec<u8>)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut got: Vec<String> = rows
+        .iter()
+        .map(|r| String::from_utf8(r.5.clone()).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, bodies);
+    for r in &rows {
+        assert_eq!(r.0, "orders");
+        assert_eq!(r.1.len(), 16);
+        assert_eq!(r.2, n.tcp);
+        assert!(r.3 > 1_600_000_000_000_000_000);
+        assert_eq!(r.4, 1);
+    }
+    // Everything was finished: nothing left on the archiver's channel.
+    let stats = n.stats();
+    let ch = &stats["topics"][0]["channels"][0];
+    assert_eq!(ch["channel_name"], "nsqrs_to_db");
+    assert_eq!(ch["depth"], 0);
+    assert_eq!(ch["in_flight_count"], 0);
+}
+
+#[test]
+fn to_db_killed_mid_batch_loses_nothing() {
+    let n = Nsqd::start(&["--msg-timeout=2s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let db = db.to_str().unwrap();
+    let bodies = numbered("k", 20_000);
+    publish(&n, "t", &bodies);
+    let t = ToDb::start(&n, "t", db, &["--batch-size=250"]);
+    wait_for("a first commit", 30, || {
+        count(db, "SELECT COUNT(*) FROM messages") > 0
+    });
+    t.kill9();
+    let after_kill = count(db, "SELECT COUNT(*) FROM messages");
+    let t = ToDb::start(&n, "t", db, &["--batch-size=250"]);
+    wait_for("all rows after restart", 60, || {
+        count(db, "SELECT COUNT(*) FROM messages") == 20_000
+    });
+    assert_eq!(t.terminate(), Some(0));
+    eprintln!("{after_kill} rows were committed before kill -9");
+    let distinct = count(db, "SELECT COUNT(DISTINCT CAST(body AS TEXT)) FROM messages");
+    assert_eq!(distinct, 20_000);
+}
+
+#[test]
+fn one_clear_line_for_each_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.db");
+    let missing = missing.to_str().unwrap();
+    one_error_line(
+        &nsqrs(&[
+            "to-db",
+            "--topic=t",
+            "--nsqd-tcp-address=127.0.0.1:1",
+            "--db=postgres://u@h:port/x",
+        ]),
+        "malformed database URL",
+    );
+    one_error_line(
+        &nsqrs(&["trace", "0123456789abcdef", "--db", missing]),
+        "does not exist",
+    );
+    one_error_line(
+        &nsqrs(&[
+            "replay",
+            "--since=1h",
+            "--topic=t",
+            "--db",
+            missing,
+            "--nsqd-tcp-address=127.0.0.1:1",
+        ]),
+        "does not exist",
+    );
+    let n = Nsqd::start(&[]);
+    let db = dir.path().join("a.db");
+    let db = db.to_str().unwrap();
+    publish(&n, "t", &numbered("e", 1));
+    let t = ToDb::start(&n, "t", db, &[]);
+    wait_for("a row", 30, || count(db, "SELECT COUNT(*) FROM messages") == 1);
+    t.terminate();
+    one_error_line(
+        &nsqrs(&["trace", "0123456789abcdef", "--db", db]),
+        "0123456789abcdef",
+    );
+    one_error_line(&nsqrs(&["trace", "--db", db, "--where", "nokey"]), "key=value");
+}
