@@ -14,6 +14,7 @@ mod tail;
 mod to_db;
 mod to_file;
 mod tools;
+mod trace;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -59,6 +60,8 @@ enum Commands {
     /// Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed
     #[command(name = "to-db")]
     ToDb(Box<to_db::ToDbArgs>),
+    /// Show a message's history from the archive: publish, deliveries, requeues, finishes, replays
+    Trace(Box<trace::TraceArgs>),
 }
 
 fn main() {
@@ -102,6 +105,7 @@ fn run() -> i32 {
         Commands::ToFile(args) => to_file::run(*args),
         Commands::Stat(args) => stat::run(*args),
         Commands::ToDb(args) => to_db::run(*args),
+        Commands::Trace(args) => trace::run(*args),
     }
 }
 
@@ -109,7 +113,7 @@ fn run() -> i32 {
 /// is reduced to its first line: scripts get one clear stderr line and exit status 2.
 fn usage_error(argv: &[String], e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
-    let tool = argv.get(1).is_some_and(|s| tools::go_bool_flags(s).is_some());
+    let tool = argv.get(1).is_some_and(|s| tools::one_line_errors(s));
     if !tool || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         e.exit();
     }
