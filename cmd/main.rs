@@ -8,6 +8,7 @@ mod bench;
 #[cfg(test)]
 mod docs;
 mod publish;
+mod replay;
 mod serve;
 mod stat;
 mod tail;
@@ -62,6 +63,9 @@ enum Commands {
     ToDb(Box<to_db::ToDbArgs>),
     /// Show a message's history from the archive: publish, deliveries, requeues, finishes, replays
     Trace(Box<trace::TraceArgs>),
+    /// Republish archived messages of a time window in publish order, resumable, optionally to another topic
+    #[command(disable_version_flag = true)]
+    Replay(Box<replay::ReplayArgs>),
 }
 
 fn main() {
@@ -106,6 +110,7 @@ fn run() -> i32 {
         Commands::Stat(args) => stat::run(*args),
         Commands::ToDb(args) => to_db::run(*args),
         Commands::Trace(args) => trace::run(*args),
+        Commands::Replay(args) => replay::run(*args),
     }
 }
 

@@ -400,3 +400,127 @@ fn trace_shows_every_step_in_order() {
         "no archived message",
     );
 }
+
+fn bodies_in_order(db: &str) -> Vec<String> {
+    let conn = sqlite(db);
+    let mut stmt = conn
+        .prepare("SELECT CAST(body AS TEXT) FROM messages ORDER BY ts, id")
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn replay_republishes_a_window_in_order_and_resumes() {
+    let n = Nsqd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db").to_str().unwrap().to_string();
+    let out = dir.path().join("b.db").to_str().unwrap().to_string();
+    let bodies = numbered("r", 600);
+    publish(&n, "src", &bodies);
+    let t = ToDb::start(&n, "src", &db, &["--flush-interval=100ms"]);
+    wait_for("archive", 30, || {
+        count(&db, "SELECT COUNT(*) FROM messages") == 600
+    });
+    t.terminate();
+
+    let o = nsqrs(&[
+        "replay",
+        "--since=1h",
+        "--topic=src",
+        "--to-topic=dst",
+        "--db",
+        &db,
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("would replay 600 messages from topic src to topic dst"));
+
+    // Interrupted part-way by SIGTERM, then the same command again: it resumes.
+    let args = [
+        "replay",
+        "--since=1h",
+        "--topic=src",
+        "--to-topic=dst",
+        "--db",
+        &db,
+        "--batch-size=50",
+        "--nsqd-tcp-address",
+        &n.tcp,
+    ];
+    let first = Command::new(BIN)
+        .args(args)
+        .arg("--rate=400")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    let o = first.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let done_first = count(&db, "SELECT COUNT(*) FROM replays");
+    assert!(done_first > 0 && done_first < 600, "{done_first}");
+    let o = nsqrs(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming replay run"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("replayed 600 messages from topic src to topic dst"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM replays"), 600);
+    assert_eq!(count(&db, "SELECT COUNT(DISTINCT original_id) FROM replays"), 600);
+
+    // What reached dst: every body once, in the original publish order.
+    let t = ToDb::start(&n, "dst", &out, &["--flush-interval=100ms"]);
+    wait_for("replayed copies", 30, || {
+        count(&out, "SELECT COUNT(*) FROM messages") >= 600
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    t.terminate();
+    assert_eq!(bodies_in_order(&out), bodies);
+
+    // trace tells the original was replayed.
+    let id: String = sqlite(&db)
+        .query_row("SELECT id FROM messages ORDER BY ts, id LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let o = nsqrs(&["trace", &id, "--db", &db]);
+    assert!(stdout(&o).contains("replayed as"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("into dst"), "{}", stdout(&o));
+
+    // A to-file JSON file is a source too; --id narrows any source.
+    let file = dir.path().join("t.log");
+    let lines: Vec<String> = (0..3)
+        .map(|i| format!(r#"{{"id":"00000000000000{i:02}","timestamp":{},"attempts":1,"body":"f{i}","body_base64":false}}"#, 1_700_000_000_000_000_000i64 + i))
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let o = nsqrs(&[
+        "replay",
+        "--since=100000h",
+        "--topic=src",
+        "--to-topic=fromfile",
+        "--db",
+        &db,
+        "--from-file",
+        file.to_str().unwrap(),
+        "--id=0000000000000001",
+        "--id=0000000000000002",
+        "--nsqd-tcp-address",
+        &n.tcp,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("replayed 2 messages"), "{}", stdout(&o));
+    let stats = n.stats();
+    let topic = stats["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic_name"] == "fromfile")
+        .unwrap();
+    assert_eq!(topic["message_count"], 2);
+}
