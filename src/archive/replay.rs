@@ -314,7 +314,7 @@ pub async fn checkpoint(
                 // finished_at is a nullable BIGINT: bind it through CASE so a text NULL never
                 // meets an integer column on PostgreSQL.
                 "UPDATE replay_runs SET done = $2, cursor_ts = $3, cursor_id = $4, cursor_nsqd = $5, \
-                 updated_at = $6, finished_at = CASE WHEN $7 > 0 THEN $6 ELSE NULL END WHERE run_id = $1"
+                 updated_at = $6, finished_at = CASE WHEN CAST($7 AS BIGINT) > 0 THEN CAST($6 AS BIGINT) ELSE NULL END WHERE run_id = $1"
                     .into(),
                 vec![vec![
                     run.run_id.as_str().into(),

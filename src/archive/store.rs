@@ -233,6 +233,14 @@ fn db_err(e: impl std::fmt::Display) -> String {
     e.to_string().replace('\n', " ")
 }
 
+/// tokio-postgres shows a server error as just "db error"; the server's message is the news.
+fn pg_err(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => db_err(format!("postgres: {}", d.message())),
+        None => db_err(e),
+    }
+}
+
 impl Store {
     pub async fn open(db: &str, mode: OpenMode) -> Result<Store, String> {
         let store = match Location::parse(db)? {
@@ -331,20 +339,20 @@ impl Store {
             }),
             Store::Postgres(client) => {
                 let mut client = client.lock().await;
-                let tx = client.transaction().await.map_err(db_err)?;
+                let tx = client.transaction().await.map_err(pg_err)?;
                 let mut changed = 0u64;
                 for (sql, rows) in &work {
-                    let stmt = tx.prepare(sql).await.map_err(db_err)?;
+                    let stmt = tx.prepare(sql).await.map_err(pg_err)?;
                     for row in rows {
                         let boxed = to_postgres(row);
                         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed
                             .iter()
                             .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
                             .collect();
-                        changed += tx.execute(&stmt, &refs).await.map_err(db_err)?;
+                        changed += tx.execute(&stmt, &refs).await.map_err(pg_err)?;
                     }
                 }
-                tx.commit().await.map_err(db_err)?;
+                tx.commit().await.map_err(pg_err)?;
                 Ok(changed)
             }
         }
@@ -383,25 +391,25 @@ impl Store {
                     .iter()
                     .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
                     .collect();
-                let rows = client.query(sql, &refs).await.map_err(db_err)?;
+                let rows = client.query(sql, &refs).await.map_err(pg_err)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in rows {
                     let mut row = Vec::with_capacity(r.len());
                     for (i, col) in r.columns().iter().enumerate() {
                         let t = col.type_();
                         let v = if *t == Type::INT8 {
-                            r.try_get::<_, Option<i64>>(i).map_err(db_err)?.map(Value::Int)
+                            r.try_get::<_, Option<i64>>(i).map_err(pg_err)?.map(Value::Int)
                         } else if *t == Type::INT4 {
                             r.try_get::<_, Option<i32>>(i)
-                                .map_err(db_err)?
+                                .map_err(pg_err)?
                                 .map(|v| Value::Int(v as i64))
                         } else if *t == Type::BYTEA {
                             r.try_get::<_, Option<Vec<u8>>>(i)
-                                .map_err(db_err)?
+                                .map_err(pg_err)?
                                 .map(Value::Bytes)
                         } else {
                             r.try_get::<_, Option<String>>(i)
-                                .map_err(db_err)?
+                                .map_err(pg_err)?
                                 .map(Value::Text)
                         };
                         row.push(v.unwrap_or(Value::Null));
