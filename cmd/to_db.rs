@@ -6,6 +6,7 @@
 //! the transaction holding it has committed: a crash can re-deliver but never lose, and the
 //! archive's keys make a re-delivered insert a no-op.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,12 +189,23 @@ impl Batcher {
         let (tx, mut rx) = mpsc::channel::<Vec<Message>>(1);
         let store = self.store.clone();
         let kind = self.kind.clone();
+        // Messages handed to the writer and not yet finished.
+        let pending = Arc::new(AtomicUsize::new(0));
+        let pending_w = pending.clone();
         let writer = tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
+                let n = batch.len();
                 commit(&store, &kind, batch).await?;
+                pending_w.fetch_sub(n, Ordering::Relaxed);
             }
             Ok::<(), String>(())
         });
+        // The broker stops sending once RDY's worth is unanswered (nsqd caps RDY at its
+        // --max-rdy-count, whatever --max-in-flight asks), so a batch larger than that would
+        // only ever be flushed by the timer. When everything in flight is already in our
+        // hands, nothing more can come: commit now.
+        let mut stall_check = tokio::time::interval(Duration::from_millis(5));
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch: Vec<Message> = Vec::with_capacity(self.batch_size);
         let timer = tokio::time::sleep(self.flush_interval);
         tokio::pin!(timer);
@@ -205,21 +217,27 @@ impl Batcher {
                             timer.as_mut().reset(tokio::time::Instant::now() + self.flush_interval);
                         }
                         batch.push(m);
-                        if batch.len() >= self.batch_size && !send(&tx, &mut batch).await {
+                        if batch.len() >= self.batch_size && !send(&tx, &mut batch, &pending).await {
                             break;
                         }
                     }
                     None => break,
                 },
                 _ = &mut timer, if !batch.is_empty() => {
-                    if !send(&tx, &mut batch).await {
+                    if !send(&tx, &mut batch, &pending).await {
+                        break;
+                    }
+                }
+                _ = stall_check.tick(), if !batch.is_empty() => {
+                    let held = batch.len() + pending.load(Ordering::Relaxed);
+                    if held >= self.consumer.stats().in_flight && !send(&tx, &mut batch, &pending).await {
                         break;
                     }
                 }
             }
         }
         if !batch.is_empty() {
-            send(&tx, &mut batch).await;
+            send(&tx, &mut batch, &pending).await;
         }
         drop(tx);
         writer.await.map_err(|e| e.to_string())?
@@ -227,8 +245,9 @@ impl Batcher {
 }
 
 /// Hands the batch to the writer; false once the writer has failed.
-async fn send(tx: &mpsc::Sender<Vec<Message>>, batch: &mut Vec<Message>) -> bool {
+async fn send(tx: &mpsc::Sender<Vec<Message>>, batch: &mut Vec<Message>, pending: &AtomicUsize) -> bool {
     let cap = batch.capacity();
+    pending.fetch_add(batch.len(), Ordering::Relaxed);
     tx.send(std::mem::replace(batch, Vec::with_capacity(cap)))
         .await
         .is_ok()

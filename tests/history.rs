@@ -524,3 +524,16 @@ fn replay_republishes_a_window_in_order_and_resumes() {
         .unwrap();
     assert_eq!(topic["message_count"], 2);
 }
+
+#[test]
+fn a_batch_larger_than_the_brokers_rdy_cap_still_commits_promptly() {
+    let n = Nsqd::start(&["--max-rdy-count=50"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db").to_str().unwrap().to_string();
+    publish(&n, "t", &numbered("s", 500));
+    let t = ToDb::start(&n, "t", &db, &["--batch-size=5000", "--flush-interval=1h"]);
+    wait_for("rows without the flush timer", 20, || {
+        count(&db, "SELECT COUNT(*) FROM messages") == 500
+    });
+    assert_eq!(t.terminate(), Some(0));
+}

@@ -330,7 +330,7 @@ impl Store {
                 for (sql, rows) in &work {
                     let mut stmt = tx.prepare_cached(&sqlite_sql(sql)).map_err(db_err)?;
                     for row in rows {
-                        let params = rusqlite::params_from_iter(row.iter().map(to_sqlite));
+                        let params = rusqlite::params_from_iter(row.iter());
                         changed += stmt.execute(params).map_err(db_err)? as u64;
                     }
                 }
@@ -365,7 +365,7 @@ impl Store {
                 let mut stmt = conn.prepare_cached(&sqlite_sql(sql)).map_err(db_err)?;
                 let width = stmt.column_count();
                 let mut rows = stmt
-                    .query(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
+                    .query(rusqlite::params_from_iter(params.iter()))
                     .map_err(db_err)?;
                 let mut out = Vec::new();
                 while let Some(r) = rows.next().map_err(db_err)? {
@@ -441,13 +441,16 @@ impl Store {
     }
 }
 
-fn to_sqlite(v: &Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as V;
-    match v {
-        Value::Int(i) => V::Integer(*i),
-        Value::Text(s) => V::Text(s.clone()),
-        Value::Bytes(b) => V::Blob(b.clone()),
-        Value::Null => V::Null,
+// Borrowed, so bodies are not copied again on their way into SQLite.
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ToSqlOutput::Borrowed;
+        Ok(match self {
+            Value::Int(i) => Borrowed(ValueRef::Integer(*i)),
+            Value::Text(s) => Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bytes(b) => Borrowed(ValueRef::Blob(b)),
+            Value::Null => Borrowed(ValueRef::Null),
+        })
     }
 }
 
