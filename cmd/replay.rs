@@ -2,9 +2,10 @@
 //! MPUB batches, optionally to another topic and rate-limited.
 //!
 //! Each published batch is checkpointed (with the original → new ID mapping `trace` shows) in
-//! the run's row of `replay_runs` before the next is read, so a replay that is interrupted
-//! resumes after its last recorded batch. A batch that was published but not yet recorded
-//! when the process died is published again on resume: at most one batch, never a gap.
+//! the run's row of `replay_runs`, so an interrupted replay resumes after its last recorded
+//! batch. SIGINT/SIGTERM waits for the batch on the wire and records it, so nothing is sent
+//! twice; after a crash (kill -9) the batches published but not yet recorded (at most two:
+//! one is read and sent while the previous is recorded) are sent again, never a gap.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,8 +17,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nsqrs::archive::replay::{self, FileSource, Run, Source, Window};
 use nsqrs::archive::store::{Location, OpenMode};
 use nsqrs::archive::trace::{format_ts, valid_id, ReplayRow};
+use nsqrs::archive::MessageRow;
 use nsqrs::archive::{now_ns, Store};
-use nsqrs::client::Producer;
+use nsqrs::client::{PendingReply, Producer, Publish};
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 
 use crate::tools;
@@ -233,56 +235,79 @@ async fn replay_main(args: ReplayArgs) -> Result<(), String> {
     let started = Instant::now();
     let mut sent_here = 0u64;
     let mut unknown_ids = 0u64;
-    let term = tools::terminated();
-    tokio::pin!(term);
+    // SIGINT/SIGTERM stops reading; the batch already submitted is awaited and recorded, so
+    // an interrupted run resumes without republishing anything.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tools::terminated().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut read_cursor = run.cursor.clone();
+    let mut inflight: Option<(Vec<MessageRow>, PendingReply)> = None;
     loop {
-        let mut batch = source.batch(&store, run.cursor.as_ref(), batch_size).await?;
-        if batch.is_empty() {
-            break;
-        }
-        let mut bytes = 0;
-        if let Some(cut) = batch.iter().position(|m| {
-            bytes += m.body.len() + 4;
-            bytes > MAX_BATCH_BYTES
-        }) {
-            batch.truncate(cut.max(1));
-        }
-        if args.rate > 0 {
-            let due = Duration::from_secs_f64(sent_here as f64 / args.rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = &mut term => return interrupted(&run),
+        // The next batch is read and submitted before the previous one is recorded, so the
+        // broker works on one while the archive works on the other.
+        let mut next = None;
+        if !*stop_rx.borrow() {
+            let mut batch = source.batch(&store, read_cursor.as_ref(), batch_size).await?;
+            let mut bytes = 0;
+            if let Some(cut) = batch.iter().position(|m| {
+                bytes += m.body.len() + 4;
+                bytes > MAX_BATCH_BYTES
+            }) {
+                batch.truncate(cut.max(1));
+            }
+            if args.rate > 0 && !batch.is_empty() {
+                let due = Duration::from_secs_f64(sent_here as f64 / args.rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop_rx.changed() => {}
+                    }
                 }
             }
+            if !batch.is_empty() && !*stop_rx.borrow() {
+                let bodies: Vec<Bytes> = batch.iter().map(|m| Bytes::from(m.body.clone())).collect();
+                let reply = producer
+                    .submit(Publish::Mpub {
+                        topic: run.to_topic.clone(),
+                        bodies,
+                    })
+                    .await
+                    .map_err(|e| format!("publish to {addr}: {e}"))?;
+                read_cursor = batch.last().map(replay::cursor_of);
+                sent_here += batch.len() as u64;
+                next = Some((batch, reply));
+            }
         }
-        let bodies: Vec<Bytes> = batch.iter().map(|m| Bytes::from(m.body.clone())).collect();
-        let receipt = tokio::select! {
-            r = producer.multi_publish(&run.to_topic, bodies) => r.map_err(|e| format!("publish to {addr}: {e}"))?,
-            // Stopping mid-MPUB cannot say whether the broker took the batch: let it answer.
-            _ = &mut term => return interrupted(&run),
-        };
-        let replayed_at = now_ns();
-        let known = receipt.ids.len() == batch.len();
-        let replays: Vec<ReplayRow> = batch
-            .iter()
-            .enumerate()
-            .map(|(i, m)| ReplayRow {
-                run_id: run.run_id.clone(),
-                original_id: m.id.clone(),
-                new_id: known.then(|| String::from_utf8_lossy(&receipt.ids[i].to_hex()).into_owned()),
-                from_topic: run.from_topic.clone(),
-                to_topic: run.to_topic.clone(),
-                replayed_at,
-            })
-            .collect();
-        if !known {
-            unknown_ids += batch.len() as u64;
+        if let Some((batch, reply)) = inflight.take() {
+            let receipt = reply.await.map_err(|e| format!("publish to {addr}: {e}"))?;
+            let replayed_at = now_ns();
+            let known = receipt.ids.len() == batch.len();
+            let replays: Vec<ReplayRow> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, m)| ReplayRow {
+                    run_id: run.run_id.clone(),
+                    original_id: m.id.clone(),
+                    new_id: known.then(|| String::from_utf8_lossy(&receipt.ids[i].to_hex()).into_owned()),
+                    from_topic: run.from_topic.clone(),
+                    to_topic: run.to_topic.clone(),
+                    replayed_at,
+                })
+                .collect();
+            if !known {
+                unknown_ids += batch.len() as u64;
+            }
+            replay::advance(&mut run, &batch);
+            replay::checkpoint(&store, &run, replays, false).await?;
+            bar.set_position(run.done as u64);
         }
-        replay::advance(&mut run, &batch);
-        replay::checkpoint(&store, &run, replays, false).await?;
-        sent_here += batch.len() as u64;
-        bar.set_position(run.done as u64);
+        match next {
+            Some(n) => inflight = Some(n),
+            None if *stop_rx.borrow() => return interrupted(&run),
+            None => break,
+        }
     }
     replay::checkpoint(&store, &run, Vec::new(), true).await?;
     bar.finish_and_clear();

@@ -26,7 +26,8 @@ pub struct Window {
     pub ids: Vec<String>,
 }
 
-fn cursor_of(m: &MessageRow) -> Cursor {
+/// The cursor just past `m`.
+pub fn cursor_of(m: &MessageRow) -> Cursor {
     (m.ts, m.id.clone(), m.nsqd.clone())
 }
 
