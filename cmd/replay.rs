@@ -267,7 +267,11 @@ async fn replay_main(args: ReplayArgs) -> Result<(), String> {
                 }
             }
             if !batch.is_empty() && !*stop_rx.borrow() {
-                let bodies: Vec<Bytes> = batch.iter().map(|m| Bytes::from(m.body.clone())).collect();
+                // The bodies go to the producer; only IDs and cursors are needed afterwards.
+                let bodies: Vec<Bytes> = batch
+                    .iter_mut()
+                    .map(|m| Bytes::from(std::mem::take(&mut m.body)))
+                    .collect();
                 let reply = producer
                     .submit(Publish::Mpub {
                         topic: run.to_topic.clone(),

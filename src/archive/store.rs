@@ -51,6 +51,13 @@ impl Value {
         }
     }
 
+    pub fn into_text(self) -> String {
+        match self {
+            Value::Text(s) => s,
+            _ => String::new(),
+        }
+    }
+
     pub fn into_bytes(self) -> Vec<u8> {
         match self {
             Value::Bytes(b) => b,
@@ -106,9 +113,9 @@ impl MessageRow {
         let mut it = row.into_iter();
         let mut next = || it.next().unwrap_or(Value::Null);
         MessageRow {
-            topic: next().text(),
-            id: next().text(),
-            nsqd: next().text(),
+            topic: next().into_text(),
+            id: next().into_text(),
+            nsqd: next().into_text(),
             ts: next().int(),
             attempts: next().int(),
             body: next().into_bytes(),
@@ -153,15 +160,15 @@ impl EventRow {
         let mut it = row.into_iter();
         let mut next = || it.next().unwrap_or(Value::Null);
         EventRow {
-            id: next().text(),
-            topic: next().text(),
-            channel: next().text(),
-            kind: next().text(),
+            id: next().into_text(),
+            topic: next().into_text(),
+            channel: next().into_text(),
+            kind: next().into_text(),
             ts: next().int(),
-            nsqd: next().text(),
-            client: next().text(),
+            nsqd: next().into_text(),
+            client: next().into_text(),
             attempt: next().int(),
-            detail: next().text(),
+            detail: next().into_text(),
         }
     }
 
