@@ -72,8 +72,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "ADDR")]
     pub nsqd_tcp_address: Option<String>,
 
-    /// Messages per MPUB (and per checkpoint)
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    /// Messages per MPUB (and per checkpoint); batches also stop at 4 MiB of bodies
+    #[arg(long, value_name = "N", default_value_t = 5000)]
     pub batch_size: usize,
 
     /// Continue this run (its window and target come from the run)

@@ -208,7 +208,7 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l dry-run -d 'Say w
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l db -d 'SQLite file, or a postgres:// URL (also where runs are checkpointed)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l from-file -d 'Read messages from `to-file --format json` files instead of the archive' -r -F
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l nsqd-tcp-address -d 'The nsqd to publish to (TCP)' -r
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l batch-size -d 'Messages per MPUB (and per checkpoint)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l batch-size -d 'Messages per MPUB (and per checkpoint); batches also stop at 4 MiB of bodies' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l resume -d 'Continue this run (its window and target come from the run)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l producer-opt -d 'go-nsq producer option key,value (may be given multiple times)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -s h -l help -d 'Print help'
