@@ -292,20 +292,24 @@ impl Store {
         }
     }
 
-    async fn migrate(&self, mode: OpenMode) -> Result<(), String> {
-        self.execute(schema::VERSION_TABLE, Vec::new()).await?;
+    async fn version(&self) -> Result<usize, String> {
         let rows = self
             .query("SELECT MAX(version) FROM nsqrs_schema", Vec::new())
             .await?;
-        let current = rows.first().and_then(|r| r[0].opt_int()).unwrap_or(0) as usize;
+        Ok(rows.first().and_then(|r| r[0].opt_int()).unwrap_or(0) as usize)
+    }
+
+    async fn migrate(&self, mode: OpenMode) -> Result<(), String> {
+        self.execute(schema::VERSION_TABLE, Vec::new()).await?;
+        let current = self.version().await?;
         if current > schema::MIGRATIONS.len() {
             return Err(format!(
                 "archive schema version {current} is newer than this nsqrs knows ({})",
                 schema::MIGRATIONS.len()
             ));
         }
-        if current == 0 && mode == OpenMode::Existing && matches!(self, Store::Sqlite(_)) {
-            return Err("archive has no nsqrs tables (was it written by nsqrs to-db?)".into());
+        if current == 0 && mode == OpenMode::Existing {
+            return Err("the archive has no nsqrs tables yet (nsqrs to-db creates them)".into());
         }
         for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(current) {
             let mut batch: Vec<(String, Vec<Row>)> = schema::statements(m, self.dialect())
@@ -316,7 +320,13 @@ impl Store {
                 "INSERT INTO nsqrs_schema (version) VALUES ($1)".into(),
                 vec![vec![Value::Int(i as i64 + 1)]],
             ));
-            self.transaction(batch).await?;
+            if let Err(e) = self.transaction(batch).await {
+                // Two archivers starting on one new archive both try; DDL is transactional on
+                // both engines, so the loser's attempt left nothing behind.
+                if self.version().await? <= i {
+                    return Err(format!("create the archive tables: {e}"));
+                }
+            }
         }
         Ok(())
     }
