@@ -300,8 +300,22 @@ impl Store {
     }
 
     async fn migrate(&self, mode: OpenMode) -> Result<(), String> {
-        self.execute(schema::VERSION_TABLE, Vec::new()).await?;
-        let current = self.version().await?;
+        let no_tables = || "the archive has no nsqrs tables yet (nsqrs to-db creates them)".to_string();
+        if mode == OpenMode::Create {
+            if let Err(e) = self.execute(schema::VERSION_TABLE, Vec::new()).await {
+                // PostgreSQL's CREATE TABLE IF NOT EXISTS can still collide with a concurrent
+                // one; by now the other has created it.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                self.execute(schema::VERSION_TABLE, Vec::new())
+                    .await
+                    .map_err(|_| format!("create the archive tables: {e}"))?;
+            }
+        }
+        let current = match self.version().await {
+            Ok(v) => v,
+            Err(_) if mode == OpenMode::Existing => return Err(no_tables()),
+            Err(e) => return Err(e),
+        };
         if current > schema::MIGRATIONS.len() {
             return Err(format!(
                 "archive schema version {current} is newer than this nsqrs knows ({})",
@@ -309,7 +323,7 @@ impl Store {
             ));
         }
         if current == 0 && mode == OpenMode::Existing {
-            return Err("the archive has no nsqrs tables yet (nsqrs to-db creates them)".into());
+            return Err(no_tables());
         }
         for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(current) {
             let mut batch: Vec<(String, Vec<Row>)> = schema::statements(m, self.dialect())
