@@ -8,5 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo build
+# tests/history_pg.rs runs against a PostgreSQL it starts; this installs the server if missing.
+tests/pg.sh >/dev/null
 cargo test
 NSQRS_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/nsqrs" tests/compat/run.sh

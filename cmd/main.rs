@@ -10,11 +10,14 @@ mod bench;
 mod docs;
 mod lookupd;
 mod publish;
+mod replay;
 mod serve;
 mod stat;
 mod tail;
+mod to_db;
 mod to_file;
 mod tools;
+mod trace;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -63,6 +66,14 @@ enum Commands {
     /// Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)
     #[command(disable_version_flag = true)]
     Stat(Box<stat::StatArgs>),
+    /// Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed
+    #[command(name = "to-db")]
+    ToDb(Box<to_db::ToDbArgs>),
+    /// Show a message's history from the archive: publish, deliveries, requeues, finishes, replays
+    Trace(Box<trace::TraceArgs>),
+    /// Republish archived messages of a time window in publish order, resumable, optionally to another topic
+    #[command(disable_version_flag = true)]
+    Replay(Box<replay::ReplayArgs>),
 }
 
 fn main() {
@@ -121,6 +132,9 @@ fn run() -> i32 {
         Commands::Tail(args) => tail::run(*args),
         Commands::ToFile(args) => to_file::run(*args),
         Commands::Stat(args) => stat::run(*args),
+        Commands::ToDb(args) => to_db::run(*args),
+        Commands::Trace(args) => trace::run(*args),
+        Commands::Replay(args) => replay::run(*args),
     }
 }
 
@@ -128,7 +142,7 @@ fn run() -> i32 {
 /// is reduced to its first line: scripts get one clear stderr line and exit status 2.
 fn usage_error(argv: &[String], e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
-    let tool = argv.get(1).is_some_and(|s| tools::go_bool_flags(s).is_some());
+    let tool = argv.get(1).is_some_and(|s| tools::one_line_errors(s));
     if !tool || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         e.exit();
     }

@@ -12,8 +12,17 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
         "tail" => Some(&["print-topic", "version"]),
         "to-file" => Some(&["gzip", "skip-empty-files", "version"]),
         "stat" => Some(&["version"]),
+        "to-db" => Some(&["events"]),
+        "replay" => Some(&["dry-run"]),
         _ => None,
     }
+}
+
+/// Subcommands whose parse errors are reduced to one stderr line: the Go-style tools, and
+/// `trace`, which takes its message ID first and so keeps clap's own syntax (Go stops reading
+/// flags at the first positional argument).
+pub fn one_line_errors(subcommand: &str) -> bool {
+    go_bool_flags(subcommand).is_some() || subcommand == "trace"
 }
 
 /// Rewrites a tool's arguments from Go flag syntax; `None` for other subcommands.

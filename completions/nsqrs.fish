@@ -33,6 +33,9 @@ complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "pub" -d 'Publish messag
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "to-db" -d 'Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "trace" -d 'Show a message\'s history from the archive: publish, deliveries, requeues, finishes, replays'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "replay" -d 'Republish archived messages of a time window in publish order, resumable, optionally to another topic'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l config -d 'Path to a TOML config file; keys are flag names with \'-\' as \'_\' [default: none]' -r
@@ -192,11 +195,49 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l http-client-connect
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l http-client-request-timeout -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l topic -d 'NSQ topic to archive' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l channel -d 'The archiver\'s own channel (it sees every message of the topic)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l nsqd-tcp-address -d 'nsqd TCP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l lookupd-http-address -d 'nsqlookupd HTTP address (may be given multiple times); follows the topic on every nsqd' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l db -d 'SQLite file, or a postgres:// URL' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l events -d 'Also archive the broker\'s lifecycle events (topic nsqrs.events) for this topic' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l batch-size -d 'Messages per transaction' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l flush-interval -d 'Commit a partial batch after this long' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l max-in-flight -d 'Max messages in flight [default: twice --batch-size, so one batch fills while another commits]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l consumer-opt -d 'go-nsq consumer option key,value (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -s h -l help -d 'Print help'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -l db -d 'SQLite file, or a postgres:// URL' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -l format -r -f -a "table\t''
+json\t''"
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -l grep -d 'Find messages whose body contains TEXT' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -l where -d 'Find messages whose JSON body has field KEY equal to VALUE' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -l since -d 'Only search messages published within this long' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -l topic -d 'Only search this topic' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -l limit -d 'At most this many search results' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -l nsqd-http-address -d 'Also ask this nsqd (HTTP) for the message\'s live state (best effort)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand trace" -s h -l help -d 'Print help'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l since -d 'Start of the window: a duration ago (2h) or an RFC 3339 time' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l until -d 'End of the window (exclusive): a duration ago or an RFC 3339 time [default: now]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l topic -d 'The archived topic to replay' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l to-topic -d 'Publish to this topic instead of --topic' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l rate -d 'At most this many messages a second (0 = as fast as the broker takes them)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l id -d 'Replay only this message ID (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l dry-run -d 'Say what would be replayed; publish nothing' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l db -d 'SQLite file, or a postgres:// URL (also where runs are checkpointed)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l from-file -d 'Read messages from `to-file --format json` files instead of the archive' -r -F
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l nsqd-tcp-address -d 'The nsqd to publish to (TCP)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l batch-size -d 'Messages per MPUB (and per checkpoint); batches also stop at 4 MiB of bodies' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l resume -d 'Continue this run (its window and target come from the run)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l producer-opt -d 'go-nsq producer option key,value (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -s h -l help -d 'Print help'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "to-db" -d 'Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "trace" -d 'Show a message\'s history from the archive: publish, deliveries, requeues, finishes, replays'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "replay" -d 'Republish archived messages of a time window in publish order, resumable, optionally to another topic'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

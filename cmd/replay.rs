@@ -1,0 +1,336 @@
+//! `nsqrs replay`: republishes archived messages of a time window, in publish order, with
+//! MPUB batches, optionally to another topic and rate-limited.
+//!
+//! Each published batch is checkpointed (with the original → new ID mapping `trace` shows) in
+//! the run's row of `replay_runs`, so an interrupted replay resumes after its last recorded
+//! batch. SIGINT/SIGTERM waits for the batch on the wire and records it, so nothing is sent
+//! twice; after a crash (kill -9) the batches published but not yet recorded (at most two:
+//! one is read and sent while the previous is recorded) are sent again, never a gap.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{ArgAction, Args};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nsqrs::archive::replay::{self, FileSource, Run, Source, Window};
+use nsqrs::archive::store::{Location, OpenMode};
+use nsqrs::archive::trace::{format_ts, valid_id, ReplayRow};
+use nsqrs::archive::MessageRow;
+use nsqrs::archive::{now_ns, Store};
+use nsqrs::client::{PendingReply, Producer, Publish};
+use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+
+use crate::tools;
+
+/// nsqd's default --max-body-size is 5 MiB; MPUB batches stay under it.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Args)]
+#[command(args_override_self = true)]
+pub struct ReplayArgs {
+    /// Start of the window: a duration ago (2h) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+
+    /// End of the window (exclusive): a duration ago or an RFC 3339 time [default: now]
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+
+    /// The archived topic to replay
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: String,
+
+    /// Publish to this topic instead of --topic
+    #[arg(long, value_name = "TOPIC")]
+    pub to_topic: Option<String>,
+
+    /// At most this many messages a second (0 = as fast as the broker takes them)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub rate: u64,
+
+    /// Replay only this message ID (may be given multiple times)
+    #[arg(long, value_name = "MSG_ID", action = ArgAction::Append)]
+    pub id: Vec<String>,
+
+    /// Say what would be replayed; publish nothing
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "false",
+          value_parser = parse_go_bool)]
+    pub dry_run: bool,
+
+    /// SQLite file, or a postgres:// URL (also where runs are checkpointed)
+    #[arg(long, value_name = "PATH|URL", default_value = "nsqrs.db")]
+    pub db: String,
+
+    /// Read messages from `to-file --format json` files instead of the archive
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub from_file: Vec<PathBuf>,
+
+    /// The nsqd to publish to (TCP)
+    #[arg(long, value_name = "ADDR")]
+    pub nsqd_tcp_address: Option<String>,
+
+    /// Messages per MPUB (and per checkpoint); batches also stop at 4 MiB of bodies
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    pub batch_size: usize,
+
+    /// Continue this run (its window and target come from the run)
+    #[arg(long, value_name = "RUN_ID")]
+    pub resume: Option<String>,
+
+    /// go-nsq producer option key,value (may be given multiple times)
+    #[arg(long, value_name = "KEY,VALUE", action = ArgAction::Append)]
+    pub producer_opt: Vec<String>,
+}
+
+/// `2h` (ago) or an RFC 3339 time, as ns since the epoch.
+fn parse_when(s: &str, now: i64, flag: &str) -> Result<i64, String> {
+    if let Ok(d) = parse_go_duration(s) {
+        return Ok(now - d.as_nanos() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| format!("{flag} {s:?} is neither a duration (2h) nor an RFC 3339 time"))
+}
+
+pub fn run(args: ReplayArgs) -> i32 {
+    if args.since.is_none() && args.id.is_empty() && args.resume.is_none() {
+        return tools::usage("--since (or --id, or --resume) is required");
+    }
+    if args.nsqd_tcp_address.is_none() && !args.dry_run {
+        return tools::usage("--nsqd-tcp-address is required (or --dry-run)");
+    }
+    if let Some(bad) = args.id.iter().find(|i| !valid_id(i)) {
+        return tools::usage(format!("--id {bad:?} is not a message ID (16 hex characters)"));
+    }
+    let to = args.to_topic.as_deref().unwrap_or(&args.topic);
+    for t in [&args.topic, to] {
+        if !nsqrs::protocol::names::is_valid_topic_name(t) {
+            return tools::usage(format!("topic {t:?} is not a valid topic name"));
+        }
+    }
+    if args.batch_size == 0 {
+        return tools::usage("--batch-size must be positive");
+    }
+    if let Err(e) = Location::parse(&args.db) {
+        return tools::usage(e);
+    }
+    tools::runtime().block_on(async move {
+        match replay_main(args).await {
+            Ok(()) => 0,
+            Err(e) => tools::fail(e),
+        }
+    })
+}
+
+async fn replay_main(args: ReplayArgs) -> Result<(), String> {
+    let now = now_ns();
+    let since_ns = match &args.since {
+        Some(s) => parse_when(s, now, "--since")?,
+        None => i64::MIN,
+    };
+    let until_ns = match &args.until {
+        Some(s) => parse_when(s, now, "--until")?,
+        // Just past now: a message archived this instant is in.
+        None => now + 1,
+    };
+    let to_topic = args.to_topic.clone().unwrap_or_else(|| args.topic.clone());
+    let mode = if args.from_file.is_empty() {
+        OpenMode::Existing
+    } else {
+        OpenMode::Create
+    };
+    let store = Store::open(&args.db, mode).await?;
+    let mut ids: Vec<String> = args.id.iter().map(|i| i.to_ascii_lowercase()).collect();
+    ids.sort();
+    // The command as given: an identical command finds its unfinished run.
+    let identity = serde_json::json!({
+        "topic": args.topic, "to_topic": to_topic, "since": args.since, "until": args.until,
+        "ids": ids, "files": args.from_file,
+    })
+    .to_string();
+
+    let existing = match &args.resume {
+        Some(id) => match replay::find_run(&store, id).await? {
+            Some(r) if r.finished => return Err(format!("replay run {id} already finished")),
+            Some(r) => Some(r),
+            None => return Err(format!("no replay run {id} in the archive")),
+        },
+        None if args.dry_run => None,
+        None => replay::find_unfinished(&store, &identity).await?,
+    };
+    let mut run = existing.clone().unwrap_or(Run {
+        run_id: format!("{:016x}", now as u64),
+        identity,
+        from_topic: args.topic.clone(),
+        to_topic,
+        since_ns,
+        until_ns,
+        total: 0,
+        done: 0,
+        cursor: None,
+        finished: false,
+    });
+    let window = Window {
+        topic: run.from_topic.clone(),
+        since_ns: run.since_ns,
+        until_ns: run.until_ns,
+        ids,
+    };
+    let source = if args.from_file.is_empty() {
+        Source::Archive(window)
+    } else {
+        Source::Files(FileSource::load(&args.from_file, &window)?)
+    };
+    let remaining = source.count(&store, run.cursor.as_ref()).await?;
+
+    if args.dry_run {
+        let first = source.batch(&store, run.cursor.as_ref(), 1).await?;
+        println!(
+            "would replay {remaining} messages from topic {} to topic {}{}",
+            run.from_topic,
+            run.to_topic,
+            first
+                .first()
+                .map(|m| format!(", the first published {}", format_ts(m.ts)))
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if existing.is_some() {
+        eprintln!(
+            "resuming replay run {} after {} of {} messages",
+            run.run_id, run.done, run.total
+        );
+    } else {
+        run.total = remaining;
+        replay::create_run(&store, &run).await?;
+    }
+
+    let addr = args.nsqd_tcp_address.as_deref().unwrap_or_default();
+    let config = tools::client_config(&args.producer_opt).map_err(|e| format!("--producer-opt: {e}"))?;
+    let producer = Producer::connect(addr, config)
+        .await
+        .map_err(|e| format!("connect to nsqd {addr}: {e}"))?;
+
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(run.total as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} ETA {eta}")
+                .expect("static template"),
+        );
+        bar.set_position(run.done as u64);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    // A rate limit paces whole batches, so keep them to about a tenth of a second's worth.
+    let batch_size = match args.rate {
+        0 => args.batch_size,
+        r => args.batch_size.min((r as usize / 10).max(1)),
+    };
+    let started = Instant::now();
+    let mut sent_here = 0u64;
+    let mut unknown_ids = 0u64;
+    // SIGINT/SIGTERM stops reading; the batch already submitted is awaited and recorded, so
+    // an interrupted run resumes without republishing anything.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tools::terminated().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut read_cursor = run.cursor.clone();
+    let mut inflight: Option<(Vec<MessageRow>, PendingReply)> = None;
+    loop {
+        // The next batch is read and submitted before the previous one is recorded, so the
+        // broker works on one while the archive works on the other.
+        let mut next = None;
+        if !*stop_rx.borrow() {
+            let mut batch = source.batch(&store, read_cursor.as_ref(), batch_size).await?;
+            let mut bytes = 0;
+            if let Some(cut) = batch.iter().position(|m| {
+                bytes += m.body.len() + 4;
+                bytes > MAX_BATCH_BYTES
+            }) {
+                batch.truncate(cut.max(1));
+            }
+            if args.rate > 0 && !batch.is_empty() {
+                let due = Duration::from_secs_f64(sent_here as f64 / args.rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop_rx.changed() => {}
+                    }
+                }
+            }
+            if !batch.is_empty() && !*stop_rx.borrow() {
+                // The bodies go to the producer; only IDs and cursors are needed afterwards.
+                let bodies: Vec<Bytes> = batch
+                    .iter_mut()
+                    .map(|m| Bytes::from(std::mem::take(&mut m.body)))
+                    .collect();
+                let reply = producer
+                    .submit(Publish::Mpub {
+                        topic: run.to_topic.clone(),
+                        bodies,
+                    })
+                    .await
+                    .map_err(|e| format!("publish to {addr}: {e}"))?;
+                read_cursor = batch.last().map(replay::cursor_of);
+                sent_here += batch.len() as u64;
+                next = Some((batch, reply));
+            }
+        }
+        if let Some((batch, reply)) = inflight.take() {
+            let receipt = reply.await.map_err(|e| format!("publish to {addr}: {e}"))?;
+            let replayed_at = now_ns();
+            let known = receipt.ids.len() == batch.len();
+            let replays: Vec<ReplayRow> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, m)| ReplayRow {
+                    run_id: run.run_id.clone(),
+                    original_id: m.id.clone(),
+                    new_id: known.then(|| String::from_utf8_lossy(&receipt.ids[i].to_hex()).into_owned()),
+                    from_topic: run.from_topic.clone(),
+                    to_topic: run.to_topic.clone(),
+                    replayed_at,
+                })
+                .collect();
+            if !known {
+                unknown_ids += batch.len() as u64;
+            }
+            replay::advance(&mut run, &batch);
+            replay::checkpoint(&store, &run, replays, false).await?;
+            bar.set_position(run.done as u64);
+        }
+        match next {
+            Some(n) => inflight = Some(n),
+            None if *stop_rx.borrow() => return interrupted(&run),
+            None => break,
+        }
+    }
+    replay::checkpoint(&store, &run, Vec::new(), true).await?;
+    bar.finish_and_clear();
+    producer.stop().await;
+    println!(
+        "replayed {} messages from topic {} to topic {} (run {})",
+        run.done, run.from_topic, run.to_topic, run.run_id
+    );
+    if unknown_ids > 0 {
+        eprintln!(
+            "note: the broker did not return the new message IDs; {unknown_ids} replays are recorded with their new ID unknown"
+        );
+    }
+    Ok(())
+}
+
+fn interrupted(run: &Run) -> Result<(), String> {
+    Err(format!(
+        "interrupted after {} of {} messages; resume with --resume {} (or the same command)",
+        run.done, run.total, run.run_id
+    ))
+}

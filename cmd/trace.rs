@@ -1,0 +1,290 @@
+//! `nsqrs trace`: one message's story from the archive `to-db` keeps — where and when it was
+//! published, every delivery, requeue, timeout and finish per channel, and its replays — or
+//! the messages whose body matches `--grep`/`--where` when the ID is not known.
+
+use std::time::Duration;
+
+use base64::Engine;
+use clap::{Args, ValueEnum};
+use comfy_table::{presets, Table};
+use nsqrs::archive::store::OpenMode;
+use nsqrs::archive::trace::{self, format_duration, format_ts, Search, Trace};
+use nsqrs::archive::{now_ns, MessageRow, Store};
+use nsqrs::client::http::{self, HttpTimeouts};
+use nsqrs::goflags::parse_go_duration;
+use serde_json::json;
+
+use crate::tools;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(args_override_self = true)]
+pub struct TraceArgs {
+    /// The message ID (16 hex characters); leave out to search with --grep/--where
+    #[arg(value_name = "MSG_ID")]
+    pub id: Option<String>,
+
+    /// SQLite file, or a postgres:// URL
+    #[arg(long, value_name = "PATH|URL", default_value = "nsqrs.db")]
+    pub db: String,
+
+    #[arg(long, value_enum, default_value_t = TraceFormat::Table)]
+    pub format: TraceFormat,
+
+    /// Find messages whose body contains TEXT
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+
+    /// Find messages whose JSON body has field KEY equal to VALUE
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub where_: Option<String>,
+
+    /// Only search messages published within this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration)]
+    pub since: Option<Duration>,
+
+    /// Only search this topic
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Option<String>,
+
+    /// At most this many search results
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+
+    /// Also ask this nsqd (HTTP) for the message's live state (best effort)
+    #[arg(long, value_name = "ADDR")]
+    pub nsqd_http_address: Option<String>,
+}
+
+pub fn run(args: TraceArgs) -> i32 {
+    let field = match args.where_.as_deref().map(trace::parse_where).transpose() {
+        Ok(f) => f,
+        Err(e) => return tools::usage(e),
+    };
+    if let Some(id) = &args.id {
+        if !trace::valid_id(id) {
+            return tools::usage(format!("{id:?} is not a message ID (16 hex characters)"));
+        }
+    } else if args.grep.is_none() && field.is_none() {
+        return tools::usage("give a message ID, or --grep/--where to search for one");
+    }
+    if let Err(e) = nsqrs::archive::store::Location::parse(&args.db) {
+        return tools::usage(e);
+    }
+    tools::runtime().block_on(async move {
+        match trace_main(args, field).await {
+            Ok(()) => 0,
+            Err(e) => tools::fail(e),
+        }
+    })
+}
+
+async fn trace_main(args: TraceArgs, field: Option<(String, String)>) -> Result<(), String> {
+    let store = Store::open(&args.db, OpenMode::Existing).await?;
+    let id = match &args.id {
+        Some(id) => id.to_ascii_lowercase(),
+        None => {
+            let search = Search {
+                grep: args.grep.clone(),
+                field,
+                since_ns: args.since.map(|d| now_ns() - d.as_nanos() as i64),
+                topic: args.topic.clone(),
+                limit: args.limit,
+            };
+            let found = trace::search(&store, &search).await?;
+            match found.len() {
+                0 => return Err("no archived message matches".into()),
+                1 => found[0].id.clone(),
+                _ => {
+                    print_matches(&found, args.format);
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let t = trace::by_id(&store, &id).await?;
+    let live = match &args.nsqd_http_address {
+        Some(addr) => Some(live_state(addr, &t, &id).await),
+        None => None,
+    };
+    match args.format {
+        TraceFormat::Table => print_table(&t, &id, live.as_ref()),
+        TraceFormat::Json => print_json(&t, &id, live.as_ref()),
+    }
+    Ok(())
+}
+
+/// The broker's view of the message now, or why there is none. Never an error: the archive
+/// answer stands on its own.
+async fn live_state(addr: &str, t: &Trace, id: &str) -> Result<serde_json::Value, String> {
+    let timeouts = HttpTimeouts {
+        connect: Duration::from_secs(2),
+        request: Duration::from_secs(3),
+    };
+    let topic = t.messages.first().map(|m| m.topic.as_str()).unwrap_or("");
+    let path = format!(
+        "/message?topic={}&id={}",
+        http::query_escape(topic),
+        http::query_escape(id)
+    );
+    http::get_json(addr, &path, None, timeouts).await
+}
+
+fn body_text(body: &[u8]) -> (String, bool) {
+    match std::str::from_utf8(body) {
+        Ok(s) => (s.to_string(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    }
+}
+
+fn preview(body: &[u8]) -> String {
+    let (text, b64) = body_text(body);
+    let mut p: String = text
+        .chars()
+        .take(120)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > 120 {
+        p.push('…');
+    }
+    if b64 {
+        format!("(base64) {p}")
+    } else {
+        p
+    }
+}
+
+fn print_matches(found: &[MessageRow], format: TraceFormat) {
+    match format {
+        TraceFormat::Json => {
+            let v: Vec<_> = found.iter().map(message_json).collect();
+            println!("{}", json!({ "matches": v }));
+        }
+        TraceFormat::Table => {
+            let mut table = Table::new();
+            table.load_style(presets::UTF8_FULL_CONDENSED);
+            table.set_header(["id", "topic", "nsqd", "published", "body"]);
+            for m in found {
+                table.add_row([
+                    m.id.clone(),
+                    m.topic.clone(),
+                    m.nsqd.clone(),
+                    format_ts(m.ts),
+                    preview(&m.body),
+                ]);
+            }
+            println!("{} messages match; trace one by its id", found.len());
+            println!("{table}");
+        }
+    }
+}
+
+fn message_json(m: &MessageRow) -> serde_json::Value {
+    let (body, b64) = body_text(&m.body);
+    json!({
+        "id": m.id, "topic": m.topic, "nsqd": m.nsqd, "timestamp": m.ts,
+        "attempts": m.attempts, "size": m.body.len(), "body": body, "body_base64": b64,
+        "archived_at": m.archived_at,
+    })
+}
+
+fn print_table(t: &Trace, id: &str, live: Option<&Result<serde_json::Value, String>>) {
+    println!("message {id}");
+    for m in &t.messages {
+        println!("  topic      {}", m.topic);
+        println!("  nsqd       {}", m.nsqd);
+        println!("  published  {}", format_ts(m.ts));
+        println!("  size       {} bytes", m.body.len());
+        println!("  body       {}", preview(&m.body));
+    }
+    if t.messages.is_empty() {
+        println!("  (body not archived: only its events are)");
+    }
+    for (channel, steps) in trace::timelines(t) {
+        println!();
+        if channel.is_empty() {
+            println!("timeline (no channel events archived)");
+        } else {
+            println!("channel {channel}");
+        }
+        let mut table = Table::new();
+        table.load_style(presets::UTF8_FULL_CONDENSED);
+        table.set_header(["time", "+", "event", "client"]);
+        for s in steps {
+            table.add_row([
+                format_ts(s.ts),
+                s.elapsed_ns.map(format_duration).unwrap_or_default(),
+                s.what,
+                s.client,
+            ]);
+        }
+        println!("{table}");
+    }
+    if !t.replays.is_empty() {
+        println!();
+        let mut table = Table::new();
+        table.load_style(presets::UTF8_FULL_CONDENSED);
+        table.set_header(["time", "event", "run"]);
+        let mut unknown = false;
+        for r in &t.replays {
+            let new = r.new_id.clone().unwrap_or_else(|| {
+                unknown = true;
+                "<id unknown>".into()
+            });
+            table.add_row([
+                format_ts(r.replayed_at),
+                format!("replayed as {new} into {}", r.to_topic),
+                r.run_id.clone(),
+            ]);
+        }
+        println!("replays");
+        println!("{table}");
+        if unknown {
+            println!("(the broker did not return the new IDs when these were replayed)");
+        }
+    }
+    match live {
+        None => {}
+        Some(Ok(v)) => println!("\nlive state: {v}"),
+        Some(Err(_)) => println!("\nlive state unavailable"),
+    }
+}
+
+fn print_json(t: &Trace, id: &str, live: Option<&Result<serde_json::Value, String>>) {
+    let timelines: Vec<_> = trace::timelines(t)
+        .into_iter()
+        .map(|(channel, steps)| {
+            let steps: Vec<_> = steps
+                .into_iter()
+                .map(|s| {
+                    json!({"ts": s.ts, "time": format_ts(s.ts), "elapsed_ns": s.elapsed_ns,
+                           "event": s.kind, "attempt": s.attempt, "client": s.client, "what": s.what})
+                })
+                .collect();
+            json!({"channel": channel, "steps": steps})
+        })
+        .collect();
+    let replays: Vec<_> = t
+        .replays
+        .iter()
+        .map(|r| {
+            json!({"run_id": r.run_id, "new_id": r.new_id, "from_topic": r.from_topic,
+                   "to_topic": r.to_topic, "replayed_at": r.replayed_at})
+        })
+        .collect();
+    let mut out = json!({
+        "id": id,
+        "messages": t.messages.iter().map(message_json).collect::<Vec<_>>(),
+        "timelines": timelines,
+        "replays": replays,
+    });
+    if let Some(live) = live {
+        out["live"] = live.clone().unwrap_or(serde_json::Value::Null);
+    }
+    println!("{out}");
+}

@@ -1,0 +1,17 @@
+//! Message history: the archive `to-db` fills and `trace` and `replay` read.
+//!
+//! One logical schema lives in SQLite (the embedded default) or PostgreSQL (a cluster-wide
+//! archive); everything above `store` is written once against it.
+
+pub mod events;
+pub mod replay;
+pub mod schema;
+pub mod store;
+pub mod trace;
+
+pub use store::{EventRow, MessageRow, Store};
+
+/// Nanoseconds since the Unix epoch, the unit of every timestamp in the archive.
+pub fn now_ns() -> i64 {
+    crate::protocol::guid::now_ns()
+}
