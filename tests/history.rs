@@ -325,7 +325,8 @@ fn archived_with_events(
 
 #[test]
 fn trace_shows_every_step_in_order() {
-    let n = Nsqd::start(&[]);
+    // The events are fed by hand, in a controlled order; the broker's own stay off.
+    let n = Nsqd::start(&["--lifecycle-events=off"]);
     let bodies: Vec<String> = (0..5)
         .map(|i| format!(r#"{{"order":{i},"who":"ann"}}"#))
         .collect();
@@ -535,5 +536,102 @@ fn a_batch_larger_than_the_brokers_rdy_cap_still_commits_promptly() {
     wait_for("rows without the flush timer", 20, || {
         count(&db, "SELECT COUNT(*) FROM messages") == 500
     });
+    assert_eq!(t.terminate(), Some(0));
+}
+
+/// The whole story with nothing faked: the broker's own lifecycle events (`--lifecycle-events
+/// =all`), a message consumed on two channels with a REQ and a timeout, archived by `to-db
+/// --events`, and `trace` showing every step in order with the right attempts.
+#[test]
+fn trace_follows_the_brokers_own_events() {
+    use common::Frame;
+    let n = Nsqd::start(&["--lifecycle-events=all", "--msg-timeout=1s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("story.db").to_str().unwrap().to_string();
+    // Channels exist before the message, so each gets it; to-db reads the events from here on.
+    n.post("/topic/create?topic=story", b"");
+    for ch in ["billing", "audit"] {
+        n.post(&format!("/channel/create?topic=story&channel={ch}"), b"");
+    }
+    let t = ToDb::start(&n, "story", &db, &["--events", "--flush-interval=100ms"]);
+    wait_for("to-db on the events topic", 30, || {
+        n.stats()["topics"].as_array().unwrap().iter().any(|t| {
+            t["topic_name"] == "nsqrs.events" && t["channels"].as_array().is_some_and(|c| !c.is_empty())
+        })
+    });
+
+    let mut p = n.connect();
+    p.identify(serde_json::json!({"user_agent": "story-teller/1.0", "message_id_reply": true}));
+    p.cmd_body("PUB story", br#"{"order":42}"#);
+    let Some(Frame::Response(ok)) = p.read_frame() else {
+        panic!("PUB failed")
+    };
+    let id = String::from_utf8(ok)
+        .unwrap()
+        .trim_start_matches("OK ")
+        .to_string();
+
+    let mut billing = n.connect();
+    billing.subscribe("story", "billing", 1);
+    let Some(Frame::Message { attempts: 1, .. }) = billing.read_frame() else {
+        panic!("delivery 1")
+    };
+    billing.cmd(&format!("REQ {id} 0"));
+    let Some(Frame::Message { attempts: 2, .. }) = billing.read_frame() else {
+        panic!("delivery 2")
+    };
+    // Not finished: it times out after 1 s and comes back a third time.
+    let Some(Frame::Message { attempts: 3, .. }) = billing.read_frame() else {
+        panic!("delivery 3")
+    };
+    billing.cmd(&format!("FIN {id}"));
+    let mut audit = n.connect();
+    audit.subscribe("story", "audit", 1);
+    let Some(Frame::Message { attempts: 1, .. }) = audit.read_frame() else {
+        panic!("audit delivery")
+    };
+    audit.cmd(&format!("FIN {id}"));
+
+    let timeline = |channel: &str| -> Vec<(String, i64)> {
+        let o = nsqrs(&["trace", &id, "--db", &db, "--format=json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["timelines"]
+            .as_array()
+            .and_then(|tl| tl.iter().find(|t| t["channel"] == channel))
+            .and_then(|t| t["steps"].as_array())
+            .map(|steps| {
+                steps
+                    .iter()
+                    .map(|s| {
+                        (
+                            s["event"].as_str().unwrap_or("").to_string(),
+                            s["attempt"].as_i64().unwrap_or(-1),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let want_billing: Vec<(String, i64)> = [
+        ("published", 0),
+        ("delivered", 1),
+        ("requeued", 0),
+        ("delivered", 2),
+        ("timed_out", 0),
+        ("delivered", 3),
+        ("finished", 0),
+    ]
+    .iter()
+    .map(|(k, a)| (k.to_string(), *a))
+    .collect();
+    wait_for("the billing timeline", 30, || timeline("billing") == want_billing);
+    let audit_steps: Vec<String> = timeline("audit").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(audit_steps, vec!["published", "delivered", "finished"]);
+    let o = nsqrs(&["trace", &id, "--db", &db]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("story-teller/1.0") || out.contains("published"),
+        "{out}"
+    );
     assert_eq!(t.terminate(), Some(0));
 }
