@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use nsqrs::goflags::{normalize_go_args, parse_go_bool, parse_go_duration};
+use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use nsqrs::lookup::LookupdOptions;
 
 use crate::serve::{cfg_bool, cfg_duration, cfg_scalar_text, cfg_string, load_config_table, parse_log_level};
@@ -86,20 +86,14 @@ pub fn nsqlookupd_command() -> Command {
 }
 
 /// Long names of the flags Go parses as booleans: those whose value is optional.
+#[cfg(test)]
 pub fn go_bool_flags() -> Vec<String> {
-    LookupdArgs::augment_args(Command::new("lookupd"))
-        .get_arguments()
-        .filter(|a| !a.is_positional())
-        .filter(|a| a.get_num_args().is_some_and(|r| r.min_values() == 0))
-        .filter_map(|a| a.get_long().map(str::to_string))
-        .collect()
+    nsqrs::goflags::bool_flags(&LookupdArgs::augment_args(Command::new("lookupd")))
 }
 
 /// Rewrites Go-style flags (the arguments after the program name or after `lookupd`) for clap.
 pub fn normalize_lookupd_args(args: &[String]) -> Vec<String> {
-    let bools = go_bool_flags();
-    let bools: Vec<&str> = bools.iter().map(String::as_str).collect();
-    normalize_go_args(args, &bools)
+    nsqrs::goflags::normalize_for(&LookupdArgs::augment_args(Command::new("lookupd")), args)
 }
 
 /// Parses the arguments of a binary invoked as `nsqlookupd` (without the program name).

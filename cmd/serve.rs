@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use nsqrs::goflags::{normalize_go_args, parse_go_bool, parse_go_duration};
+use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use nsqrs::options::{NsqdOptions, TlsRequired};
 
 /// The nsqd release whose behaviour nsqrs reproduces; clients and tools parse this version.
@@ -363,20 +363,14 @@ pub fn nsqd_command() -> Command {
 ///
 /// Derived from `ServeArgs` (a flag whose value is optional is a Go bool flag) so a new
 /// boolean flag cannot be forgotten here.
+#[cfg(test)]
 pub fn go_bool_flags() -> Vec<String> {
-    ServeArgs::augment_args(Command::new("serve"))
-        .get_arguments()
-        .filter(|a| !a.is_positional())
-        .filter(|a| a.get_num_args().is_some_and(|r| r.min_values() == 0))
-        .filter_map(|a| a.get_long().map(str::to_string))
-        .collect()
+    nsqrs::goflags::bool_flags(&ServeArgs::augment_args(Command::new("serve")))
 }
 
 /// Rewrites Go-style flags (the arguments after the program name or after `serve`) for clap.
 pub fn normalize_serve_args(args: &[String]) -> Vec<String> {
-    let bools = go_bool_flags();
-    let bools: Vec<&str> = bools.iter().map(String::as_str).collect();
-    normalize_go_args(args, &bools)
+    nsqrs::goflags::normalize_for(&ServeArgs::augment_args(Command::new("serve")), args)
 }
 
 /// Parses the arguments of a binary invoked as `nsqd` (without the program name), Go syntax

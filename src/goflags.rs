@@ -238,6 +238,23 @@ fn leading_fraction(s: &str) -> (u64, f64, &str) {
     (x, scale, &s[digits..])
 }
 
+/// Long names of a clap command's Go-style bool flags: those whose value is optional, which
+/// is how the command lines here declare Go's bool flags.
+pub fn bool_flags(cmd: &clap::Command) -> Vec<String> {
+    cmd.get_arguments()
+        .filter(|a| !a.is_positional())
+        .filter(|a| a.get_num_args().is_some_and(|r| r.min_values() == 0))
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect()
+}
+
+/// `normalize_go_args` with the bool flags of `cmd`.
+pub fn normalize_for(cmd: &clap::Command, args: &[String]) -> Vec<String> {
+    let bools = bool_flags(cmd);
+    let bools: Vec<&str> = bools.iter().map(String::as_str).collect();
+    normalize_go_args(args, &bools)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
