@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Nsqd, BIN};
+use common::{Nsqd, ToDb, BIN};
 
 struct Postgres {
     bin: PathBuf,
@@ -117,48 +116,6 @@ impl Drop for Postgres {
             "pg_ctl",
             &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
         );
-    }
-}
-
-struct ToDb(Child);
-
-impl ToDb {
-    fn start(n: &Nsqd, topic: &str, db: &str, extra: &[&str]) -> ToDb {
-        let mut child = Command::new(BIN)
-            .args([
-                "to-db",
-                "--topic",
-                topic,
-                "--nsqd-tcp-address",
-                &n.tcp,
-                "--db",
-                db,
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[to-db] {line}");
-            }
-        });
-        ToDb(child)
-    }
-
-    fn terminate(mut self) -> Option<i32> {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        self.0.wait().unwrap().code()
-    }
-}
-
-impl Drop for ToDb {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

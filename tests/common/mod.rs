@@ -651,3 +651,60 @@ impl Certs {
         ]
     }
 }
+
+/// A running `nsqrs to-db`; killed when dropped.
+pub struct ToDb {
+    child: Child,
+}
+
+impl ToDb {
+    pub fn start(n: &Nsqd, topic: &str, db: &str, extra: &[&str]) -> ToDb {
+        let mut child = Command::new(BIN)
+            .args([
+                "to-db",
+                "--topic",
+                topic,
+                "--nsqd-tcp-address",
+                &n.tcp,
+                "--db",
+                db,
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[to-db] {line}");
+            }
+        });
+        ToDb { child }
+    }
+
+    pub fn terminate(mut self) -> Option<i32> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "to-db did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ToDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
