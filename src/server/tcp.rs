@@ -730,9 +730,16 @@ impl Connection<'_> {
             .get_or_create_topic(topic_name)
             .map_err(|e| ProtocolError::fatal(code, format!("{cmd} failed {e}")))?;
         let client = &self.shared.client;
+        // The user agent is only needed for a `published` event; skip the copy otherwise.
+        let reports = topic.core.reports(crate::broker::events::Kind::Published);
         let (user_agent, id_reply) = {
             let s = client.settings.read();
-            (s.user_agent.clone(), s.message_id_reply)
+            let ua = if reports {
+                s.user_agent.clone()
+            } else {
+                String::new()
+            };
+            (ua, s.message_id_reply)
         };
         let ids = self
             .broker
