@@ -109,30 +109,138 @@ async fn trace_main(args: TraceArgs, field: Option<(String, String)>) -> Result<
     };
     let t = trace::by_id(&store, &id).await?;
     let live = match &args.nsqd_http_address {
-        Some(addr) => Some(live_state(addr, &t, &id).await),
+        Some(addr) => Some((addr, live_state(addr, &t, &id, args.topic.as_deref()).await)),
         None => None,
     };
     match args.format {
-        TraceFormat::Table => print_table(&t, &id, live.as_ref()),
-        TraceFormat::Json => print_json(&t, &id, live.as_ref()),
+        TraceFormat::Table => {
+            print_table(&t, &id);
+            if let Some((addr, live)) = &live {
+                print_live(addr, live);
+            }
+        }
+        TraceFormat::Json => print_json(&t, &id, live.as_ref().map(|(_, l)| l)),
     }
     Ok(())
 }
 
-/// The broker's view of the message now, or why there is none. Never an error: the archive
-/// answer stands on its own.
-async fn live_state(addr: &str, t: &Trace, id: &str) -> Result<serde_json::Value, String> {
+/// What the broker said about the message now.
+enum Live {
+    /// `/message`'s answer.
+    State(serde_json::Value),
+    /// The broker holds nothing of it: every channel is done, or it was never there.
+    NotHeld,
+    Unavailable(String),
+}
+
+/// The broker's view of the message now. Never an error: the archive's answer stands on its
+/// own.
+async fn live_state(addr: &str, t: &Trace, id: &str, topic_arg: Option<&str>) -> Live {
     let timeouts = HttpTimeouts {
         connect: Duration::from_secs(2),
         request: Duration::from_secs(3),
     };
-    let topic = t.messages.first().map(|m| m.topic.as_str()).unwrap_or("");
+    let topic = t
+        .messages
+        .first()
+        .map(|m| m.topic.as_str())
+        .or_else(|| t.events.first().map(|e| e.topic.as_str()))
+        .or(topic_arg)
+        .unwrap_or("");
+    if topic.is_empty() {
+        return Live::Unavailable("the archive does not say which topic it was on (give --topic)".into());
+    }
     let path = format!(
         "/message?topic={}&id={}",
         http::query_escape(topic),
         http::query_escape(id)
     );
-    http::get_json(addr, &path, None, timeouts).await
+    match http::get(addr, &path, None, timeouts).await {
+        Ok((200, body)) => match serde_json::from_slice(&body) {
+            Ok(v) => Live::State(v),
+            Err(e) => Live::Unavailable(format!("{addr} answered with invalid JSON: {e}")),
+        },
+        // A topic the broker no longer has holds nothing either.
+        Ok((404, body)) if is_not_held(&body) => Live::NotHeld,
+        Ok((status, body)) => Live::Unavailable(format!(
+            "{addr} answered {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+        Err(e) => Live::Unavailable(e),
+    }
+}
+
+fn is_not_held(body: &[u8]) -> bool {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    matches!(
+        v["message"].as_str(),
+        Some("MESSAGE_NOT_FOUND" | "TOPIC_NOT_FOUND")
+    )
+}
+
+fn print_live(addr: &str, live: &Live) {
+    println!();
+    let v = match live {
+        Live::NotHeld => {
+            println!("live state on {addr}: nothing pending (done on every channel, or never there)");
+            return;
+        }
+        Live::Unavailable(why) => {
+            println!("live state unavailable: {why}");
+            return;
+        }
+        Live::State(v) => v,
+    };
+    println!("live state on {addr}");
+    if v["held_by_topic"].as_bool() == Some(true) {
+        println!("  held by the topic until its first channel exists");
+    }
+    if v["topic_paused"].as_bool() == Some(true) {
+        println!("  the topic is paused");
+    }
+    let channels = v["channels"].as_array().cloned().unwrap_or_default();
+    if channels.is_empty() {
+        return;
+    }
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    table.set_header(["channel", "state", "attempts", "detail"]);
+    for c in &channels {
+        let attempts = c["attempts"].as_u64().map(|a| a.to_string()).unwrap_or_default();
+        let (state, mut detail) = match c["state"].as_str().unwrap_or("") {
+            "in_flight" => {
+                let client = &c["client"];
+                let who = match (client["client_id"].as_str(), client["remote_address"].as_str()) {
+                    (Some(id), Some(addr)) if !id.is_empty() => format!("{id} ({addr})"),
+                    (_, Some(addr)) => addr.to_string(),
+                    _ => "a client".to_string(),
+                };
+                let until = c["timeout_at"].as_i64().map(format_ts).unwrap_or_default();
+                ("in flight", format!("to {who}, times out {until}"))
+            }
+            "deferred" => {
+                let due = c["due"].as_i64().map(format_ts).unwrap_or_default();
+                ("deferred", format!("until {due}"))
+            }
+            "queued" => ("queued", "waiting for a consumer".to_string()),
+            "before_channel" => ("-", "published before the channel existed".to_string()),
+            "done" => ("done", "finished, cancelled or dropped".to_string()),
+            other => (other, String::new()),
+        };
+        if c["paused"].as_bool() == Some(true) {
+            detail.push_str(" (channel paused)");
+        }
+        table.add_row([c["channel"].as_str().unwrap_or(""), state, &attempts, &detail]);
+    }
+    println!("{table}");
+}
+
+fn live_json(live: &Live) -> serde_json::Value {
+    match live {
+        Live::State(v) => v.clone(),
+        Live::NotHeld => json!({ "held": false }),
+        Live::Unavailable(why) => json!({ "error": why }),
+    }
 }
 
 fn body_text(body: &[u8]) -> (String, bool) {
@@ -193,7 +301,7 @@ fn message_json(m: &MessageRow) -> serde_json::Value {
     })
 }
 
-fn print_table(t: &Trace, id: &str, live: Option<&Result<serde_json::Value, String>>) {
+fn print_table(t: &Trace, id: &str) {
     println!("message {id}");
     for m in &t.messages {
         println!("  topic      {}", m.topic);
@@ -248,14 +356,9 @@ fn print_table(t: &Trace, id: &str, live: Option<&Result<serde_json::Value, Stri
             println!("(the broker did not return the new IDs when these were replayed)");
         }
     }
-    match live {
-        None => {}
-        Some(Ok(v)) => println!("\nlive state: {v}"),
-        Some(Err(_)) => println!("\nlive state unavailable"),
-    }
 }
 
-fn print_json(t: &Trace, id: &str, live: Option<&Result<serde_json::Value, String>>) {
+fn print_json(t: &Trace, id: &str, live: Option<&Live>) {
     let timelines: Vec<_> = trace::timelines(t)
         .into_iter()
         .map(|(channel, steps)| {
@@ -284,7 +387,7 @@ fn print_json(t: &Trace, id: &str, live: Option<&Result<serde_json::Value, Strin
         "replays": replays,
     });
     if let Some(live) = live {
-        out["live"] = live.clone().unwrap_or(serde_json::Value::Null);
+        out["live"] = live_json(live);
     }
     println!("{out}");
 }

@@ -92,6 +92,37 @@ fn every_step_is_reported_in_order() {
 }
 
 #[test]
+fn a_cancelled_deferred_message_is_reported() {
+    let n = Nsqd::start(&["--lifecycle-events=all"]);
+    n.post("/topic/create?topic=nsqrs.events", b"");
+    n.post("/channel/create?topic=nsqrs.events&channel=test", b"");
+    n.post("/topic/create?topic=later", b"");
+    n.post("/channel/create?topic=later&channel=mail", b"");
+    let (code, head, _) =
+        common::http_exchange(&n.http, "POST", "/pub?topic=later&defer=60000", b"x").unwrap();
+    assert_eq!(code, 200);
+    let id = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-nsqrs-message-id: ")
+                .map(str::to_string)
+        })
+        .unwrap();
+    let (code, body) = n.post(&format!("/deferred/cancel?topic=later&id={id}"), b"");
+    assert_eq!(code, 200, "{body}");
+    let events = collect_events(&n, |evs| evs.iter().any(|e| e["ev"] == "cancelled"));
+    let cancelled = events
+        .iter()
+        .find(|e| e["ev"] == "cancelled")
+        .expect("a cancelled event");
+    assert_eq!(cancelled["topic"], "later");
+    assert_eq!(cancelled["channel"], "mail");
+    assert_eq!(cancelled["ids"], serde_json::json!([id]));
+    assert!(cancelled["due"].as_i64().unwrap() > cancelled["ts"].as_i64().unwrap());
+}
+
+#[test]
 fn events_are_kept_only_while_someone_reads_them() {
     // Default mode (publish), but no channel on the events topic: nothing accumulates.
     let n = Nsqd::start(&[]);

@@ -532,6 +532,46 @@ fn trace_follows_the_brokers_own_events() {
     let Some(Frame::Message { attempts: 1, .. }) = audit.read_frame() else {
         panic!("audit delivery")
     };
+    // While audit holds it, trace asks the broker for the live state as well.
+    let live_states = || -> Vec<String> {
+        let o = nsqrs(&[
+            "trace",
+            &id,
+            "--db",
+            &db,
+            "--format=json",
+            "--nsqd-http-address",
+            &n.http,
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let channels = v["live"]["channels"].as_array().cloned().unwrap_or_default();
+        channels
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c["channel"].as_str().unwrap_or(""),
+                    c["state"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    wait_for("trace's live state", 30, || {
+        live_states() == ["audit=in_flight", "billing=done", "nsqrs_to_db=done"]
+    });
+    let table = stdout(&nsqrs(&[
+        "trace",
+        &id,
+        "--db",
+        &db,
+        "--nsqd-http-address",
+        &n.http,
+    ]));
+    assert!(table.contains(&format!("live state on {}", n.http)), "{table}");
+    assert!(
+        table.contains("in flight") && table.contains("finished, cancelled or dropped"),
+        "{table}"
+    );
     audit.cmd(&format!("FIN {id}"));
 
     let timeline = |channel: &str| -> Vec<(String, i64)> {
@@ -575,5 +615,47 @@ fn trace_follows_the_brokers_own_events() {
         out.contains("story-teller/1.0") || out.contains("published"),
         "{out}"
     );
+    assert_eq!(t.terminate(), Some(0));
+}
+
+#[test]
+fn trace_shows_a_cancelled_deferred_message() {
+    let n = Nsqd::start(&["--lifecycle-events=all"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("later.db").to_str().unwrap().to_string();
+    n.post("/topic/create?topic=later", b"");
+    n.post("/channel/create?topic=later&channel=mail", b"");
+    let t = ToDb::start(&n, "later", &db, &["--events", "--flush-interval=100ms"]);
+    wait_for("to-db on the events topic", 30, || {
+        n.stats()["topics"].as_array().unwrap().iter().any(|t| {
+            t["topic_name"] == "nsqrs.events" && t["channels"].as_array().is_some_and(|c| !c.is_empty())
+        })
+    });
+    let (code, head, _) =
+        common::http_exchange(&n.http, "POST", "/pub?topic=later&defer=3600000", b"reminder").unwrap();
+    assert_eq!(code, 200);
+    let id = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-nsqrs-message-id: ")
+                .map(str::to_string)
+        })
+        .unwrap();
+    let (code, body) = n.post(&format!("/deferred/cancel?topic=later&channel=mail&id={id}"), b"");
+    assert_eq!(code, 200, "{body}");
+    // The body is not archived (to-db's own channel still waits an hour for it); its events are.
+    wait_for("the cancellation in the archive", 30, || {
+        stdout(&nsqrs(&["trace", &id, "--db", &db])).contains("cancelled (was deferred until")
+    });
+    let live = stdout(&nsqrs(&[
+        "trace",
+        &id,
+        "--db",
+        &db,
+        "--nsqd-http-address",
+        &n.http,
+    ]));
+    assert!(live.contains("deferred") && live.contains("done"), "{live}");
     assert_eq!(t.terminate(), Some(0));
 }

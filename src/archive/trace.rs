@@ -200,7 +200,10 @@ pub fn timelines(t: &Trace) -> Vec<(String, Vec<Step>)> {
                 None => "deferred".to_string(),
             },
             "dropped" => "dropped (ephemeral channel full)".to_string(),
-            "cancelled" => "cancelled (deferred, over HTTP)".to_string(),
+            "cancelled" => match detail["due"].as_i64() {
+                Some(due) => format!("cancelled (was deferred until {})", format_ts(due)),
+                None => "cancelled (was deferred)".to_string(),
+            },
             other => other.replace('_', " "),
         };
         Step {

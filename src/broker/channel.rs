@@ -59,8 +59,8 @@ struct ChannelState {
     reader: LogReader,
     /// Ready now, in requeue order: (position, attempts so far).
     ready: VecDeque<(u64, u16)>,
-    /// Deferred until a time: (due ns, position) → attempts so far.
-    deferred: BTreeMap<(i64, u64), u16>,
+    /// Deferred until a time: (due ns, position) → (attempts so far, ID).
+    deferred: BTreeMap<(i64, u64), (u16, MessageId)>,
     in_flight: HashMap<MessageId, InFlight>,
     deadlines: BTreeSet<(i64, MessageId)>,
     /// Positions referenced by ready/deferred/in-flight, with counts: the oldest one bounds
@@ -123,7 +123,7 @@ impl ChannelState {
                 due_ns: 0,
             });
         }
-        for (&(due_ns, pos), &attempts) in &self.deferred {
+        for (&(due_ns, pos), &(attempts, _)) in &self.deferred {
             entries.push(OutstandingEntry {
                 pos,
                 attempts,
@@ -209,7 +209,12 @@ impl Channel {
         }
         for e in entries.values() {
             if e.due_ns > 0 {
-                state.deferred.insert((e.due_ns, e.pos), e.attempts);
+                // The journal keeps positions only; the ID (for listing and cancelling by ID)
+                // is read back from the log.
+                let id = topic
+                    .read_one(&mut state.reader, e.pos)
+                    .map_or(MessageId(0), |m| m.id);
+                state.deferred.insert((e.due_ns, e.pos), (e.attempts, id));
             } else {
                 state.ready.push_back((e.pos, e.attempts));
             }
@@ -425,7 +430,8 @@ impl Channel {
             }
             for msg in batch.messages {
                 if msg.deliver_at_ns > now {
-                    st.deferred.insert((msg.deliver_at_ns, msg.pos), msg.attempts);
+                    st.deferred
+                        .insert((msg.deliver_at_ns, msg.pos), (msg.attempts, msg.id));
                     st.hold(msg.pos);
                     if self.wants(Kind::Deferred) {
                         let due = format!(",\"due\":{}", msg.deliver_at_ns);
@@ -547,7 +553,7 @@ impl Channel {
             st.ready.push_back((f.pos, f.attempts));
         } else {
             let due_ns = now_ns() + delay_ms * 1_000_000;
-            st.deferred.insert((due_ns, f.pos), f.attempts);
+            st.deferred.insert((due_ns, f.pos), (f.attempts, id));
             st.journal(JournalRecord::Set(OutstandingEntry {
                 pos: f.pos,
                 attempts: f.attempts,
@@ -610,7 +616,7 @@ impl Channel {
                     woke = true;
                 }
             }
-            while let Some((&(due, pos), &attempts)) = st.deferred.first_key_value() {
+            while let Some((&(due, pos), &(attempts, _))) = st.deferred.first_key_value() {
                 if due > now {
                     break;
                 }
@@ -686,6 +692,12 @@ impl Channel {
         st.ranges.iter().map(|r| r.seq).min().unwrap_or(u64::MAX)
     }
 
+    /// The lowest log position this channel has not read yet.
+    pub fn unread_from(&self) -> u64 {
+        let st = self.state.lock();
+        st.ranges.iter().map(|r| r.pos).min().unwrap_or(u64::MAX)
+    }
+
     /// The oldest log position this channel still needs.
     pub fn low_water(&self) -> u64 {
         let st = self.state.lock();
@@ -697,6 +709,10 @@ impl Channel {
     /// Writes a snapshot if anything changed since the last one.
     pub fn persist(&self, fsync: bool) {
         let mut st = self.state.lock();
+        self.persist_locked(&mut st, fsync);
+    }
+
+    fn persist_locked(&self, st: &mut ChannelState, fsync: bool) {
         if !st.dirty || st.store.is_none() {
             return;
         }
@@ -759,6 +775,186 @@ impl Channel {
             .values()
             .filter(|f| f.client_id == client_id)
             .count()
+    }
+}
+
+/// A deferred message as `/deferred` lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct DeferredMessage {
+    pub id: MessageId,
+    pub due_ns: i64,
+    /// Deliveries so far: 0 for a deferred publish, more for a requeue with a delay.
+    pub attempts: u16,
+    pub pos: u64,
+}
+
+/// Where a message stands on one channel (`/message`).
+#[derive(Clone)]
+pub enum MessageState {
+    InFlight {
+        client: Option<Arc<ClientHandle>>,
+        attempts: u16,
+        delivered_ns: i64,
+        deadline_ns: i64,
+    },
+    Deferred {
+        due_ns: i64,
+        attempts: u16,
+    },
+    /// Waiting for a consumer: requeued, or not read yet.
+    Queued {
+        attempts: u16,
+    },
+    /// Published before the channel existed: it never was this channel's.
+    BeforeChannel,
+    /// Nothing pending: finished, cancelled, or dropped.
+    Done,
+}
+
+impl Channel {
+    /// Deferred messages, soonest due first: the first `limit` and how many there are in all.
+    pub fn deferred_messages(&self, limit: usize) -> (usize, Vec<DeferredMessage>) {
+        let head = self.topic.visible_head();
+        let now = now_ns();
+        let st = self.state.lock();
+        let mut all: Vec<DeferredMessage> = st
+            .deferred
+            .iter()
+            .map(|(&(due_ns, pos), &(attempts, id))| DeferredMessage {
+                id,
+                due_ns,
+                attempts,
+                pos,
+            })
+            .collect();
+        for r in &st.ranges {
+            let end = if r.is_open() { head.seq } else { r.end_seq };
+            for (_, d) in self.topic.deferred_in(r.seq, end, now) {
+                all.push(DeferredMessage {
+                    id: d.id,
+                    due_ns: d.due_ns,
+                    attempts: 0,
+                    pos: d.pos,
+                });
+            }
+        }
+        drop(st);
+        let total = all.len();
+        all.sort_unstable_by_key(|d| (d.due_ns, d.pos));
+        all.truncate(limit);
+        (total, all)
+    }
+
+    /// Cancels a deferred message on this channel: it will never be delivered here. Returns
+    /// when it was due, or None when the channel holds no deferred message with this ID.
+    /// The cancellation is on disk before this returns.
+    pub fn cancel_deferred(&self, id: MessageId) -> Option<i64> {
+        let now = now_ns();
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let read = st
+            .deferred
+            .iter()
+            .find(|(_, &(_, held))| held == id)
+            .map(|(&key, _)| key);
+        let due_ns = match read {
+            Some((due_ns, pos)) => {
+                st.deferred.remove(&(due_ns, pos));
+                st.unhold(pos);
+                st.journal(JournalRecord::Remove { pos });
+                due_ns
+            }
+            None => {
+                // Not read yet: cut the message out of the stretch of log still to read.
+                let (seq, entry) = self.topic.unread_deferred_by_id(id)?;
+                let visible = self.topic.visible_head();
+                let index = st.ranges.iter().position(|r| {
+                    let end = if r.is_open() { visible.seq } else { r.end_seq };
+                    r.seq <= seq && seq < end
+                })?;
+                if entry.due_ns <= now {
+                    return None;
+                }
+                let msg = self
+                    .topic
+                    .read_one(&mut st.reader, entry.pos)
+                    .filter(|m| m.id == id)?;
+                let range = st.ranges[index];
+                let before = CursorRange {
+                    end_pos: msg.pos,
+                    end_seq: msg.seq,
+                    ..range
+                };
+                let after = CursorRange {
+                    pos: msg.next_pos,
+                    seq: msg.seq + 1,
+                    ..range
+                };
+                st.ranges.remove(index);
+                st.ranges.insert(index, after);
+                if before.pos < before.end_pos {
+                    st.ranges.insert(index, before);
+                }
+                entry.due_ns
+            }
+        };
+        st.dirty = true;
+        if self.wants(Kind::Cancelled) {
+            let due = format!(",\"due\":{due_ns}");
+            self.topic
+                .events
+                .record_line(Kind::Cancelled, &self.place(None), &[id], &due);
+        }
+        self.persist_locked(st, true);
+        Some(due_ns)
+    }
+
+    /// Where message `id` stands on this channel. `stored` is its log record when the log
+    /// still has it; without it only in-flight and read deferred messages can be found.
+    pub fn state_of(&self, id: MessageId, stored: Option<&StoredMessage>) -> MessageState {
+        let st = self.state.lock();
+        if let Some(f) = st.in_flight.get(&id) {
+            let (client_id, attempts, delivered_ns, deadline_ns) =
+                (f.client_id, f.attempts, f.delivered_ns, f.deadline_ns);
+            drop(st);
+            return MessageState::InFlight {
+                client: self.clients.lock().get(&client_id).cloned(),
+                attempts,
+                delivered_ns,
+                deadline_ns,
+            };
+        }
+        if let Some((&(due_ns, _), &(attempts, _))) = st.deferred.iter().find(|(_, &(_, held))| held == id) {
+            return MessageState::Deferred { due_ns, attempts };
+        }
+        let Some(msg) = stored else {
+            return MessageState::Done;
+        };
+        if let Some(&(_, attempts)) = st.ready.iter().find(|(pos, _)| *pos == msg.pos) {
+            return MessageState::Queued { attempts };
+        }
+        // The open range holds everything after it, including what a paused topic has not
+        // shown its channels yet.
+        let unread = st
+            .ranges
+            .iter()
+            .any(|r| r.seq <= msg.seq && (r.is_open() || msg.seq < r.end_seq));
+        if unread {
+            return if msg.deliver_at_ns > now_ns() {
+                MessageState::Deferred {
+                    due_ns: msg.deliver_at_ns,
+                    attempts: msg.attempts,
+                }
+            } else {
+                MessageState::Queued {
+                    attempts: msg.attempts,
+                }
+            };
+        }
+        if msg.seq < st.base_seq {
+            return MessageState::BeforeChannel;
+        }
+        MessageState::Done
     }
 }
 

@@ -66,6 +66,12 @@ pub struct ReadBatch {
     pub skipped_to_seq: Option<u64>,
 }
 
+/// Bytes a record with a body of `body_len` takes in the log: positions of a batch's records
+/// follow from the head after it.
+pub fn stored_len(body_len: usize) -> u64 {
+    (RECORD_PREFIX + PAYLOAD_HEADER + body_len) as u64
+}
+
 fn encode_record(out: &mut Vec<u8>, seq: u64, rec: &NewRecord) {
     let payload_len = PAYLOAD_HEADER + rec.body.len();
     let start = out.len();
@@ -551,6 +557,155 @@ impl LogReader {
     }
 }
 
+impl LogReader {
+    /// Finds the record with `id`. IDs rise with position in everything a topic's GUID factory
+    /// wrote, so a binary search over the segments' first IDs picks the one segment to scan,
+    /// and the scan reads record headers only until it reaches or passes the ID.
+    pub fn find_id(
+        &mut self,
+        log: &parking_lot::Mutex<DiskLog>,
+        id: MessageId,
+    ) -> io::Result<Option<StoredMessage>> {
+        let (dir, segments) = {
+            let l = log.lock();
+            let segs: Vec<(u64, u64)> = l.segments.values().map(|s| (s.start, s.len)).collect();
+            (l.dir.clone(), segs)
+        };
+        let first_id = |start: u64, len: u64| -> io::Result<Option<u64>> {
+            if len < (RECORD_PREFIX + PAYLOAD_HEADER) as u64 {
+                return Ok(None);
+            }
+            let mut buf = [0u8; RECORD_PREFIX + 16];
+            let f = File::open(segment_path(&dir, start))?;
+            read_full_at(&f, &mut buf, 0)?;
+            Ok(Some(u64::from_be_bytes(
+                buf[RECORD_PREFIX + 8..].try_into().unwrap(),
+            )))
+        };
+        // The last segment whose first ID is not above `id`.
+        let (mut lo, mut hi) = (0usize, segments.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (start, len) = segments[mid];
+            match first_id(start, len)? {
+                Some(first) if first <= id.0 => lo = mid + 1,
+                Some(_) => hi = mid,
+                // An empty (active) segment is always the last one.
+                None => hi = mid,
+            }
+        }
+        let Some(&(start, len)) = lo.checked_sub(1).and_then(|i| segments.get(i)) else {
+            return Ok(None);
+        };
+        let file = File::open(segment_path(&dir, start))?;
+        let mut found = None;
+        walk_headers(&file, 0, len, |off, header| {
+            let this = header.id.0;
+            if this == id.0 {
+                found = Some(start + off);
+            }
+            this < id.0
+        })?;
+        match found {
+            Some(pos) => self.read_one(log, pos),
+            None => Ok(None),
+        }
+    }
+
+    /// The records in `[from, to)` deferred past `after_ns`, read from their headers alone (the
+    /// index of unread deferred messages is rebuilt this way after a restart).
+    pub fn scan_deferred(
+        log: &parking_lot::Mutex<DiskLog>,
+        from: u64,
+        to: u64,
+        after_ns: i64,
+    ) -> io::Result<Vec<RecordHeader>> {
+        let (dir, segments) = {
+            let l = log.lock();
+            let segs: Vec<(u64, u64)> = l
+                .segments
+                .values()
+                .filter(|s| s.start + s.len > from && s.start < to)
+                .map(|s| (s.start, s.len))
+                .collect();
+            (l.dir.clone(), segs)
+        };
+        let mut out = Vec::new();
+        for (start, len) in segments {
+            let file = match File::open(segment_path(&dir, start)) {
+                Ok(f) => f,
+                // Released or set aside meanwhile: nothing there is unread any more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let end = len.min(to - start);
+            walk_headers(&file, from.saturating_sub(start), end, |off, header| {
+                if header.deliver_at_ns > after_ns {
+                    out.push(RecordHeader {
+                        pos: start + off,
+                        ..header
+                    });
+                }
+                true
+            })?;
+        }
+        Ok(out)
+    }
+}
+
+/// A record's fixed fields, without its body.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHeader {
+    pub pos: u64,
+    pub seq: u64,
+    pub id: MessageId,
+    pub deliver_at_ns: i64,
+}
+
+/// Walks the record headers of one segment file from `from` to `end` (offsets in the file),
+/// reading large chunks and skipping bodies. `visit` gets each record's offset and header and
+/// says whether to go on. A length that cannot be a record ends the walk: whoever reads that
+/// record with its checksum deals with the damage.
+fn walk_headers(
+    file: &File,
+    from: u64,
+    end: u64,
+    mut visit: impl FnMut(u64, RecordHeader) -> bool,
+) -> io::Result<()> {
+    const HEADER: usize = RECORD_PREFIX + PAYLOAD_HEADER;
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut off = from;
+    while off < end {
+        let n = read_full_at(file, &mut buf, off)?.min((end - off) as usize);
+        let mut at = 0usize;
+        while at + HEADER <= n {
+            let u64_at = |i: usize| u64::from_be_bytes(buf[at + i..at + i + 8].try_into().unwrap());
+            let rec_len = u32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+            if rec_len < PAYLOAD_HEADER {
+                return Ok(());
+            }
+            let header = RecordHeader {
+                pos: 0,
+                id: MessageId(u64_at(RECORD_PREFIX + 8)),
+                seq: u64_at(RECORD_PREFIX + 16),
+                deliver_at_ns: u64_at(RECORD_PREFIX + 26) as i64,
+            };
+            if !visit(off + at as u64, header) {
+                return Ok(());
+            }
+            at += RECORD_PREFIX + rec_len;
+        }
+        if at == 0 {
+            // Not even a header left: the segment ends here.
+            break;
+        }
+        // `at` may point past this chunk (a record larger than it): reading resumes at the next
+        // header either way.
+        off += at as u64;
+    }
+    Ok(())
+}
+
 fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
@@ -641,6 +796,11 @@ impl MemLog {
             },
             messages,
         }
+    }
+
+    /// The message with `id`, if still held.
+    pub fn find_id(&self, id: MessageId) -> Option<StoredMessage> {
+        self.messages.iter().find(|m| m.id == id).cloned()
     }
 
     pub fn read_one(&self, pos: u64) -> Option<StoredMessage> {
@@ -738,6 +898,28 @@ mod tests {
         assert!(!batch.messages.is_empty());
         assert!(batch.messages.iter().all(|m| m.pos > 0));
         assert!(dir.path().join(format!("{:020}.seg.bad", 0)).exists());
+    }
+
+    #[test]
+    fn find_id_searches_every_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = DiskLog::open(dir.path(), 1024, 1 << 20).unwrap();
+        let big = vec![b'b'; READ_CHUNK + 10];
+        // Even IDs only, so odd ones are "between" records; one record bigger than a read chunk.
+        for i in 0..60u64 {
+            let body: &[u8] = if i == 31 { &big } else { b"small body" };
+            log.append(&[rec(body, i * 2 + 10)]).unwrap();
+        }
+        assert!(log.segments.len() > 3);
+        let log = Mutex::new(log);
+        let mut reader = LogReader::default();
+        for i in 0..60u64 {
+            let found = reader.find_id(&log, MessageId(i * 2 + 10)).unwrap().unwrap();
+            assert_eq!((found.id.0, found.seq), (i * 2 + 10, i));
+        }
+        for missing in [0, 9, 11, 71, 73, 1000] {
+            assert!(reader.find_id(&log, MessageId(missing)).unwrap().is_none());
+        }
     }
 
     #[test]

@@ -175,6 +175,13 @@ impl Broker {
             }
             self.topics.write().insert(tm.name.clone(), topic);
         }
+        // Deferred messages nobody has read yet are only known from the log: find them while
+        // the broker already serves (until then they count as queued, not deferred).
+        let topics = self.topics();
+        std::thread::Builder::new()
+            .name("nsqrs-deferred-index".into())
+            .spawn(move || topics.iter().for_each(|t| t.rebuild_unread_deferred()))
+            .map_err(|e| format!("failed to start a thread - {e}"))?;
         Ok(())
     }
 

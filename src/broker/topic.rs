@@ -30,7 +30,7 @@ pub struct TopicCore {
     /// Deferred messages (sequence → due time) that some channel has not read yet: nsqd counts
     /// a deferred message as deferred from the moment it is published, so channel counts
     /// subtract these from the unread stretch instead of reading ahead.
-    unread_deferred: Mutex<BTreeMap<u64, i64>>,
+    unread_deferred: Mutex<BTreeMap<u64, UnreadDeferred>>,
     /// `--mem-queue-size`: how far an `#ephemeral` channel may lag before it drops messages.
     pub mem_queue_size: u64,
     pub events: Arc<super::events::EventSink>,
@@ -38,6 +38,14 @@ pub struct TopicCore {
     reports_all: bool,
     /// e2e latency tracking for this topic's channels.
     pub e2e: super::stats::E2eConfig,
+}
+
+/// A deferred-publish message some channel has not read yet, by sequence number.
+#[derive(Debug, Clone, Copy)]
+pub struct UnreadDeferred {
+    pub due_ns: i64,
+    pub id: MessageId,
+    pub pos: u64,
 }
 
 impl TopicCore {
@@ -68,7 +76,36 @@ impl TopicCore {
             return 0;
         }
         let map = self.unread_deferred.lock();
-        map.range(from..to).filter(|(_, &due)| due > now).count() as u64
+        map.range(from..to).filter(|(_, d)| d.due_ns > now).count() as u64
+    }
+
+    /// The unread deferred messages in sequence range `[from, to)` still due after `now`.
+    pub fn deferred_in(&self, from: u64, to: u64, now: i64) -> Vec<(u64, UnreadDeferred)> {
+        if from >= to {
+            return Vec::new();
+        }
+        let map = self.unread_deferred.lock();
+        map.range(from..to)
+            .filter(|(_, d)| d.due_ns > now)
+            .map(|(&seq, &d)| (seq, d))
+            .collect()
+    }
+
+    /// An unread deferred message by ID.
+    pub fn unread_deferred_by_id(&self, id: MessageId) -> Option<(u64, UnreadDeferred)> {
+        let map = self.unread_deferred.lock();
+        map.iter().find(|(_, d)| d.id == id).map(|(&seq, &d)| (seq, d))
+    }
+
+    /// Finds a message still in the log by its ID.
+    pub fn find_id(&self, id: MessageId) -> Option<StoredMessage> {
+        match &self.log {
+            LogStore::Disk(log) => LogReader::default().find_id(log, id).unwrap_or_else(|e| {
+                eprintln!("[nsqd] ERROR: searching topic {} for {id}: {e}", self.name);
+                None
+            }),
+            LogStore::Memory(log) => log.lock().find_id(id),
+        }
     }
 
     pub fn read(&self, reader: &mut LogReader, pos: u64, limit: u64, max: usize) -> ReadBatch {
@@ -271,14 +308,14 @@ impl Topic {
                     let mut log = log.lock();
                     let records = append(&mut ids);
                     let head = log.append(&records).map_err(PublishError::Io)?;
-                    self.note_deferred(head, bodies.len(), deliver_at_ns);
+                    self.note_deferred(head, &records, true);
                     *self.core.head.lock() = head;
                 }
                 LogStore::Memory(log) => {
                     let mut log = log.lock();
                     let records = append(&mut ids);
                     let (head, _dropped) = log.append(&records);
-                    self.note_deferred(head, bodies.len(), deliver_at_ns);
+                    self.note_deferred(head, &records, false);
                     *self.core.head.lock() = head;
                 }
             }
@@ -292,11 +329,28 @@ impl Topic {
 
     /// Remembers the sequence numbers of just-appended deferred messages (before the new head
     /// is visible, so no channel can read past them unnoticed).
-    fn note_deferred(&self, head: LogHead, count: usize, deliver_at_ns: i64) {
-        if deliver_at_ns > 0 {
-            let mut map = self.core.unread_deferred.lock();
-            for seq in head.seq - count as u64..head.seq {
-                map.insert(seq, deliver_at_ns);
+    fn note_deferred(&self, head: LogHead, records: &[NewRecord], on_disk: bool) {
+        if records.iter().all(|r| r.deliver_at_ns == 0) {
+            return;
+        }
+        let mut map = self.core.unread_deferred.lock();
+        // Walk back from the head: a disk record's position follows from the sizes after it,
+        // a memory log's position is its sequence number.
+        let (mut pos, mut seq) = (head.pos, head.seq);
+        for rec in records.iter().rev() {
+            seq -= 1;
+            pos = if on_disk {
+                pos - super::log::stored_len(rec.body.len())
+            } else {
+                seq
+            };
+            if rec.deliver_at_ns > 0 {
+                let entry = UnreadDeferred {
+                    due_ns: rec.deliver_at_ns,
+                    id: rec.id,
+                    pos,
+                };
+                map.insert(seq, entry);
             }
         }
     }
@@ -435,6 +489,39 @@ impl Topic {
                 ch.skip(paused_at, head);
             }
             *at = Some(head);
+        }
+    }
+
+    /// Rebuilds the index of unread deferred messages after a restart (it lives in memory), by
+    /// reading record headers from the oldest position any channel, or the topic itself, has
+    /// not read yet up to the head.
+    pub fn rebuild_unread_deferred(&self) {
+        let LogStore::Disk(log) = &self.core.log else {
+            return;
+        };
+        let head = self.core.head();
+        let from = self
+            .channels()
+            .iter()
+            .map(|ch| ch.unread_from())
+            .chain(self.orphan_start().map(|h| h.pos))
+            .min()
+            .unwrap_or(head.pos);
+        match LogReader::scan_deferred(log, from, head.pos, now_ns()) {
+            Ok(found) => {
+                let mut map = self.core.unread_deferred.lock();
+                for h in found {
+                    map.entry(h.seq).or_insert(UnreadDeferred {
+                        due_ns: h.deliver_at_ns,
+                        id: h.id,
+                        pos: h.pos,
+                    });
+                }
+            }
+            Err(e) => eprintln!(
+                "[nsqd] ERROR: reading topic {} for deferred messages: {e}",
+                self.core.name
+            ),
         }
     }
 

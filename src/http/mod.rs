@@ -4,6 +4,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod common;
+mod messages;
 mod metrics;
 
 use std::collections::HashMap;
@@ -52,6 +53,9 @@ pub fn router(state: HttpState, over_tls: bool) -> Router {
         .route("/channel/:action", any(channel_action))
         .route("/config/:opt", any(config))
         .route("/metrics", get(metrics_handler))
+        .route("/message", get(messages::message_state))
+        .route("/deferred", get(messages::list_deferred))
+        .route("/deferred/cancel", any(messages::cancel_deferred))
         .fallback(|| async { err(404, "NOT_FOUND") })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
@@ -70,7 +74,10 @@ pub fn router(state: HttpState, over_tls: bool) -> Router {
 /// publishing and reading stats stay open, as operators wire those to other systems.
 async fn admin_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let admin = path.starts_with("/topic/") || path.starts_with("/channel/") || path.starts_with("/config");
+    let admin = path.starts_with("/topic/")
+        || path.starts_with("/channel/")
+        || path.starts_with("/config")
+        || path.starts_with("/deferred");
     if token.is_empty() || !admin {
         return next.run(req).await;
     }
