@@ -8,7 +8,7 @@
 //! every delay. A message held for a long time (deferred, stuck in flight) never holds the
 //! cursor back: it is an entry of its own.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -845,68 +845,86 @@ impl Channel {
         (total, all)
     }
 
-    /// Cancels a deferred message on this channel: it will never be delivered here. Returns
-    /// when it was due, or None when the channel holds no deferred message with this ID.
-    /// The cancellation is on disk before this returns.
-    pub fn cancel_deferred(&self, id: MessageId) -> Option<i64> {
+    /// Cancels deferred messages on this channel: they will never be delivered here. Returns
+    /// the ones it held deferred, with when each was due. The cancellations are on disk
+    /// before this returns (one snapshot for the whole batch).
+    pub fn cancel_deferred(&self, ids: &[MessageId]) -> Vec<(MessageId, i64)> {
         let now = now_ns();
+        let wanted: HashSet<MessageId> = ids.iter().copied().collect();
         let mut st = self.state.lock();
         let st = &mut *st;
-        let read = st
+        let read: HashMap<MessageId, (i64, u64)> = st
             .deferred
             .iter()
-            .find(|(_, &(_, held))| held == id)
-            .map(|(&key, _)| key);
-        let due_ns = match read {
-            Some((due_ns, pos)) => {
-                st.deferred.remove(&(due_ns, pos));
+            .filter(|(_, (_, id))| wanted.contains(id))
+            .map(|(&key, &(_, id))| (id, key))
+            .collect();
+        let unread = self.topic.unread_deferred_by_ids(&wanted);
+        let mut cancelled = Vec::new();
+        for &id in ids {
+            let due_ns = if let Some(&(due_ns, pos)) = read.get(&id) {
+                if st.deferred.remove(&(due_ns, pos)).is_none() {
+                    continue; // the same ID twice in one request
+                }
                 st.unhold(pos);
                 st.journal(JournalRecord::Remove { pos });
                 due_ns
-            }
-            None => {
-                // Not read yet: cut the message out of the stretch of log still to read.
-                let (seq, entry) = self.topic.unread_deferred_by_id(id)?;
-                let visible = self.topic.visible_head();
-                let index = st.ranges.iter().position(|r| {
-                    let end = if r.is_open() { visible.seq } else { r.end_seq };
-                    r.seq <= seq && seq < end
-                })?;
-                if entry.due_ns <= now {
-                    return None;
-                }
-                let msg = self
-                    .topic
-                    .read_one(&mut st.reader, entry.pos)
-                    .filter(|m| m.id == id)?;
-                let range = st.ranges[index];
-                let before = CursorRange {
-                    end_pos: msg.pos,
-                    end_seq: msg.seq,
-                    ..range
-                };
-                let after = CursorRange {
-                    pos: msg.next_pos,
-                    seq: msg.seq + 1,
-                    ..range
-                };
-                st.ranges.remove(index);
-                st.ranges.insert(index, after);
-                if before.pos < before.end_pos {
-                    st.ranges.insert(index, before);
+            } else if let Some(&(seq, entry)) = unread.get(&id) {
+                if entry.due_ns <= now || !self.skip_unread(st, seq, entry.pos, id) {
+                    continue;
                 }
                 entry.due_ns
-            }
-        };
+            } else {
+                continue;
+            };
+            cancelled.push((id, due_ns));
+        }
+        if cancelled.is_empty() {
+            return cancelled;
+        }
         st.dirty = true;
         if self.wants(Kind::Cancelled) {
-            let due = format!(",\"due\":{due_ns}");
-            self.topic
-                .events
-                .record_line(Kind::Cancelled, &self.place(None), &[id], &due);
+            for &(id, due_ns) in &cancelled {
+                let due = format!(",\"due\":{due_ns}");
+                self.topic
+                    .events
+                    .record_line(Kind::Cancelled, &self.place(None), &[id], &due);
+            }
         }
         self.persist_locked(st, true);
-        Some(due_ns)
+        cancelled
+    }
+
+    /// Cuts the unread message at (`seq`, `pos`) out of the stretches of log still to read.
+    /// False when the channel has read it already (or cannot see it: a paused topic).
+    fn skip_unread(&self, st: &mut ChannelState, seq: u64, pos: u64, id: MessageId) -> bool {
+        let visible = self.topic.visible_head();
+        let Some(index) = st.ranges.iter().position(|r| {
+            let end = if r.is_open() { visible.seq } else { r.end_seq };
+            r.seq <= seq && seq < end
+        }) else {
+            return false;
+        };
+        let Some(msg) = self.topic.read_one(&mut st.reader, pos).filter(|m| m.id == id) else {
+            return false;
+        };
+        let range = st.ranges[index];
+        let before = CursorRange {
+            end_pos: msg.pos,
+            end_seq: msg.seq,
+            ..range
+        };
+        let after = CursorRange {
+            pos: msg.next_pos,
+            seq: msg.seq + 1,
+            ..range
+        };
+        st.ranges.remove(index);
+        st.ranges.insert(index, after);
+        if before.pos < before.end_pos {
+            st.ranges.insert(index, before);
+        }
+        true
     }
 
     /// Where message `id` stands on this channel. `stored` is its log record when the log

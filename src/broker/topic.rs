@@ -91,10 +91,16 @@ impl TopicCore {
             .collect()
     }
 
-    /// An unread deferred message by ID.
-    pub fn unread_deferred_by_id(&self, id: MessageId) -> Option<(u64, UnreadDeferred)> {
+    /// The unread deferred messages with these IDs, by ID.
+    pub fn unread_deferred_by_ids(
+        &self,
+        ids: &std::collections::HashSet<MessageId>,
+    ) -> std::collections::HashMap<MessageId, (u64, UnreadDeferred)> {
         let map = self.unread_deferred.lock();
-        map.iter().find(|(_, d)| d.id == id).map(|(&seq, &d)| (seq, d))
+        map.iter()
+            .filter(|(_, d)| ids.contains(&d.id))
+            .map(|(&seq, &d)| (d.id, (seq, d)))
+            .collect()
     }
 
     /// Finds a message still in the log by its ID.

@@ -53,9 +53,14 @@ fn chosen_channels(topic: &Topic, p: &HashMap<String, String>) -> Result<Vec<Arc
 
 fn message_ids(p: &HashMap<String, String>) -> Result<Vec<MessageId>, Response> {
     let raw = p.get("id").ok_or_else(|| err(400, "MISSING_ARG_ID"))?;
-    raw.split(',')
-        .map(|one| MessageId::from_hex(one.trim().as_bytes()).ok_or_else(|| err(400, "INVALID_ARG_ID")))
-        .collect()
+    let mut ids: Vec<MessageId> = Vec::new();
+    for one in raw.split(',') {
+        let id = MessageId::from_hex(one.trim().as_bytes()).ok_or_else(|| err(400, "INVALID_ARG_ID"))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 /// A body as JSON: text when it is UTF-8, base64 otherwise.
@@ -198,20 +203,20 @@ pub async fn cancel_deferred(State(s): State<HttpState>, method: Method, RawQuer
     let ids = message_ids(&p)?;
     let topic_name = topic.name().to_string();
     let result = tokio::task::spawn_blocking(move || {
+        let mut on: HashMap<MessageId, Vec<Value>> = HashMap::new();
+        for ch in &channels {
+            for (id, due) in ch.cancel_deferred(&ids) {
+                on.entry(id)
+                    .or_default()
+                    .push(json!({ "channel": ch.name, "due": due }));
+            }
+        }
         let mut cancelled = Vec::new();
         let mut not_deferred = Vec::new();
         for id in ids {
-            let on: Vec<Value> = channels
-                .iter()
-                .filter_map(|ch| {
-                    let due = ch.cancel_deferred(id)?;
-                    Some(json!({ "channel": ch.name, "due": due }))
-                })
-                .collect();
-            if on.is_empty() {
-                not_deferred.push(json!(id.to_string()));
-            } else {
-                cancelled.push(json!({ "id": id.to_string(), "channels": on }));
+            match on.remove(&id) {
+                Some(channels) => cancelled.push(json!({ "id": id.to_string(), "channels": channels })),
+                None => not_deferred.push(json!(id.to_string())),
             }
         }
         (cancelled, not_deferred)

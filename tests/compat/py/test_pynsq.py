@@ -256,6 +256,45 @@ def test_pynsq_dpub_timing(broker):
     assert arrivals[b"immediate"][1] == 1
 
 
+def test_pynsq_dpub_listed_and_cancelled_over_http(broker):
+    """An operator finds a pynsq DPUB in /deferred by its body and cancels it: the reader
+    never sees it, the other deferred message still arrives."""
+    topic = "pynsq_cancel"
+    arrivals = []
+
+    def handler(msg):
+        arrivals.append(msg.body)
+        return True
+
+    async def body():
+        c = Clients(broker)
+        try:
+            c.reader(topic, "ch", handler, max_in_flight=5)
+            await c.subscribed(topic, "ch")
+            w = await c.writer()
+            for text in (b"keep", b"cancel-me"):
+                res = await call_writer(w, "dpub", topic, 1500, text)
+                assert res == b"OK", "DPUB answered %r" % res
+            res = broker.request("GET", "/deferred", params={"topic": topic, "channel": "ch", "include_body": "true"})
+            assert res.status == 200, res
+            listed = res.json()["channels"][0]
+            assert listed["total"] == 2, listed
+            by_body = {m["body"]: m["id"] for m in listed["messages"]}
+            assert HEX_ID.fullmatch(by_body["cancel-me"].encode()), listed
+            res = broker.post("/deferred/cancel", params={"topic": topic, "channel": "ch", "id": by_body["cancel-me"]})
+            assert res.status == 200, res
+            assert res.json()["cancelled"][0]["id"] == by_body["cancel-me"]
+            await wait_for(lambda: arrivals == [b"keep"], 5, "the message that was not cancelled")
+            # Well past the cancelled one's due time nothing else arrives.
+            await tornado.gen.sleep(1.0)
+            assert arrivals == [b"keep"]
+            assert broker.channel_stats(topic, "ch")["deferred_count"] == 0
+        finally:
+            await c.close()
+
+    run_loop(body)
+
+
 def test_pynsq_req_attempts(broker):
     topic = "pynsq_req"
     deliveries = []
