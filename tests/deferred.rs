@@ -6,25 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{http_exchange, Frame, Nsqd};
+use common::{Frame, Nsqd};
 use serde_json::Value;
 
-/// Publishes over HTTP with a delay; returns the ID from the response header.
+/// Publishes over HTTP with a delay; returns the message's ID.
 fn dpub(n: &Nsqd, topic: &str, body: &str, defer_ms: u64) -> String {
-    let (code, head, _) = http_exchange(
-        &n.http,
-        "POST",
-        &format!("/pub?topic={topic}&defer={defer_ms}"),
-        body.as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(code, 200);
-    head.lines()
-        .find_map(|l| l.strip_prefix("X-Nsqrs-Message-Id: "))
-        .or_else(|| head.lines().find_map(|l| l.strip_prefix("x-nsqrs-message-id: ")))
-        .expect("message id header")
-        .trim()
-        .to_string()
+    n.pub_for_id(&format!("/pub?topic={topic}&defer={defer_ms}"), body.as_bytes())
 }
 
 fn json(n: &Nsqd, path: &str) -> Value {

@@ -98,17 +98,7 @@ fn a_cancelled_deferred_message_is_reported() {
     n.post("/channel/create?topic=nsqrs.events&channel=test", b"");
     n.post("/topic/create?topic=later", b"");
     n.post("/channel/create?topic=later&channel=mail", b"");
-    let (code, head, _) =
-        common::http_exchange(&n.http, "POST", "/pub?topic=later&defer=60000", b"x").unwrap();
-    assert_eq!(code, 200);
-    let id = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("x-nsqrs-message-id: ")
-                .map(str::to_string)
-        })
-        .unwrap();
+    let id = n.pub_for_id("/pub?topic=later&defer=60000", b"x");
     let (code, body) = n.post(&format!("/deferred/cancel?topic=later&id={id}"), b"");
     assert_eq!(code, 200, "{body}");
     let events = collect_events(&n, |evs| evs.iter().any(|e| e["ev"] == "cancelled"));

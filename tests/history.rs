@@ -496,11 +496,7 @@ fn trace_follows_the_brokers_own_events() {
         n.post(&format!("/channel/create?topic=story&channel={ch}"), b"");
     }
     let t = ToDb::start(&n, "story", &db, &["--events", "--flush-interval=100ms"]);
-    wait_for("to-db on the events topic", 30, || {
-        n.stats()["topics"].as_array().unwrap().iter().any(|t| {
-            t["topic_name"] == "nsqrs.events" && t["channels"].as_array().is_some_and(|c| !c.is_empty())
-        })
-    });
+    wait_for("to-db on the events topic", 30, || n.events_have_a_reader());
 
     let mut p = n.connect();
     p.identify(serde_json::json!({"user_agent": "story-teller/1.0", "message_id_reply": true}));
@@ -607,8 +603,10 @@ fn trace_follows_the_brokers_own_events() {
     .map(|(k, a)| (k.to_string(), *a))
     .collect();
     wait_for("the billing timeline", 30, || timeline("billing") == want_billing);
-    let audit_steps: Vec<String> = timeline("audit").into_iter().map(|(k, _)| k).collect();
-    assert_eq!(audit_steps, vec!["published", "delivered", "finished"]);
+    let audit_steps = || -> Vec<String> { timeline("audit").into_iter().map(|(k, _)| k).collect() };
+    wait_for("the audit timeline", 30, || {
+        audit_steps() == ["published", "delivered", "finished"]
+    });
     let o = nsqrs(&["trace", &id, "--db", &db]);
     let out = stdout(&o);
     assert!(
@@ -626,22 +624,8 @@ fn trace_shows_a_cancelled_deferred_message() {
     n.post("/topic/create?topic=later", b"");
     n.post("/channel/create?topic=later&channel=mail", b"");
     let t = ToDb::start(&n, "later", &db, &["--events", "--flush-interval=100ms"]);
-    wait_for("to-db on the events topic", 30, || {
-        n.stats()["topics"].as_array().unwrap().iter().any(|t| {
-            t["topic_name"] == "nsqrs.events" && t["channels"].as_array().is_some_and(|c| !c.is_empty())
-        })
-    });
-    let (code, head, _) =
-        common::http_exchange(&n.http, "POST", "/pub?topic=later&defer=3600000", b"reminder").unwrap();
-    assert_eq!(code, 200);
-    let id = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("x-nsqrs-message-id: ")
-                .map(str::to_string)
-        })
-        .unwrap();
+    wait_for("to-db on the events topic", 30, || n.events_have_a_reader());
+    let id = n.pub_for_id("/pub?topic=later&defer=3600000", b"reminder");
     let (code, body) = n.post(&format!("/deferred/cancel?topic=later&channel=mail&id={id}"), b"");
     assert_eq!(code, 200, "{body}");
     // The body is not archived (to-db's own channel still waits an hour for it); its events are.

@@ -186,6 +186,27 @@ impl Nsqd {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// Publishes one message over HTTP (`path` is `/pub?topic=…[&defer=…]`) and returns the ID
+    /// the broker names in `X-Nsqrs-Message-Id`.
+    pub fn pub_for_id(&self, path: &str, body: &[u8]) -> String {
+        let (code, head, _) = http_exchange(&self.http, "POST", path, body).expect("http pub");
+        assert_eq!(code, 200, "{path}");
+        head.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-nsqrs-message-id: ")
+                    .map(|id| id.trim().to_string())
+            })
+            .expect("an X-Nsqrs-Message-Id header")
+    }
+
+    /// True once some consumer (to-db with `--events`, say) has a channel on `nsqrs.events`.
+    pub fn events_have_a_reader(&self) -> bool {
+        self.stats()["topics"].as_array().unwrap().iter().any(|t| {
+            t["topic_name"] == "nsqrs.events" && t["channels"].as_array().is_some_and(|c| !c.is_empty())
+        })
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.get("/stats?format=json").1).unwrap()
     }
