@@ -118,15 +118,20 @@ pub fn run(args: ReplayArgs) -> i32 {
     if let Err(e) = Location::parse(&args.db) {
         return tools::usage(e);
     }
+    // Checked before the archive is touched, so a bad option leaves no run behind.
+    let config = match tools::client_config(&args.producer_opt) {
+        Ok(c) => c,
+        Err(e) => return tools::usage(format!("--producer-opt: {e}")),
+    };
     tools::runtime().block_on(async move {
-        match replay_main(args).await {
+        match replay_main(args, config).await {
             Ok(()) => 0,
             Err(e) => tools::fail(e),
         }
     })
 }
 
-async fn replay_main(args: ReplayArgs) -> Result<(), String> {
+async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<(), String> {
     let now = now_ns();
     let since_ns = match &args.since {
         Some(s) => parse_when(s, now, "--since")?,
@@ -211,7 +216,6 @@ async fn replay_main(args: ReplayArgs) -> Result<(), String> {
     }
 
     let addr = args.nsqd_tcp_address.as_deref().unwrap_or_default();
-    let config = tools::client_config(&args.producer_opt).map_err(|e| format!("--producer-opt: {e}"))?;
     let producer = Producer::connect(addr, config)
         .await
         .map_err(|e| format!("connect to nsqd {addr}: {e}"))?;

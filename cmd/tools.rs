@@ -55,12 +55,14 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("build tokio runtime")
 }
 
-/// go-nsq defaults, then `--consumer-opt`/`--producer-opt` pairs.
+/// go-nsq defaults, then `--consumer-opt`/`--producer-opt` pairs, checked together (TLS
+/// files are read here, so a wrong path fails before anything connects).
 pub fn client_config(opts: &[String]) -> Result<Config, String> {
     let mut config = Config::default();
     for pair in opts {
         config.set_opt(pair)?;
     }
+    config.validate()?;
     Ok(config)
 }
 

@@ -1,11 +1,13 @@
 //! Client settings with go-nsq's defaults (nsq-reference §4.7), so the tools behave like the
 //! Go tools they replace, and `--consumer-opt`/`--producer-opt` `key,value` pairs under
-//! go-nsq's option names.
+//! go-nsq's option names, TLS, compression, AUTH and sampling included.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::goflags::{parse_go_bool, parse_go_duration};
 
+use super::tls::{MinVersion, TlsOptions};
 use super::wire::IdentifyOptions;
 
 /// Settings shared by consumers and producers. Durations of zero for the server-side timeouts
@@ -44,6 +46,38 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// Connection events (connect, disconnect, lookupd failures) go to stderr, as go-nsq logs.
     pub log_connections: bool,
+    /// Ask for TLS in IDENTIFY; the server decides (nsq-reference §1.2).
+    pub tls_v1: bool,
+    pub tls: TlsOptions,
+    /// Ask for snappy or deflate compression; nsqd refuses both at once.
+    pub snappy: bool,
+    pub deflate: bool,
+    /// 1..=9; the server caps it at its `--max-deflate-level`.
+    pub deflate_level: u32,
+    /// Sent with AUTH when the server requires it, and only then.
+    pub auth_secret: Option<AuthSecret>,
+    /// Percentage of the channel's messages this consumer wants (0 = all), 0..=99 as go-nsq.
+    pub sample_rate: u8,
+}
+
+/// The AUTH secret, kept out of `Debug` output so it never lands in a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthSecret(String);
+
+impl AuthSecret {
+    pub fn new(secret: impl Into<String>) -> AuthSecret {
+        AuthSecret(secret.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AuthSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthSecret(..)")
+    }
 }
 
 impl Default for Config {
@@ -75,13 +109,20 @@ impl Default for Config {
             http_request_timeout: Duration::from_secs(5),
             stop_timeout: Duration::from_secs(60),
             log_connections: true,
+            tls_v1: false,
+            tls: TlsOptions::default(),
+            snappy: false,
+            deflate: false,
+            deflate_level: 6,
+            auth_secret: None,
+            sample_rate: 0,
         }
     }
 }
 
 impl Config {
-    /// Applies one `key,value` option as go-nsq's `Config.Set` names it. Options nsqrs cannot
-    /// honour (TLS, compression, AUTH, sampling) are refused rather than silently ignored.
+    /// Applies one `key,value` option as go-nsq's `Config.Set` names it. Options nsqrs does not
+    /// know are refused rather than silently ignored. Call `validate` once all are applied.
     pub fn set_opt(&mut self, pair: &str) -> Result<(), String> {
         let (key, value) = pair
             .split_once(',')
@@ -90,6 +131,22 @@ impl Config {
         let int = |v: &str| {
             v.parse::<u64>()
                 .map_err(|_| format!("option {key}: {v:?} is not a non-negative integer"))
+        };
+        let bool = |v: &str| parse_go_bool(v).map_err(|e| format!("option {key}: {e}"));
+        let in_range = |v: &str, lo: u64, hi: u64| {
+            let n = int(v)?;
+            if (lo..=hi).contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!("option {key}: {n} is outside {lo}..{hi}"))
+            }
+        };
+        let path = |v: &str| {
+            if v.is_empty() {
+                Err(format!("option {key} needs a file path"))
+            } else {
+                Ok(Some(v.into()))
+            }
         };
         match key {
             "max_in_flight" => self.max_in_flight = int(value)?,
@@ -127,19 +184,51 @@ impl Config {
             }
             "client_id" => self.client_id = value.to_string(),
             "user_agent" => self.user_agent = value.to_string(),
-            "tls_v1" | "snappy" | "deflate" if !parse_go_bool(value)? => {}
-            "tls_v1"
-            | "tls_root_ca_file"
-            | "tls_insecure_skip_verify"
-            | "tls_cert"
-            | "tls_key"
-            | "tls_min_version"
-            | "snappy"
-            | "deflate"
-            | "deflate_level"
-            | "auth_secret"
-            | "sample_rate" => return Err(format!("option {key} is not supported by nsqrs clients yet")),
+            "tls_v1" => self.tls_v1 = bool(value)?,
+            "tls_root_ca_file" => self.tls.root_ca_file = path(value)?,
+            "tls_insecure_skip_verify" => self.tls.insecure_skip_verify = bool(value)?,
+            "tls_cert" => self.tls.cert = path(value)?,
+            "tls_key" => self.tls.key = path(value)?,
+            "tls_min_version" => {
+                self.tls.min_version = MinVersion::parse(value).map_err(|e| format!("option {key}: {e}"))?
+            }
+            "snappy" => self.snappy = bool(value)?,
+            "deflate" => self.deflate = bool(value)?,
+            "deflate_level" => self.deflate_level = in_range(value, 1, 9)? as u32,
+            // go-nsq treats an empty secret as none.
+            "auth_secret" => self.auth_secret = (!value.is_empty()).then(|| AuthSecret::new(value)),
+            "sample_rate" => self.sample_rate = in_range(value, 0, 99)? as u8,
             _ => return Err(format!("unknown option {key:?}")),
+        }
+        Ok(())
+    }
+
+    /// Checks the options together, once all are set: combinations nsqd would refuse, TLS
+    /// options that would silently go unused, and the TLS files themselves (read now so a
+    /// wrong path fails at startup, not at the first connection).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.snappy && self.deflate {
+            return Err("options snappy and deflate cannot both be enabled".into());
+        }
+        if !(1..=9).contains(&self.deflate_level) {
+            return Err(format!(
+                "option deflate_level: {} is outside 1..9",
+                self.deflate_level
+            ));
+        }
+        if self.sample_rate > 99 {
+            return Err(format!(
+                "option sample_rate: {} is outside 0..99",
+                self.sample_rate
+            ));
+        }
+        if self.tls.is_set() && !self.tls_v1 {
+            // go-nsq would connect in plain text here; an operator who named a CA or a
+            // certificate surely meant TLS.
+            return Err("tls_* options have no effect without tls_v1,true".into());
+        }
+        if self.tls_v1 {
+            self.tls.client_config()?;
         }
         Ok(())
     }
@@ -155,6 +244,10 @@ impl Config {
             client_id: Some(self.client_id.clone()),
             user_agent: Some(self.user_agent.clone()),
             message_id_reply: true,
+            tls_v1: self.tls_v1,
+            snappy: self.snappy,
+            deflate: self.deflate.then_some(self.deflate_level),
+            sample_rate: self.sample_rate,
         }
     }
 
@@ -182,9 +275,109 @@ mod tests {
         c.set_opt("tls_v1,false").unwrap();
         assert_eq!(c.max_attempts, 3);
         assert_eq!(c.lookupd_poll_interval, Duration::from_secs(2));
-        assert!(c.set_opt("tls_v1,true").unwrap_err().contains("not supported"));
+        assert!(!c.tls_v1);
         assert!(c.set_opt("bogus,1").unwrap_err().contains("unknown option"));
         assert!(c.set_opt("max_attempts").unwrap_err().contains("key,value"));
+    }
+
+    #[test]
+    fn tls_options_parse() {
+        let mut c = Config::default();
+        for pair in [
+            "tls_v1,true",
+            "tls_root_ca_file,/etc/ca,with-comma.pem",
+            "tls_insecure_skip_verify,1",
+            "tls_cert,/c.pem",
+            "tls_key,/c.key",
+            "tls_min_version,tls1.3",
+        ] {
+            c.set_opt(pair).unwrap();
+        }
+        assert!(c.tls_v1);
+        assert_eq!(
+            c.tls.root_ca_file.as_deref(),
+            Some("/etc/ca,with-comma.pem".as_ref())
+        );
+        assert!(c.tls.insecure_skip_verify);
+        assert_eq!(c.tls.cert.as_deref(), Some("/c.pem".as_ref()));
+        assert_eq!(c.tls.key.as_deref(), Some("/c.key".as_ref()));
+        assert_eq!(c.tls.min_version, MinVersion::Tls13);
+        assert!(c.identify().tls_v1);
+
+        let err = c.set_opt("tls_min_version,ssl3.0").unwrap_err();
+        assert_eq!(
+            err,
+            "option tls_min_version: ssl3.0 is not available: nsqrs speaks TLS 1.2 and 1.3 only \
+             (use tls1.2 or tls1.3)"
+        );
+        assert!(c
+            .set_opt("tls_v1,maybe")
+            .unwrap_err()
+            .starts_with("option tls_v1: invalid boolean"));
+        assert!(c.set_opt("tls_cert,").unwrap_err().contains("needs a file path"));
+    }
+
+    #[test]
+    fn compression_auth_and_sampling_parse() {
+        let mut c = Config::default();
+        assert_eq!(c.identify().deflate, None);
+        c.set_opt("deflate,true").unwrap();
+        c.set_opt("deflate_level,9").unwrap();
+        c.set_opt("sample_rate,99").unwrap();
+        c.set_opt("auth_secret,s3cret,with,commas").unwrap();
+        let id = c.identify();
+        assert_eq!((id.deflate, id.snappy, id.sample_rate), (Some(9), false, 99));
+        assert_eq!(
+            c.auth_secret.as_ref().map(AuthSecret::expose),
+            Some("s3cret,with,commas")
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret must not reach Debug output"
+        );
+        c.set_opt("auth_secret,").unwrap();
+        assert!(c.auth_secret.is_none());
+
+        assert_eq!(
+            c.set_opt("deflate_level,0").unwrap_err(),
+            "option deflate_level: 0 is outside 1..9"
+        );
+        assert_eq!(
+            c.set_opt("deflate_level,10").unwrap_err(),
+            "option deflate_level: 10 is outside 1..9"
+        );
+        assert_eq!(
+            c.set_opt("sample_rate,100").unwrap_err(),
+            "option sample_rate: 100 is outside 0..99"
+        );
+        assert!(c
+            .set_opt("sample_rate,-1")
+            .unwrap_err()
+            .contains("not a non-negative integer"));
+        assert_eq!(c.deflate_level, 9);
+        assert_eq!(c.sample_rate, 99);
+    }
+
+    #[test]
+    fn validate_refuses_what_would_fail_or_go_unused() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        c.set_opt("snappy,true").unwrap();
+        c.set_opt("deflate,true").unwrap();
+        assert!(c.validate().unwrap_err().contains("cannot both be enabled"));
+
+        let mut c = Config::default();
+        c.set_opt("tls_root_ca_file,/nonexistent/ca.pem").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "tls_* options have no effect without tls_v1,true"
+        );
+        c.set_opt("tls_v1,true").unwrap();
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.starts_with("tls_root_ca_file: cannot read /nonexistent/ca.pem: "),
+            "{err}"
+        );
     }
 
     #[test]

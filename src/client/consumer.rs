@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rand::Rng;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -28,6 +27,7 @@ use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 use crate::protocol::MessageId;
 
 use super::config::Config;
+use super::connect::{connect, Negotiated, Transport};
 use super::http::HttpTimeouts;
 use super::lookup;
 use super::wire::{self, encode, Conn, Frame, HEARTBEAT};
@@ -467,11 +467,12 @@ impl Inner {
         Ok(())
     }
 
-    /// TCP connect, IDENTIFY, SUB; returns the connection and its max RDY.
-    async fn dial(&self, addr: &str) -> Result<(Conn<TcpStream>, u64), String> {
+    /// TCP connect, IDENTIFY and its upgrades, AUTH, SUB; returns the connection and its
+    /// max RDY.
+    async fn dial(&self, addr: &str) -> Result<(Conn<Transport>, u64), String> {
         let work = async {
-            let mut conn = Conn::connect(addr).await?;
-            let info = conn.handshake(&self.config.identify()).await?;
+            let log = |m: &str| self.log(format!("({addr}) {m}"));
+            let Negotiated { mut conn, info, .. } = connect(addr, &self.config, &log).await?;
             encode::sub(conn.out(), &self.topic, &self.channel);
             conn.flush().await?;
             conn.expect_ok("SUB").await?;
@@ -488,7 +489,7 @@ impl Inner {
         self: &Arc<Self>,
         id: u64,
         addr: &str,
-        mut conn: Conn<TcpStream>,
+        mut conn: Conn<Transport>,
         tx: mpsc::UnboundedSender<ConnCmd>,
         mut rx: mpsc::UnboundedReceiver<ConnCmd>,
     ) -> Result<(), String> {
@@ -528,7 +529,7 @@ impl Inner {
         }
     }
 
-    async fn flush(&self, conn: &mut Conn<TcpStream>) -> Result<(), String> {
+    async fn flush(&self, conn: &mut Conn<Transport>) -> Result<(), String> {
         let limit = self.config.write_timeout.max(Duration::from_millis(100));
         tokio::time::timeout(limit, conn.flush())
             .await

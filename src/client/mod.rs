@@ -2,15 +2,18 @@
 //! codec they share with the bench.
 //!
 //! Behaviour follows go-nsq's conventions (nsq-reference §4.7) so the tools act like the Go
-//! tools they replace; `Config::set_opt` takes go-nsq's option names.
+//! tools they replace; `Config::set_opt` takes go-nsq's option names, TLS, snappy/deflate and
+//! AUTH included.
 
 pub mod config;
+pub mod connect;
 pub mod consumer;
 pub mod http;
 pub mod lookup;
 pub mod producer;
+pub mod tls;
 pub mod wire;
 
-pub use config::Config;
+pub use config::{AuthSecret, Config};
 pub use consumer::{Consumer, ConsumerStats, Message};
 pub use producer::{PendingReply, Producer, Publish, PublishError, PublishReceipt};

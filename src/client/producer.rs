@@ -15,12 +15,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::MessageId;
 
 use super::config::Config;
+use super::connect::{connect, Transport};
 use super::wire::{encode, Conn, Frame, HEARTBEAT};
 
 /// One publish command.
@@ -218,12 +218,16 @@ impl Producer {
     }
 }
 
-async fn dial(addr: &str, config: &Config) -> Result<Conn<TcpStream>, PublishError> {
+async fn dial(addr: &str, config: &Config) -> Result<Conn<Transport>, PublishError> {
     let limit = config.dial_timeout + super::wire::REPLY_TIMEOUT;
+    let log = |m: &str| {
+        if config.log_connections {
+            eprintln!("nsqrs: ({addr}) {m}");
+        }
+    };
     let conn = tokio::time::timeout(limit, async {
-        let mut conn = Conn::connect(addr).await?;
-        conn.handshake(&config.identify()).await?;
-        Ok::<_, super::wire::Error>(conn)
+        let negotiated = connect(addr, config, &log).await?;
+        Ok::<_, super::wire::Error>(negotiated.conn)
     })
     .await
     .map_err(|_| PublishError::Connection(format!("{addr}: connect timed out")))?
@@ -233,7 +237,7 @@ async fn dial(addr: &str, config: &Config) -> Result<Conn<TcpStream>, PublishErr
 
 /// The connection task: writes requests as they come, matches replies in order.
 async fn run(addr: String, config: Config, mut rx: mpsc::Receiver<Request>) {
-    let mut conn: Option<Conn<TcpStream>> = None;
+    let mut conn: Option<Conn<Transport>> = None;
     let mut pending: VecDeque<(usize, Reply)> = VecDeque::new();
     let mut closing = false;
     loop {
@@ -296,7 +300,7 @@ fn fail(req: Request, e: PublishError) {
     }
 }
 
-fn write_request(c: &mut Conn<TcpStream>, req: Request, pending: &mut VecDeque<(usize, Reply)>) {
+fn write_request(c: &mut Conn<Transport>, req: Request, pending: &mut VecDeque<(usize, Reply)>) {
     match req {
         Request::Publish(p, reply) => {
             p.encode(c.out());
@@ -308,7 +312,7 @@ fn write_request(c: &mut Conn<TcpStream>, req: Request, pending: &mut VecDeque<(
     }
 }
 
-async fn flush(c: &mut Conn<TcpStream>, config: &Config) -> Result<(), PublishError> {
+async fn flush(c: &mut Conn<Transport>, config: &Config) -> Result<(), PublishError> {
     let limit = config.write_timeout.max(Duration::from_secs(1)) * 10;
     match tokio::time::timeout(limit, c.flush()).await {
         Ok(Ok(())) => Ok(()),
@@ -318,7 +322,7 @@ async fn flush(c: &mut Conn<TcpStream>, config: &Config) -> Result<(), PublishEr
 }
 
 async fn on_frame(
-    c: &mut Conn<TcpStream>,
+    c: &mut Conn<Transport>,
     frame: Frame,
     pending: &mut VecDeque<(usize, Reply)>,
     config: &Config,
@@ -350,7 +354,7 @@ async fn on_frame(
     }
 }
 
-fn drop_conn(conn: &mut Option<Conn<TcpStream>>, pending: &mut VecDeque<(usize, Reply)>, e: PublishError) {
+fn drop_conn(conn: &mut Option<Conn<Transport>>, pending: &mut VecDeque<(usize, Reply)>, e: PublishError) {
     *conn = None;
     for (_, reply) in pending.drain(..) {
         let _ = reply.send(Err(e.clone()));

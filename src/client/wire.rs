@@ -1,6 +1,10 @@
 //! The client side of NSQ's TCP protocol V2: decoding the server's frames, encoding the
-//! commands a client sends, and a buffered connection that does the IDENTIFY handshake and
+//! commands a client sends, and a buffered connection that does the IDENTIFY exchange and
 //! answers heartbeats. The producer, the consumer and the bench all speak through it.
+//!
+//! Negotiated compression is a transform on the connection's buffers (the server's own
+//! snappy/deflate codec), so a plain connection pays nothing for it; TLS is a different
+//! stream type, chosen by whoever opens the connection.
 //!
 //! Everything here is written against the protocol (nsq-reference §1.2), not against nsqrs,
 //! so the same code loads Go nsqd and nsqrs alike.
@@ -11,6 +15,8 @@ use std::fmt;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::protocol::compress::{Decoder, Encoder};
 
 /// The four bytes a V2 client must send before anything else.
 pub const MAGIC_V2: &[u8; 4] = b"  V2";
@@ -27,6 +33,8 @@ const MAX_FRAME_SIZE: u32 = 128 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request may wait for its `OK`; bounds every handshake and publish.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes decompressed at a time, so a small compressed input cannot balloon at once.
+const DECODE_CHUNK: usize = 64 * 1024;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, Error>;
@@ -159,6 +167,11 @@ pub mod encode {
         out.extend_from_slice(b"NOP\n");
     }
 
+    pub fn auth(out: &mut Vec<u8>, secret: &[u8]) {
+        out.extend_from_slice(b"AUTH\n");
+        sized(out, secret);
+    }
+
     pub fn req(out: &mut Vec<u8>, id: &[u8; 16], delay_ms: u64) {
         out.extend_from_slice(b"REQ ");
         out.extend_from_slice(id);
@@ -230,6 +243,13 @@ pub struct IdentifyOptions {
     pub user_agent: Option<String>,
     /// Ask for `OK <id>…` publish replies (an nsqrs key; stock nsqd ignores it).
     pub message_id_reply: bool,
+    /// Upgrades to ask for; the reply says which the server granted.
+    pub tls_v1: bool,
+    pub snappy: bool,
+    /// Ask for deflate at this level.
+    pub deflate: Option<u32>,
+    /// 0 (every message) leaves the key out.
+    pub sample_rate: u8,
 }
 
 /// The IDENTIFY reply under feature negotiation; every key optional because not every
@@ -250,9 +270,21 @@ pub struct ServerInfo {
 /// A V2 connection with explicit read and write buffers, driven by one task.
 pub struct Conn<S> {
     stream: S,
+    /// Frames as the server sent them, decompressed already when compression is on.
     rbuf: BytesMut,
     wbuf: Vec<u8>,
     peer: String,
+    codec: Option<Box<Codec>>,
+}
+
+/// Negotiated compression, both ways.
+struct Codec {
+    encoder: Encoder,
+    decoder: Decoder,
+    /// Compressed bytes as read off the stream.
+    raw: BytesMut,
+    /// Compressed bytes about to be written.
+    out: Vec<u8>,
 }
 
 impl Conn<TcpStream> {
@@ -276,7 +308,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             rbuf: BytesMut::with_capacity(64 * 1024),
             wbuf: Vec::with_capacity(64 * 1024),
             peer,
+            codec: None,
         }
+    }
+
+    /// The same connection on a stream that wraps this one without changing its bytes.
+    pub fn map_stream<T>(self, wrap: impl FnOnce(S) -> T) -> Conn<T> {
+        Conn {
+            stream: wrap(self.stream),
+            rbuf: self.rbuf,
+            wbuf: self.wbuf,
+            peer: self.peer,
+            codec: self.codec,
+        }
+    }
+
+    /// The bare stream, for a TLS handshake on it. Anything already read or queued would
+    /// belong to the handshake's byte stream, so that is refused.
+    pub fn into_stream(self) -> Result<S> {
+        if !self.rbuf.is_empty() || !self.wbuf.is_empty() || self.codec.is_some() {
+            return Err(format!("{}: unexpected data before the TLS handshake", self.peer).into());
+        }
+        Ok(self.stream)
+    }
+
+    /// Compresses and decompresses everything from here on. Bytes already read past the
+    /// reply that granted it are the server's first compressed ones.
+    pub fn start_compression(&mut self, encoder: Encoder, mut decoder: Decoder) {
+        decoder.push(&self.rbuf);
+        self.rbuf.clear();
+        self.codec = Some(Box::new(Codec {
+            encoder,
+            decoder,
+            raw: BytesMut::new(),
+            out: Vec::new(),
+        }));
     }
 
     pub fn peer(&self) -> &str {
@@ -296,8 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        self.stream
-            .write_all(&self.wbuf)
+        write_out(&mut self.stream, self.codec.as_deref_mut(), &self.wbuf)
             .await
             .map_err(|e| format!("{}: write: {e}", self.peer))?;
         self.wbuf.clear();
@@ -308,29 +373,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// prebuilt MPUB can be reused for every batch.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<()> {
         self.flush().await?;
-        self.stream
-            .write_all(bytes)
+        write_out(&mut self.stream, self.codec.as_deref_mut(), bytes)
             .await
             .map_err(|e| format!("{}: write: {e}", self.peer).into())
     }
 
     /// The next frame already read, if any; never touches the socket.
     pub fn next_buffered(&mut self) -> Result<Option<Frame>> {
-        decode_frame(&mut self.rbuf).map_err(|e| format!("{}: {e}", self.peer).into())
+        loop {
+            if let Some(frame) = decode_frame(&mut self.rbuf).map_err(|e| format!("{}: {e}", self.peer))? {
+                return Ok(Some(frame));
+            }
+            if !self.decode_pending()? {
+                return Ok(None);
+            }
+        }
     }
 
-    /// One read from the socket into the read buffer.
+    /// Decompresses more of what was already read; false when that gave nothing new.
+    fn decode_pending(&mut self) -> Result<bool> {
+        let Some(c) = self.codec.as_deref_mut() else {
+            return Ok(false);
+        };
+        if !c.decoder.has_pending() {
+            return Ok(false);
+        }
+        let before = self.rbuf.len();
+        c.decoder
+            .fill(&mut self.rbuf, DECODE_CHUNK)
+            .map_err(|e| format!("{}: decompress: {e}", self.peer))?;
+        Ok(self.rbuf.len() > before)
+    }
+
+    /// One read from the socket into the read buffer (through the decompressor, if any).
     pub async fn fill(&mut self) -> Result<()> {
-        if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
-            self.rbuf.reserve(64 * 1024);
+        if self.decode_pending()? {
+            return Ok(());
+        }
+        let target = match self.codec.as_deref_mut() {
+            Some(c) => &mut c.raw,
+            None => &mut self.rbuf,
+        };
+        if target.capacity() - target.len() < 16 * 1024 {
+            target.reserve(64 * 1024);
         }
         let n = self
             .stream
-            .read_buf(&mut self.rbuf)
+            .read_buf(target)
             .await
             .map_err(|e| format!("{}: read: {e}", self.peer))?;
         if n == 0 {
             return Err(format!("{}: connection closed by server", self.peer).into());
+        }
+        if let Some(c) = self.codec.as_deref_mut() {
+            c.decoder.push(&c.raw);
+            c.raw.clear();
+            c.decoder
+                .fill(&mut self.rbuf, DECODE_CHUNK)
+                .map_err(|e| format!("{}: decompress: {e}", self.peer))?;
         }
         Ok(())
     }
@@ -383,9 +483,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Magic + IDENTIFY with feature negotiation. A plain `OK` reply is accepted too: it
-    /// is what a server without feature negotiation sends.
+    /// Magic + IDENTIFY for a client that asks for no upgrade and sends no AUTH (the
+    /// bench): a server that turns one on anyway would start speaking TLS or compressed
+    /// frames this connection would not read.
     pub async fn handshake(&mut self, opts: &IdentifyOptions) -> Result<ServerInfo> {
+        let info = self.identify(opts).await?;
+        if info.tls_v1 == Some(true) || info.snappy == Some(true) || info.deflate == Some(true) {
+            return Err(format!("{}: server enabled TLS/compression we did not ask for", self.peer).into());
+        }
+        if info.auth_required == Some(true) {
+            return Err(format!(
+                "{}: server requires AUTH, which this client does not send",
+                self.peer
+            )
+            .into());
+        }
+        Ok(info)
+    }
+
+    /// Magic + IDENTIFY with feature negotiation, returning the server's reply; acting on the
+    /// upgrades it grants is the caller's job, and must come next. A plain `OK` reply is
+    /// accepted too: it is what a server without feature negotiation sends.
+    pub async fn identify(&mut self, opts: &IdentifyOptions) -> Result<ServerInfo> {
         self.wbuf.extend_from_slice(MAGIC_V2);
         encode::identify(&mut self.wbuf, &identify_body(opts));
         self.flush().await?;
@@ -402,16 +521,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 String::from_utf8_lossy(&reply)
             )
         })?;
-        // We never ask for upgrades; a server that turns one on anyway would start
-        // speaking TLS or compressed frames we cannot read.
-        if info.tls_v1 == Some(true) || info.snappy == Some(true) || info.deflate == Some(true) {
-            return Err(format!("{}: server enabled TLS/compression we did not ask for", self.peer).into());
-        }
-        if info.auth_required == Some(true) {
-            return Err(format!("{}: server requires AUTH, which nsqrs does not send", self.peer).into());
-        }
         Ok(info)
     }
+}
+
+/// Writes `data` (compressed when `codec` is set) and flushes: TLS holds records in its
+/// writer until flushed, and on a bare socket flushing costs nothing.
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    codec: Option<&mut Codec>,
+    data: &[u8],
+) -> std::io::Result<()> {
+    match codec {
+        None => stream.write_all(data).await?,
+        Some(c) => {
+            c.out.clear();
+            c.encoder.encode(data, &mut c.out)?;
+            stream.write_all(&c.out).await?;
+        }
+    }
+    stream.flush().await
 }
 
 fn identify_body(opts: &IdentifyOptions) -> Vec<u8> {
@@ -427,6 +556,19 @@ fn identify_body(opts: &IdentifyOptions) -> Vec<u8> {
     });
     if opts.message_id_reply {
         body["message_id_reply"] = true.into();
+    }
+    if opts.tls_v1 {
+        body["tls_v1"] = true.into();
+    }
+    if opts.snappy {
+        body["snappy"] = true.into();
+    }
+    if let Some(level) = opts.deflate {
+        body["deflate"] = true.into();
+        body["deflate_level"] = level.into();
+    }
+    if opts.sample_rate > 0 {
+        body["sample_rate"] = opts.sample_rate.into();
     }
     let extra = [
         ("output_buffer_size", opts.output_buffer_size),
@@ -571,6 +713,32 @@ mod tests {
         assert!(!is_non_fatal(b"E_INVALID invalid command"));
     }
 
+    #[test]
+    fn identify_asks_for_upgrades_and_sampling_only_when_wanted() {
+        let plain: serde_json::Value =
+            serde_json::from_slice(&identify_body(&IdentifyOptions::default())).unwrap();
+        for key in ["tls_v1", "snappy", "deflate", "deflate_level", "sample_rate"] {
+            assert!(plain.get(key).is_none(), "{key} in {plain}");
+        }
+        let opts = IdentifyOptions {
+            tls_v1: true,
+            deflate: Some(3),
+            sample_rate: 40,
+            ..Default::default()
+        };
+        let body: serde_json::Value = serde_json::from_slice(&identify_body(&opts)).unwrap();
+        assert_eq!(
+            (
+                &body["tls_v1"],
+                &body["deflate"],
+                &body["deflate_level"],
+                &body["sample_rate"]
+            ),
+            (&true.into(), &true.into(), &3.into(), &40.into())
+        );
+        assert!(body.get("snappy").is_none());
+    }
+
     #[tokio::test]
     async fn handshake_accepts_json_and_answers_heartbeats() {
         let (client, mut server) = tokio::io::duplex(4096);
@@ -604,6 +772,67 @@ mod tests {
         assert_eq!(info.version.as_deref(), Some("1.3.0"));
         assert_eq!(info.max_rdy_count, Some(2500));
         server_side.await.unwrap();
+    }
+
+    /// The server writes its compressed `OK` right behind the IDENTIFY reply, so one read
+    /// may bring both: what was read past the reply must go through the decompressor.
+    async fn compressed_stream(make: fn() -> (Encoder, Decoder, Encoder, Decoder)) {
+        let (client, mut server) = tokio::io::duplex(1 << 20);
+        let mut conn = Conn::new(client, "test".into());
+        let (mut server_enc, mut server_dec, client_enc, client_dec) = make();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = frame(FRAME_RESPONSE, br#"{"snappy":true}"#);
+        let mut plain = frame(FRAME_RESPONSE, b"OK");
+        plain.extend_from_slice(&frame(
+            FRAME_MESSAGE,
+            &message_data(7, 1, b"0123456789abcdef", &big),
+        ));
+        server_enc.encode(&plain, &mut wire).unwrap();
+        server.write_all(&wire).await.unwrap();
+
+        let reply = conn.read_reply("IDENTIFY").await.unwrap();
+        assert_eq!(&reply[..], br#"{"snappy":true}"#);
+        conn.start_compression(client_enc, client_dec);
+        conn.expect_ok("upgrade").await.unwrap();
+        match conn.read_frame().await.unwrap() {
+            Frame::Message(m) => assert_eq!(m.body, big),
+            other => panic!("unexpected {other:?}"),
+        }
+
+        encode::auth(conn.out(), b"secret");
+        conn.flush().await.unwrap();
+        let mut raw = vec![0u8; 4096];
+        let n = server.read(&mut raw).await.unwrap();
+        server_dec.push(&raw[..n]);
+        let mut got = BytesMut::new();
+        server_dec.fill(&mut got, 4096).unwrap();
+        assert_eq!(&got[..], b"AUTH\n\0\0\0\x06secret");
+    }
+
+    #[tokio::test]
+    async fn snappy_reads_what_came_with_the_identify_reply() {
+        compressed_stream(|| {
+            (
+                Encoder::snappy(),
+                Decoder::snappy(),
+                Encoder::snappy(),
+                Decoder::snappy(),
+            )
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn deflate_reads_what_came_with_the_identify_reply() {
+        compressed_stream(|| {
+            (
+                Encoder::deflate(6),
+                Decoder::deflate(),
+                Encoder::deflate(1),
+                Decoder::deflate(),
+            )
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -3,7 +3,6 @@
 //! pusher, and shuts down gracefully on SIGINT/SIGTERM.
 
 pub mod auth;
-pub mod compress;
 pub mod lookup_peer;
 pub mod statsd;
 pub mod tcp;

@@ -11,7 +11,7 @@
 //! and writer are generic over their halves, so a plain connection runs on the socket's own
 //! halves with no indirection; an upgrade stops the writer, takes its half back, performs the
 //! handshake on the rejoined stream and restarts both loops on the new halves. Compression is
-//! a transform on the loops' buffers (see `compress.rs`), not another stream layer.
+//! a transform on the loops' buffers (see `protocol/compress.rs`), not another stream layer.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,13 +27,13 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::auth::{AuthRequest, AuthState, Authenticator};
-use super::compress::{Decoder, Encoder};
 use crate::broker::channel::Channel;
 use crate::broker::client::ClientHandle;
 use crate::broker::topic::Topic;
 use crate::broker::{Broker, NSQ_VERSION};
 use crate::options::TlsRequired;
 use crate::protocol::command::{parse, ClientState, ConnContext, ParseError};
+use crate::protocol::compress::{Decoder, Encoder};
 use crate::protocol::frame::{self, put_frame, put_message_frame};
 use crate::protocol::guid::now_ns;
 use crate::protocol::identify::{ClientSettings, IdentifyRequest, IdentifyResponse};

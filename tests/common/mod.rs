@@ -2,10 +2,12 @@
 //! with a minimal blocking V2 client and HTTP client, so tests see exactly what a client sees.
 #![allow(dead_code)]
 
+pub mod auth_server;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -220,6 +222,43 @@ impl Drop for Nsqd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Runs `nsqrs args...` with `stdin`, killing it if it outlives `limit`.
+pub fn run_tool(args: &[&str], stdin: &[u8], limit: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    wait_bounded(child, limit)
+}
+
+/// Waits for `child` to exit and collects its output; SIGKILL and a panic past `limit`.
+pub fn wait_bounded(child: Child, limit: Duration) -> Output {
+    // Output is collected on a thread while we wait, so a chatty child never blocks on a full pipe.
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let out = rx.recv().unwrap().unwrap();
+            panic!(
+                "nsqrs did not exit within {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
 

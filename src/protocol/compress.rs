@@ -1,10 +1,11 @@
 //! Stream compression negotiated in IDENTIFY: snappy's framing format and raw DEFLATE, both
-//! ways. The connection keeps reading and writing whole buffers, so compression is a transform
-//! on those buffers rather than a wrapper around the socket, and the plain path pays nothing.
+//! ways. The server and the client share it: each keeps reading and writing whole buffers, so
+//! compression is a transform on those buffers rather than a wrapper around the socket, and
+//! the plain path pays nothing.
 //!
 //! Decompression is incremental and bounded: each `fill` produces at most a caller-chosen
-//! number of bytes, so a small compressed input cannot make the server allocate a lot at once
-//! (the command parser then limits how much can accumulate).
+//! number of bytes, so a small compressed input cannot make the receiver allocate a lot at
+//! once (the frame or command parser then limits how much can accumulate).
 
 use std::io::{self, Write};
 
