@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(
             err,
             "option tls_min_version: ssl3.0 is not available: nsqrs speaks TLS 1.2 and 1.3 only \
-             (use tls1.2 or tls1.3)"
+             (use tls1.0 or later)"
         );
         assert!(c
             .set_opt("tls_v1,maybe")

@@ -2,8 +2,9 @@
 //! certificates to trust (a PEM root CA file, else the system's store, or anything at all
 //! with `tls_insecure_skip_verify`), an optional client certificate, and the lowest version.
 //!
-//! rustls speaks TLS 1.2 and 1.3 only, so a `tls_min_version` below tls1.2 is refused rather
-//! than quietly raised: the operator asked for something this client cannot do.
+//! rustls speaks TLS 1.2 and 1.3 only. A floor of tls1.0 or tls1.1 (go-nsq's default is
+//! tls1.0) is still met by every connection made, so it is accepted, as `serve` accepts it;
+//! ssl3.0 is refused, as nsqd refuses it.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -23,15 +24,15 @@ pub enum MinVersion {
 }
 
 impl MinVersion {
-    /// go-nsq's spelling (`tls1.2`, `tls1.3`).
+    /// go-nsq's spelling (`tls1.0` … `tls1.3`).
     pub fn parse(value: &str) -> Result<MinVersion, String> {
         match value {
-            "tls1.2" => Ok(MinVersion::Tls12),
+            "tls1.0" | "tls1.1" | "tls1.2" => Ok(MinVersion::Tls12),
             "tls1.3" => Ok(MinVersion::Tls13),
-            "ssl3.0" | "tls1.0" | "tls1.1" => Err(format!(
-                "{value} is not available: nsqrs speaks TLS 1.2 and 1.3 only (use tls1.2 or tls1.3)"
+            "ssl3.0" => Err(format!(
+                "{value} is not available: nsqrs speaks TLS 1.2 and 1.3 only (use tls1.0 or later)"
             )),
-            _ => Err(format!("{value:?} is not a TLS version (use tls1.2 or tls1.3)")),
+            _ => Err(format!("{value:?} is not a TLS version (use tls1.0 … tls1.3)")),
         }
     }
 }
@@ -192,17 +193,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn min_versions_rustls_cannot_do_are_refused() {
+    fn min_versions_below_what_rustls_speaks_mean_tls12() {
         assert_eq!(MinVersion::parse("tls1.3"), Ok(MinVersion::Tls13));
-        assert_eq!(MinVersion::parse("tls1.2"), Ok(MinVersion::Tls12));
-        for old in ["ssl3.0", "tls1.0", "tls1.1"] {
-            assert!(
-                MinVersion::parse(old)
-                    .unwrap_err()
-                    .contains("TLS 1.2 and 1.3 only"),
-                "{old}"
-            );
+        for floor in ["tls1.0", "tls1.1", "tls1.2"] {
+            assert_eq!(MinVersion::parse(floor), Ok(MinVersion::Tls12), "{floor}");
         }
+        assert!(MinVersion::parse("ssl3.0")
+            .unwrap_err()
+            .contains("TLS 1.2 and 1.3 only"));
+        assert!(MinVersion::parse("tls9").is_err());
         assert!(MinVersion::parse("tls9")
             .unwrap_err()
             .contains("not a TLS version"));
