@@ -524,9 +524,6 @@ impl Channel {
         st.unhold(f.pos);
         st.dirty = true;
         drop(st);
-        if self.wants(Kind::Finished) {
-            self.record_for_client(Kind::Finished, client_id, id);
-        }
         let mut e2e = self.e2e.lock();
         if e2e.enabled() {
             e2e.record(now_ns() - f.timestamp_ns);
@@ -536,6 +533,21 @@ impl Channel {
             timestamp_ns: f.timestamp_ns,
             attempts: f.attempts,
         })
+    }
+
+    /// Whether FINs on this channel are reported (the caller collects them for
+    /// `report_finished`).
+    pub fn reports_finished(&self) -> bool {
+        self.wants(Kind::Finished)
+    }
+
+    /// Reports messages a client finished, as one `finished` group.
+    pub fn report_finished(&self, client_address: &str, ids: &[MessageId]) {
+        if !ids.is_empty() && self.wants(Kind::Finished) {
+            self.topic
+                .events
+                .record(Kind::Finished, &self.place(Some(client_address)), ids);
+        }
     }
 
     pub fn requeue(&self, client_id: u64, id: MessageId, delay_ms: i64) -> Result<(), &'static str> {

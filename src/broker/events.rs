@@ -195,30 +195,27 @@ impl EventSink {
     pub fn record_line(&self, kind: Kind, place: &Place, ids: &[MessageId], extra: &str) {
         let mut st = self.state.lock();
         self.close_group(&mut st);
-        let line = self.head(kind, now_ns(), place);
-        st.out.push_str(&line);
+        self.write_head(&mut st.out, kind, now_ns(), place);
         write_ids(&mut st.out, ids);
         st.out.push_str(extra);
         st.out.push_str("}\n");
     }
 
-    fn head(&self, kind: Kind, ts: i64, place: &Place) -> String {
-        let mut s = String::with_capacity(128);
+    /// Writes the opening of a line: the fields a group shares, up to before `ids`.
+    fn write_head(&self, out: &mut String, kind: Kind, ts: i64, place: &Place) {
         let nsqd = self.nsqd.get().map(String::as_str).unwrap_or("");
-        let _ = write!(
-            s,
-            "{{\"ev\":\"{}\",\"ts\":{ts},\"nsqd\":{},\"topic\":{}",
-            kind.name(),
-            json_str(nsqd),
-            json_str(place.topic)
-        );
+        let _ = write!(out, "{{\"ev\":\"{}\",\"ts\":{ts},\"nsqd\":", kind.name());
+        push_json_str(out, nsqd);
+        out.push_str(",\"topic\":");
+        push_json_str(out, place.topic);
         if let Some(c) = place.channel {
-            let _ = write!(s, ",\"channel\":{}", json_str(c));
+            out.push_str(",\"channel\":");
+            push_json_str(out, c);
         }
         if let Some(c) = place.client {
-            let _ = write!(s, ",\"client\":{}", json_str(c));
+            out.push_str(",\"client\":");
+            push_json_str(out, c);
         }
-        s
     }
 
     fn close_group(&self, st: &mut SinkState) {
@@ -228,8 +225,7 @@ impl EventSink {
                 channel: g.channel.as_deref(),
                 client: g.client.as_deref(),
             };
-            let head = self.head(g.kind, g.ts, &place);
-            st.out.push_str(&head);
+            self.write_head(&mut st.out, g.kind, g.ts, &place);
             write_ids(&mut st.out, &g.ids);
             st.out.push_str("}\n");
         }
@@ -264,14 +260,29 @@ impl EventSink {
 }
 
 fn write_ids(out: &mut String, ids: &[MessageId]) {
+    // IDs are encoded into a stack buffer a chunk at a time: one UTF-8 check per chunk rather
+    // than per ID (this runs for every delivered and finished message).
+    const CHUNK: usize = 64;
+    const QUOTED: usize = 19;
+    out.reserve(10 + ids.len() * QUOTED);
     out.push_str(",\"ids\":[");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    let mut buf = [0u8; CHUNK * QUOTED];
+    for (c, chunk) in ids.chunks(CHUNK).enumerate() {
+        let mut len = 0;
+        for (i, id) in chunk.iter().enumerate() {
+            if c > 0 || i > 0 {
+                buf[len] = b',';
+                len += 1;
+            }
+            buf[len] = b'"';
+            buf[len + 1..len + 17].copy_from_slice(&id.to_hex());
+            buf[len + 17] = b'"';
+            len += 18;
         }
-        out.push('"');
-        out.push_str(std::str::from_utf8(&id.to_hex()).unwrap_or(""));
-        out.push('"');
+        // Hex digits, quotes and commas: always ASCII.
+        if let Ok(text) = std::str::from_utf8(&buf[..len]) {
+            out.push_str(text);
+        }
     }
     out.push(']');
 }
@@ -279,6 +290,20 @@ fn write_ids(out: &mut String, ids: &[MessageId]) {
 /// A JSON string literal.
 pub fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Appends `s` as a JSON string. Names and addresses never need escaping, so they are copied
+/// as they are; anything else goes through serde_json.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&json_str(s));
+    }
 }
 
 /// `,"name":[1,2,3]` for per-message integer values.

@@ -37,6 +37,7 @@ use crate::protocol::compress::{Decoder, Encoder};
 use crate::protocol::frame::{self, put_frame, put_message_frame};
 use crate::protocol::guid::now_ns;
 use crate::protocol::identify::{ClientSettings, IdentifyRequest, IdentifyResponse};
+use crate::protocol::MessageId;
 use crate::protocol::{Command, ParseLimits, ProtocolError};
 
 /// Most messages pulled from a channel in one go, so one client cannot starve the others.
@@ -169,6 +170,7 @@ async fn handle(mut stream: TcpStream, services: Arc<Services>) {
         auth: None,
         auth_secret: String::new(),
         upgrade: None,
+        finished: Vec::new(),
     };
     let (rd, wr) = stream.into_split();
     let writer = tokio::spawn(write_loop(wr, shared.clone(), None));
@@ -332,6 +334,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for Prefixed<R> {
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
+    rd: R,
+    conn: &mut Connection<'_>,
+    buf: BytesMut,
+    decoder: Option<Decoder>,
+) -> ReadEnd<R> {
+    let end = read_commands(rd, conn, buf, decoder).await;
+    conn.report_finished();
+    end
+}
+
+async fn read_commands<R: AsyncRead + Unpin>(
     mut rd: R,
     conn: &mut Connection<'_>,
     mut buf: BytesMut,
@@ -376,6 +389,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         }
+        conn.report_finished();
         if shared.closing.load(Ordering::Acquire) {
             return ReadEnd::Closed;
         }
@@ -445,6 +459,9 @@ struct Connection<'a> {
     auth_secret: String,
     /// Set by IDENTIFY; the read loop hands the stream over for it.
     upgrade: Option<Upgrade>,
+    /// FINs not yet reported as a `finished` event: reported once per read buffer, so a
+    /// stream of FINs costs the event sink one lock and one line per buffer, not per message.
+    finished: Vec<MessageId>,
 }
 
 impl Connection<'_> {
@@ -468,6 +485,9 @@ impl Connection<'_> {
                 let (_, ch) = self.subscription();
                 ch.finish(client.id, id)
                     .map_err(|e| ProtocolError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
+                if ch.reports_finished() {
+                    self.finished.push(id);
+                }
                 client.finish_count.fetch_add(1, Ordering::Relaxed);
                 client.release_one();
                 Ok(())
@@ -521,6 +541,16 @@ impl Connection<'_> {
     }
 
     /// FIN/REQ/TOUCH are only parsed once subscribed, so the subscription exists.
+    fn report_finished(&mut self) {
+        if self.finished.is_empty() {
+            return;
+        }
+        if let Some((_, ch)) = self.shared.subscription.get() {
+            ch.report_finished(&self.shared.client.remote_address, &self.finished);
+        }
+        self.finished.clear();
+    }
+
     fn subscription(&self) -> &(Arc<Topic>, Arc<Channel>) {
         self.shared
             .subscription
