@@ -1,23 +1,28 @@
 //! `nsqrs replay`: republishes archived messages of a time window, in publish order, with
 //! MPUB batches, optionally to another topic and rate-limited.
 //!
-//! Each published batch is checkpointed (with the original → new ID mapping `trace` shows) in
-//! the run's row of `replay_runs`, so an interrupted replay resumes after its last recorded
-//! batch. SIGINT/SIGTERM waits for the batch on the wire and records it, so nothing is sent
-//! twice; after a crash (kill -9) the batches published but not yet recorded (at most two:
-//! one is read and sent while the previous is recorded) are sent again, never a gap.
+//! Each batch the broker accepts is checkpointed, with the original → new ID mapping `trace`
+//! shows, in the run's row of `replay_runs`, so an interrupted replay resumes after its last
+//! recorded batch. The next batch is read while the broker stores the current one, and handed
+//! over only once the current one is recorded, so at most one batch is ever with the broker
+//! unrecorded; the checkpoint before it goes out marks it as sent.
+//!
+//! What an interruption costs: SIGINT/SIGTERM waits for the batch on the wire and records
+//! it, so nothing is sent twice. A kill -9 (or a lost connection) between handing a batch to
+//! the broker and recording the reply leaves that one batch marked sent but unrecorded: the
+//! broker may or may not have stored it, and no reply can tell any more. The resumed run sends
+//! that batch again, alone, says so, and records it as resent so `trace` shows its messages
+//! may be in the target twice; never a gap.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::{ArgAction, Args};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nsqrs::archive::replay::{self, FileSource, Run, Source, Window};
+use nsqrs::archive::replay::{self, Batch, FileSource, Limits, Published, Run, Source, Window};
 use nsqrs::archive::store::{Location, OpenMode};
-use nsqrs::archive::trace::{format_ts, valid_id, ReplayRow};
-use nsqrs::archive::MessageRow;
+use nsqrs::archive::trace::{format_ts, valid_id};
 use nsqrs::archive::{now_ns, Store};
 use nsqrs::client::{PendingReply, Producer, Publish};
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
@@ -177,6 +182,7 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
         total: 0,
         done: 0,
         cursor: None,
+        sent: None,
         finished: false,
     });
     let window = Window {
@@ -193,14 +199,19 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     let remaining = source.count(&store, run.cursor.as_ref()).await?;
 
     if args.dry_run {
-        let first = source.batch(&store, run.cursor.as_ref(), 1).await?;
+        let one = Limits {
+            messages: 1,
+            bytes: MAX_BATCH_BYTES,
+            upto: None,
+        };
+        let first = source.read(&store, run.cursor.as_ref(), one).await?;
         println!(
             "would replay {remaining} messages from topic {} to topic {}{}",
             run.from_topic,
             run.to_topic,
             first
-                .first()
-                .map(|m| format!(", the first published {}", format_ts(m.ts)))
+                .first_ts()
+                .map(|ts| format!(", the first published {}", format_ts(ts)))
                 .unwrap_or_default()
         );
         return Ok(());
@@ -246,20 +257,27 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
         tools::terminated().await;
         let _ = stop_tx.send(true);
     });
+    // The batch a killed run left with the broker unrecorded goes out first and on its own,
+    // so its record can say it was sent twice and the rest's need not.
+    let mut resend = run.unrecorded().cloned();
     let mut read_cursor = run.cursor.clone();
-    let mut inflight: Option<(Vec<MessageRow>, PendingReply)> = None;
+    let mut inflight: Option<(Batch, PendingReply, bool)> = None;
     loop {
-        // The next batch is read and submitted before the previous one is recorded, so the
-        // broker works on one while the archive works on the other.
         let mut next = None;
         if !*stop_rx.borrow() {
-            let mut batch = source.batch(&store, read_cursor.as_ref(), batch_size).await?;
-            let mut bytes = 0;
-            if let Some(cut) = batch.iter().position(|m| {
-                bytes += m.body.len() + 4;
-                bytes > MAX_BATCH_BYTES
-            }) {
-                batch.truncate(cut.max(1));
+            let upto = resend.take();
+            let limits = Limits {
+                messages: batch_size,
+                bytes: MAX_BATCH_BYTES,
+                upto: upto.as_ref(),
+            };
+            let batch = source.read(&store, read_cursor.as_ref(), limits).await?;
+            if upto.is_some() && !batch.is_empty() {
+                eprintln!(
+                    "note: the previous attempt stopped before the broker's reply to {} messages was \
+                     recorded; sending them again (the broker may hold them twice)",
+                    batch.len()
+                );
             }
             if args.rate > 0 && !batch.is_empty() {
                 let due = Duration::from_secs_f64(sent_here as f64 / args.rate as f64);
@@ -271,53 +289,50 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
                 }
             }
             if !batch.is_empty() && !*stop_rx.borrow() {
-                // The bodies go to the producer; only IDs and cursors are needed afterwards.
-                let bodies: Vec<Bytes> = batch
-                    .iter_mut()
-                    .map(|m| Bytes::from(std::mem::take(&mut m.body)))
-                    .collect();
+                read_cursor = batch.last().cloned();
+                next = Some((batch, upto.is_some()));
+            }
+        }
+        // The next batch counts as sent from this checkpoint on: it goes out right after.
+        run.sent = next.as_ref().and_then(|(b, _)| b.last().cloned());
+        match inflight.take() {
+            Some((batch, reply, resent)) => {
+                let receipt = reply.await.map_err(|e| format!("publish to {addr}: {e}"))?;
+                let known = receipt.ids.len() == batch.len();
+                if !known {
+                    unknown_ids += batch.len() as u64;
+                }
+                replay::advance(&mut run, &batch);
+                let published = Published {
+                    batch: &batch,
+                    new_ids: known.then_some(&receipt.ids[..]),
+                    resent,
+                    replayed_at: now_ns(),
+                };
+                replay::checkpoint(&store, &run, Some(published)).await?;
+                bar.set_position(run.done as u64);
+            }
+            None if next.is_some() => replay::checkpoint(&store, &run, None).await?,
+            None => {}
+        }
+        match next {
+            Some((mut batch, resent)) => {
                 let reply = producer
                     .submit(Publish::Mpub {
                         topic: run.to_topic.clone(),
-                        bodies,
+                        bodies: batch.take_bodies(),
                     })
                     .await
                     .map_err(|e| format!("publish to {addr}: {e}"))?;
-                read_cursor = batch.last().map(replay::cursor_of);
                 sent_here += batch.len() as u64;
-                next = Some((batch, reply));
+                inflight = Some((batch, reply, resent));
             }
-        }
-        if let Some((batch, reply)) = inflight.take() {
-            let receipt = reply.await.map_err(|e| format!("publish to {addr}: {e}"))?;
-            let replayed_at = now_ns();
-            let known = receipt.ids.len() == batch.len();
-            let replays: Vec<ReplayRow> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, m)| ReplayRow {
-                    run_id: run.run_id.clone(),
-                    original_id: m.id.clone(),
-                    new_id: known.then(|| String::from_utf8_lossy(&receipt.ids[i].to_hex()).into_owned()),
-                    from_topic: run.from_topic.clone(),
-                    to_topic: run.to_topic.clone(),
-                    replayed_at,
-                })
-                .collect();
-            if !known {
-                unknown_ids += batch.len() as u64;
-            }
-            replay::advance(&mut run, &batch);
-            replay::checkpoint(&store, &run, replays, false).await?;
-            bar.set_position(run.done as u64);
-        }
-        match next {
-            Some(n) => inflight = Some(n),
             None if *stop_rx.borrow() => return interrupted(&run),
             None => break,
         }
     }
-    replay::checkpoint(&store, &run, Vec::new(), true).await?;
+    run.finished = true;
+    replay::checkpoint(&store, &run, None).await?;
     bar.finish_and_clear();
     producer.stop().await;
     println!(

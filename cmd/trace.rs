@@ -344,9 +344,14 @@ fn print_table(t: &Trace, id: &str) {
                 unknown = true;
                 "<id unknown>".into()
             });
+            let again = if r.resent {
+                " (sent again after the run was killed: may be there twice)"
+            } else {
+                ""
+            };
             table.add_row([
                 format_ts(r.replayed_at),
-                format!("replayed as {new} into {}", r.to_topic),
+                format!("replayed as {new} into {}{again}", r.to_topic),
                 r.run_id.clone(),
             ]);
         }
@@ -377,7 +382,7 @@ fn print_json(t: &Trace, id: &str, live: Option<&Live>) {
         .iter()
         .map(|r| {
             json!({"run_id": r.run_id, "new_id": r.new_id, "from_topic": r.from_topic,
-                   "to_topic": r.to_topic, "replayed_at": r.replayed_at})
+                   "to_topic": r.to_topic, "replayed_at": r.replayed_at, "resent": r.resent})
         })
         .collect();
     let mut out = json!({

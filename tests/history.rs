@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -404,18 +405,22 @@ fn replay_republishes_a_window_in_order_and_resumes() {
     let o = first.wait_with_output().unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
-    let done_first = count(&db, "SELECT COUNT(*) FROM replays");
+    let done_first = count(&db, REPLAYED);
     assert!(done_first > 0 && done_first < 600, "{done_first}");
     let o = nsqrs(&args);
     assert!(o.status.success(), "{}", stderr(&o));
+    // SIGTERM left nothing with the broker unrecorded.
+    assert!(!stderr(&o).contains("sending them again"), "{}", stderr(&o));
     assert!(stderr(&o).contains("resuming replay run"), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("replayed 600 messages from topic src to topic dst"),
         "{}",
         stdout(&o)
     );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM replays"), 600);
-    assert_eq!(count(&db, "SELECT COUNT(DISTINCT original_id) FROM replays"), 600);
+    assert_eq!(count(&db, REPLAYED), 600);
+    let originals = recorded_originals(&db);
+    assert_eq!(originals.len(), 600);
+    assert_eq!(originals.iter().collect::<HashSet<_>>().len(), 600);
 
     // What reached dst: every body once, in the original publish order.
     let t = ToDb::start(&n, "dst", &out, &["--flush-interval=100ms"]);
@@ -435,6 +440,16 @@ fn replay_republishes_a_window_in_order_and_resumes() {
     let o = nsqrs(&["trace", &id, "--db", &db]);
     assert!(stdout(&o).contains("replayed as"), "{}", stdout(&o));
     assert!(stdout(&o).contains("into dst"), "{}", stdout(&o));
+    // ... as the very message the copy became, for every message (nsqrs serve returns IDs).
+    let copies = ids_by_body(&out);
+    for (original, body) in ids_by_body(&db).iter().map(|(b, i)| (i, b)).take(600).step_by(37) {
+        let o = nsqrs(&["trace", original, "--db", &db, "--format=json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let replays = v["replays"].as_array().unwrap();
+        assert_eq!(replays.len(), 1, "{v}");
+        assert_eq!(replays[0]["new_id"], copies[body], "{v}");
+        assert_eq!(replays[0]["resent"], false);
+    }
 
     // A to-file JSON file is a source too; --id narrows any source.
     let file = dir.path().join("t.log");
@@ -466,6 +481,170 @@ fn replay_republishes_a_window_in_order_and_resumes() {
         .find(|t| t["topic_name"] == "fromfile")
         .unwrap();
     assert_eq!(topic["message_count"], 2);
+}
+
+/// Messages recorded as replayed.
+const REPLAYED: &str = "SELECT COALESCE(SUM(messages), 0) FROM replay_batches";
+
+/// Every original ID recorded as replayed, in run and publish order.
+fn recorded_originals(db: &str) -> Vec<String> {
+    let conn = sqlite(db);
+    let mut stmt = conn
+        .prepare("SELECT original_ids FROM replay_batches ORDER BY run_id, seq")
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap)
+        .flat_map(|ids| ids.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Body → ID of the archived messages.
+fn ids_by_body(db: &str) -> std::collections::BTreeMap<String, String> {
+    let conn = sqlite(db);
+    let mut stmt = conn
+        .prepare("SELECT CAST(body AS TEXT), id FROM messages")
+        .unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn replay_killed_mid_run_resends_only_the_unrecorded_batch() {
+    let n = Nsqd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db").to_str().unwrap().to_string();
+    let out = dir.path().join("b.db").to_str().unwrap().to_string();
+    let bodies = numbered("k", 600);
+    publish(&n, "src", &bodies);
+    let t = ToDb::start(&n, "src", &db, &["--flush-interval=100ms"]);
+    wait_for("archive", 30, || {
+        count(&db, "SELECT COUNT(*) FROM messages") == 600
+    });
+    t.terminate();
+
+    let args = [
+        "replay",
+        "--since=1h",
+        "--topic=src",
+        "--to-topic=dst",
+        "--db",
+        &db,
+        "--nsqd-tcp-address",
+        &n.tcp,
+    ];
+    // Paced at 400/s in batches of 40, a run spends most of its time waiting with the
+    // previous batch answered but not yet recorded: that is where kill -9 lands.
+    let mut first = Command::new(BIN)
+        .args(args)
+        .arg("--rate=400")
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (done, unrecorded): (i64, bool) = sqlite(&db)
+        .query_row(
+            "SELECT done, sent_ts > cursor_ts OR (sent_ts = cursor_ts AND (sent_id > cursor_id \
+             OR (sent_id = cursor_id AND sent_nsqd > cursor_nsqd))) FROM replay_runs",
+            [],
+            |r| Ok((r.get(0)?, r.get::<_, Option<bool>>(1)?.unwrap_or(false))),
+        )
+        .unwrap();
+    assert!(done > 0 && done < 600, "{done}");
+    assert_eq!(count(&db, REPLAYED), done);
+    // Mid-run there is always a batch with the broker whose reply is not recorded yet.
+    assert!(unrecorded);
+
+    let o = nsqrs(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("replayed 600 messages"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("sending them again"), "{}", stderr(&o));
+    assert_eq!(count(&db, REPLAYED), 600);
+    let resent = count(
+        &db,
+        "SELECT COALESCE(SUM(messages), 0) FROM replay_batches WHERE resent = 1",
+    );
+    assert!(resent > 0 && resent <= 40, "{resent}");
+
+    // dst has every body in order; only the resent batch may be there twice.
+    let t = ToDb::start(&n, "dst", &out, &["--flush-interval=100ms"]);
+    wait_for("replayed copies", 30, || {
+        count(&out, "SELECT COUNT(*) FROM messages") >= 600
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    t.terminate();
+    let got = bodies_in_order(&out);
+    let mut seen = HashSet::new();
+    let firsts: Vec<&String> = got.iter().filter(|b| seen.insert(*b)).collect();
+    assert_eq!(firsts, bodies.iter().collect::<Vec<_>>());
+    assert!(got.len() as i64 - 600 <= resent, "{} copies", got.len());
+
+    let id: String = sqlite(&db)
+        .query_row(
+            "SELECT substr(original_ids, 1, 16) FROM replay_batches WHERE resent = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let o = nsqrs(&["trace", &id, "--db", &db]);
+    assert!(stdout(&o).contains("may be there twice"), "{}", stdout(&o));
+}
+
+#[test]
+fn an_archive_from_before_batched_replay_records_is_migrated_and_still_traced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db").to_str().unwrap().to_string();
+    {
+        // Schema version 1 as an earlier nsqrs left it: one replay recorded per message, and
+        // a run interrupted half-way.
+        use nsqrs::archive::schema::{statements, Dialect, MIGRATIONS};
+        let conn = sqlite(&db);
+        conn.execute_batch("CREATE TABLE nsqrs_schema (version BIGINT NOT NULL)")
+            .unwrap();
+        for s in statements(MIGRATIONS[0], Dialect::Sqlite) {
+            conn.execute_batch(&s).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO nsqrs_schema VALUES (1);
+             INSERT INTO messages VALUES ('src', '0000000000000001', 'h:4150', 1000, 1, X'6f6e65', 1);
+             INSERT INTO messages VALUES ('src', '0000000000000002', 'h:4150', 2000, 1, X'74776f', 1);
+             INSERT INTO replays VALUES ('r1', 0, '0000000000000001', '00000000000000a1', 'src', 'dst', 5000);
+             INSERT INTO replay_runs (run_id, identity, from_topic, to_topic, since_ns, until_ns, total,
+                 done, cursor_ts, cursor_id, cursor_nsqd, started_at, updated_at)
+                 VALUES ('r1', 'x', 'src', 'dst', 0, 3000, 2, 1, 1000, '0000000000000001', 'h:4150', 1, 1);",
+        )
+        .unwrap();
+    }
+    let o = nsqrs(&["trace", "0000000000000001", "--db", &db]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("replayed as 00000000000000a1 into dst"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(count(&db, "SELECT MAX(version) FROM nsqrs_schema"), 2);
+
+    // The old run resumes: only the second message goes, and nothing counts as resent.
+    let n = Nsqd::start(&[]);
+    let o = nsqrs(&[
+        "replay",
+        "--resume=r1",
+        "--db",
+        &db,
+        "--topic=src",
+        "--nsqd-tcp-address",
+        &n.tcp,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("sending them again"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("replayed 2 messages"), "{}", stdout(&o));
+    assert_eq!(recorded_originals(&db), ["0000000000000002"]);
+    let o = nsqrs(&["trace", "0000000000000002", "--db", &db, "--format=json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["replays"][0]["to_topic"], "dst", "{v}");
+    assert!(v["replays"][0]["new_id"].is_string(), "{v}");
 }
 
 #[test]

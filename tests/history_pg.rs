@@ -261,6 +261,11 @@ fn archive_trace_and_replay_through_postgres() {
         })
         .collect();
     got.sort();
+    // trace names the copy the first message became.
+    let o = nsqrs(&["trace", &id, "--db", &pg.url, "--format=json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let copy = got.iter().find(|g| g.2 == bodies[0]).unwrap();
+    assert_eq!(v["replays"][0]["new_id"], copy.1.as_str(), "{v}");
     let got: Vec<String> = got.into_iter().map(|g| g.2).collect();
     assert_eq!(got, bodies);
 

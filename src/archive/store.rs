@@ -452,6 +452,46 @@ impl Store {
         }
     }
 
+    /// Calls `visit` with each row of the result, in place, until it returns false. For
+    /// callers that copy columns into buffers of their own: no row is built, so a large
+    /// result costs no allocation per row.
+    pub async fn query_each(
+        &self,
+        sql: &str,
+        params: Row,
+        mut visit: impl FnMut(&RowRef<'_>) -> bool,
+    ) -> Result<(), String> {
+        match self {
+            Store::Sqlite(conn) => tokio::task::block_in_place(|| {
+                let conn = conn.lock();
+                let mut stmt = conn.prepare_cached(&sqlite_sql(sql)).map_err(db_err)?;
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(params.iter()))
+                    .map_err(db_err)?;
+                while let Some(r) = rows.next().map_err(db_err)? {
+                    if !visit(&RowRef::Sqlite(r)) {
+                        break;
+                    }
+                }
+                Ok(())
+            }),
+            Store::Postgres(client) => {
+                let client = client.lock().await;
+                let boxed = to_postgres(&params);
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed
+                    .iter()
+                    .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                for r in client.query(sql, &refs).await.map_err(pg_err)? {
+                    if !visit(&RowRef::Postgres(&r)) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Archives messages in one transaction. A message already archived (same topic, ID and
     /// nsqd: a re-delivery) is left as it is. Returns how many were new.
     pub async fn insert_messages(&self, rows: Vec<MessageRow>) -> Result<u64, String> {
@@ -469,6 +509,47 @@ impl Store {
         );
         let rows = rows.into_iter().map(EventRow::into_row).collect();
         self.transaction(vec![(sql, rows)]).await
+    }
+}
+
+/// A result row still owned by the driver, read column by column (see `Store::query_each`).
+/// A column of another kind reads as 0 or empty, like `Value`'s accessors.
+pub enum RowRef<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Postgres(&'a tokio_postgres::Row),
+}
+
+impl RowRef<'_> {
+    pub fn int(&self, i: usize) -> i64 {
+        match self {
+            RowRef::Sqlite(r) => match r.get_ref(i) {
+                Ok(ValueRef::Integer(v)) => v,
+                _ => 0,
+            },
+            RowRef::Postgres(r) => r
+                .try_get::<_, i64>(i)
+                .or_else(|_| r.try_get::<_, i32>(i).map(i64::from))
+                .unwrap_or(0),
+        }
+    }
+
+    /// A text or byte column, as bytes.
+    pub fn bytes(&self, i: usize) -> &[u8] {
+        match self {
+            RowRef::Sqlite(r) => match r.get_ref(i) {
+                Ok(ValueRef::Text(b) | ValueRef::Blob(b)) => b,
+                _ => &[],
+            },
+            RowRef::Postgres(r) => match r.try_get::<_, &[u8]>(i) {
+                Ok(b) => b,
+                Err(_) => r.try_get::<_, &str>(i).map(str::as_bytes).unwrap_or(&[]),
+            },
+        }
+    }
+
+    /// A text column; invalid UTF-8 reads as empty.
+    pub fn text(&self, i: usize) -> &str {
+        std::str::from_utf8(self.bytes(i)).unwrap_or("")
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde_json::Value as Json;
 
+use super::replay::RECORD_SPAN_NS;
 use super::store::{Row, Store, Value, EVENT_COLUMNS, MESSAGE_COLUMNS};
 use super::{EventRow, MessageRow};
 
@@ -16,9 +17,14 @@ pub struct ReplayRow {
     pub from_topic: String,
     pub to_topic: String,
     pub replayed_at: i64,
+    /// Sent again by a run resumed after it was killed before recording the broker's reply,
+    /// so the target topic may have it twice.
+    pub resent: bool,
 }
 
 impl ReplayRow {
+    /// A row of `replays`, where replays were recorded one per message before
+    /// `replay_batches`.
     fn from_row(r: Row) -> ReplayRow {
         ReplayRow {
             run_id: r[0].text(),
@@ -27,6 +33,7 @@ impl ReplayRow {
             from_topic: r[3].text(),
             to_topic: r[4].text(),
             replayed_at: r[5].int(),
+            resent: false,
         }
     }
 }
@@ -72,24 +79,82 @@ pub async fn by_id(store: &Store, id: &str) -> Result<Trace, String> {
         .into_iter()
         .map(EventRow::from_row)
         .collect();
-    let replays: Vec<ReplayRow> = store
+    if messages.is_empty() && events.is_empty() {
+        return Err(format!("message {id} is not in the archive"));
+    }
+    let mut replays: Vec<ReplayRow> = store
         .query(
             "SELECT run_id, original_id, new_id, from_topic, to_topic, replayed_at FROM replays \
-             WHERE original_id = $1 ORDER BY replayed_at",
+             WHERE original_id = $1",
             vec![Value::from(id.as_str())],
         )
         .await?
         .into_iter()
         .map(ReplayRow::from_row)
         .collect();
-    if messages.is_empty() && events.is_empty() {
-        return Err(format!("message {id} is not in the archive"));
-    }
+    replays.extend(batched_replays(store, &id, &messages, &events).await?);
+    replays.sort_by_key(|r| r.replayed_at);
     Ok(Trace {
         messages,
         events,
         replays,
     })
+}
+
+/// The replays of `id` recorded in `replay_batches`. Those rows are found by publish time
+/// (see `replay::RECORD_SPAN_NS`), which the message's archived copies give, or else its
+/// publish events (a message replayed from to-file files may have no archived copy).
+async fn batched_replays(
+    store: &Store,
+    id: &str,
+    messages: &[MessageRow],
+    events: &[EventRow],
+) -> Result<Vec<ReplayRow>, String> {
+    let mut spots: Vec<(&str, i64)> = messages.iter().map(|m| (m.topic.as_str(), m.ts)).collect();
+    for e in events.iter().filter(|e| e.kind == "published") {
+        let detail: Json = serde_json::from_str(&e.detail).unwrap_or(Json::Null);
+        if let Some(ts) = detail["timestamps"].as_i64() {
+            spots.push((e.topic.as_str(), ts));
+        }
+    }
+    spots.sort_unstable();
+    spots.dedup();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (topic, ts) in spots {
+        let rows = store
+            .query(
+                "SELECT run_id, seq, original_ids, new_ids, from_topic, to_topic, replayed_at, resent \
+                 FROM replay_batches WHERE from_topic = $1 AND first_ts >= $2 AND first_ts <= $3 \
+                 AND last_ts >= $3",
+                vec![topic.into(), ts.saturating_sub(RECORD_SPAN_NS).into(), ts.into()],
+            )
+            .await?;
+        for r in rows {
+            if !seen.insert((r[0].text(), r[1].int())) {
+                continue;
+            }
+            let new_ids = r[3].opt_text();
+            for (i, original) in r[2].text().split(' ').enumerate() {
+                if original != id {
+                    continue;
+                }
+                out.push(ReplayRow {
+                    run_id: r[0].text(),
+                    original_id: id.to_string(),
+                    new_id: new_ids
+                        .as_deref()
+                        .and_then(|n| n.split(' ').nth(i))
+                        .map(str::to_string),
+                    from_topic: r[4].text(),
+                    to_topic: r[5].text(),
+                    replayed_at: r[6].int(),
+                    resent: r[7].int() != 0,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What to look for when the ID is not known.
