@@ -354,19 +354,26 @@ fn bodies_in_order(db: &str) -> Vec<String> {
     rows.map(Result::unwrap).collect()
 }
 
-#[test]
-fn replay_republishes_a_window_in_order_and_resumes() {
-    let n = Nsqd::start(&[]);
+/// 600 numbered messages published on `src` and archived; returns the directory, the archive,
+/// a second database path for the replay's own records, and the bodies.
+fn archive_600(n: &Nsqd, prefix: &str) -> (tempfile::TempDir, String, String, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("a.db").to_str().unwrap().to_string();
     let out = dir.path().join("b.db").to_str().unwrap().to_string();
-    let bodies = numbered("r", 600);
-    publish(&n, "src", &bodies);
-    let t = ToDb::start(&n, "src", &db, &["--flush-interval=100ms"]);
+    let bodies = numbered(prefix, 600);
+    publish(n, "src", &bodies);
+    let t = ToDb::start(n, "src", &db, &["--flush-interval=100ms"]);
     wait_for("archive", 30, || {
         count(&db, "SELECT COUNT(*) FROM messages") == 600
     });
     t.terminate();
+    (dir, db, out, bodies)
+}
+
+#[test]
+fn replay_republishes_a_window_in_order_and_resumes() {
+    let n = Nsqd::start(&[]);
+    let (dir, db, out, bodies) = archive_600(&n, "r");
 
     let o = nsqrs(&[
         "replay",
@@ -511,16 +518,7 @@ fn ids_by_body(db: &str) -> std::collections::BTreeMap<String, String> {
 #[test]
 fn replay_killed_mid_run_resends_only_the_unrecorded_batch() {
     let n = Nsqd::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("a.db").to_str().unwrap().to_string();
-    let out = dir.path().join("b.db").to_str().unwrap().to_string();
-    let bodies = numbered("k", 600);
-    publish(&n, "src", &bodies);
-    let t = ToDb::start(&n, "src", &db, &["--flush-interval=100ms"]);
-    wait_for("archive", 30, || {
-        count(&db, "SELECT COUNT(*) FROM messages") == 600
-    });
-    t.terminate();
+    let (_dir, db, out, bodies) = archive_600(&n, "k");
 
     let args = [
         "replay",

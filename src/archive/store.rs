@@ -376,10 +376,7 @@ impl Store {
                     let stmt = tx.prepare(sql).await.map_err(pg_err)?;
                     for row in rows {
                         let boxed = to_postgres(row);
-                        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed
-                            .iter()
-                            .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                            .collect();
+                        let refs = param_refs(&boxed);
                         changed += tx.execute(&stmt, &refs).await.map_err(pg_err)?;
                     }
                 }
@@ -418,10 +415,7 @@ impl Store {
                 use tokio_postgres::types::Type;
                 let client = client.lock().await;
                 let boxed = to_postgres(&params);
-                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed
-                    .iter()
-                    .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
+                let refs = param_refs(&boxed);
                 let rows = client.query(sql, &refs).await.map_err(pg_err)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in rows {
@@ -478,10 +472,7 @@ impl Store {
             Store::Postgres(client) => {
                 let client = client.lock().await;
                 let boxed = to_postgres(&params);
-                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed
-                    .iter()
-                    .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
+                let refs = param_refs(&boxed);
                 for r in client.query(sql, &refs).await.map_err(pg_err)? {
                     if !visit(&RowRef::Postgres(&r)) {
                         break;
@@ -564,6 +555,13 @@ impl rusqlite::ToSql for Value {
             Value::Null => Borrowed(ValueRef::Null),
         })
     }
+}
+
+type PgParam = dyn tokio_postgres::types::ToSql + Sync;
+
+/// The borrowed form tokio-postgres takes of what `to_postgres` built.
+fn param_refs(boxed: &[Box<dyn tokio_postgres::types::ToSql + Sync + Send>]) -> Vec<&PgParam> {
+    boxed.iter().map(|b| b.as_ref() as &PgParam).collect()
 }
 
 fn to_postgres(row: &[Value]) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> {
