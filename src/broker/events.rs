@@ -159,8 +159,9 @@ impl EventSink {
         st.open.as_mut().unwrap().ids.extend_from_slice(ids);
     }
 
-    /// Like `record`, for the per-message hot paths (FIN, TOUCH, timeouts): the place is only
-    /// built when a new group starts; runs with the same `key` just append IDs.
+    /// Like `record`, for events that come one message at a time (TOUCH, timeouts; FINs come
+    /// batched per read buffer through `record`): the place is only built when a new group
+    /// starts; runs with the same `key` just append IDs.
     pub fn record_keyed(
         &self,
         kind: Kind,

@@ -314,14 +314,14 @@ impl Topic {
                     let mut log = log.lock();
                     let records = append(&mut ids);
                     let head = log.append(&records).map_err(PublishError::Io)?;
-                    self.note_deferred(head, &records, true);
+                    self.note_deferred(head, &records, deliver_at_ns, true);
                     *self.core.head.lock() = head;
                 }
                 LogStore::Memory(log) => {
                     let mut log = log.lock();
                     let records = append(&mut ids);
                     let (head, _dropped) = log.append(&records);
-                    self.note_deferred(head, &records, false);
+                    self.note_deferred(head, &records, deliver_at_ns, false);
                     *self.core.head.lock() = head;
                 }
             }
@@ -335,8 +335,8 @@ impl Topic {
 
     /// Remembers the sequence numbers of just-appended deferred messages (before the new head
     /// is visible, so no channel can read past them unnoticed).
-    fn note_deferred(&self, head: LogHead, records: &[NewRecord], on_disk: bool) {
-        if records.iter().all(|r| r.deliver_at_ns == 0) {
+    fn note_deferred(&self, head: LogHead, records: &[NewRecord], deliver_at_ns: i64, on_disk: bool) {
+        if deliver_at_ns == 0 {
             return;
         }
         let mut map = self.core.unread_deferred.lock();
@@ -350,14 +350,12 @@ impl Topic {
             } else {
                 seq
             };
-            if rec.deliver_at_ns > 0 {
-                let entry = UnreadDeferred {
-                    due_ns: rec.deliver_at_ns,
-                    id: rec.id,
-                    pos,
-                };
-                map.insert(seq, entry);
-            }
+            let entry = UnreadDeferred {
+                due_ns: deliver_at_ns,
+                id: rec.id,
+                pos,
+            };
+            map.insert(seq, entry);
         }
     }
 
