@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// IDENTIFY output_buffer_timeout, Go duration or -1 to disable [default: server's 250ms]
     #[arg(long, allow_hyphen_values = true, value_parser = parse_buffer_timeout)]
     pub output_buffer_timeout: Option<i64>,
+    /// go-nsq option for every connection, for TLS, compression and AUTH (tls_v1,true,
+    /// tls_root_ca_file,PATH, snappy,true, deflate,true, auth_secret,S, …); repeatable
+    #[arg(long, value_name = "KEY,VALUE")]
+    pub client_opt: Vec<String>,
     /// null-server mode: address to listen on (port 0 picks a free one)
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
@@ -149,7 +153,36 @@ async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
     let connections = args
         .connections
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    // Options that shape a consumer or producer (max_in_flight, backoff…) mean nothing to the
+    // bench, which has flags of its own; only the connection's transport is taken.
+    const TRANSPORT_KEYS: [&str; 10] = [
+        "tls_v1",
+        "tls_root_ca_file",
+        "tls_insecure_skip_verify",
+        "tls_cert",
+        "tls_key",
+        "tls_min_version",
+        "snappy",
+        "deflate",
+        "deflate_level",
+        "auth_secret",
+    ];
+    if let Some(other) = args
+        .client_opt
+        .iter()
+        .map(|pair| pair.split(',').next().unwrap_or(""))
+        .find(|key| !TRANSPORT_KEYS.contains(key))
+    {
+        return Err(format!(
+            "--client-opt: {other:?} is not a transport option (bench takes {})",
+            TRANSPORT_KEYS.join(", ")
+        )
+        .into());
+    }
+    let transport =
+        crate::tools::client_config(&args.client_opt).map_err(|e| format!("--client-opt: {e}"))?;
     let cfg = Config {
+        transport,
         mode,
         address: args.nsqd_tcp_address.clone(),
         topic: args.topic.clone(),

@@ -103,7 +103,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__bench)
-            opts="-h --nsqd-tcp-address --topic --channel --size --batch-size --runfor --connections --rdy --rate --count --mode --format --server-pid --output-buffer-size --output-buffer-timeout --listen --help"
+            opts="-h --nsqd-tcp-address --topic --channel --size --batch-size --runfor --connections --rdy --rate --count --mode --format --server-pid --output-buffer-size --output-buffer-timeout --client-opt --listen --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +166,10 @@ _nsqrs() {
                     return 0
                     ;;
                 --output-buffer-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-opt)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

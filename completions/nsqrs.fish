@@ -132,6 +132,7 @@ json\t''"
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l server-pid -d 'Sample this process\'s VmRSS/VmHWM (e.g. the broker) during the run' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l output-buffer-size -d 'IDENTIFY output_buffer_size for every connection (-1 = unbuffered) [default: server\'s]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l output-buffer-timeout -d 'IDENTIFY output_buffer_timeout, Go duration or -1 to disable [default: server\'s 250ms]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l client-opt -d 'go-nsq option for every connection, for TLS, compression and AUTH (tls_v1,true, tls_root_ca_file,PATH, snappy,true, deflate,true, auth_secret,S, …); repeatable' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l listen -d 'null-server mode: address to listen on (port 0 picks a free one)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand pub" -l topic -d 'NSQ topic to publish to' -r

@@ -53,6 +53,22 @@ pub struct Config {
     pub count: Option<u64>,
     pub server_pid: Option<u32>,
     pub identify: wire::IdentifyOptions,
+    /// TLS, compression and AUTH, as go-nsq options set them (`--client-opt`).
+    pub transport: crate::client::Config,
+}
+
+/// One connection of the run, plain or TLS.
+pub type BenchConn = wire::Conn<crate::client::connect::Transport>;
+
+/// Connects and negotiates one connection the way `cfg` says.
+pub async fn open(
+    addr: &str,
+    identify: &wire::IdentifyOptions,
+    transport: &crate::client::Config,
+) -> Result<(BenchConn, wire::ServerInfo)> {
+    let log = |line: &str| eprintln!("nsqrs bench: {addr}: {line}");
+    let n = crate::client::connect::connect_with(addr, transport, identify, &log).await?;
+    Ok((n.conn, n.info))
 }
 
 pub const DEFAULT_LATENCY_RATE: u64 = 1000;
@@ -158,6 +174,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
                 count: cfg.count,
                 runfor: cfg.runfor,
                 identify: &cfg.identify,
+                transport: &cfg.transport,
             };
             let (stats, info) = latency::run(plan).await?;
             report.latency = Some((&stats).into());
@@ -171,7 +188,8 @@ pub async fn run(cfg: Config) -> Result<Report> {
             // channel that does not exist yet.
             let mut subs = Vec::new();
             if wants_reader {
-                let (conns, server) = load::open_all(&cfg.address, cfg.connections, &cfg.identify).await?;
+                let (conns, server) =
+                    load::open_all(&cfg.address, cfg.connections, &cfg.identify, &cfg.transport).await?;
                 info = server;
                 for conn in conns {
                     let sub = load::Subscriber::subscribe(
@@ -187,7 +205,8 @@ pub async fn run(cfg: Config) -> Result<Report> {
             }
             let mut writers = Vec::new();
             if wants_writer {
-                let (conns, server) = load::open_all(&cfg.address, cfg.connections, &cfg.identify).await?;
+                let (conns, server) =
+                    load::open_all(&cfg.address, cfg.connections, &cfg.identify, &cfg.transport).await?;
                 info = server;
                 writers = conns;
             }
@@ -261,6 +280,7 @@ mod tests {
             count: None,
             server_pid: Some(std::process::id()),
             identify: wire::IdentifyOptions::default(),
+            transport: crate::client::Config::default(),
         }
     }
 

@@ -425,3 +425,55 @@ fn to_db_archives_from_a_tls_cluster() {
     got.sort();
     assert_eq!(got, bodies);
 }
+
+/// `nsqrs bench` with `--client-opt` pairs; returns its JSON report.
+fn bench(n: &Nsqd, mode: &str, opts: &[String]) -> Value {
+    let mut args = vec![
+        "bench".to_string(),
+        format!("--nsqd-tcp-address={}", n.tcp),
+        format!("--mode={mode}"),
+        "--topic=secure_bench".into(),
+        "--connections=1".into(),
+        "--count=2000".into(),
+        "--runfor=10s".into(),
+        "--format=json".into(),
+    ];
+    args.extend(opt_flags("client-opt", opts));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_tool(&refs, b"", LIMIT);
+    assert_eq!(out.status.code(), Some(0), "bench {mode}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bench_over_tls_with_snappy_and_over_deflate() {
+    let certs = Certs::new();
+    let n = start(
+        &certs,
+        &["--tls-required=true", "--snappy=true", "--deflate=true"],
+    );
+    for extra in ["snappy,true", "deflate,true"] {
+        let mut opts = tls_opts(&certs);
+        opts.push(extra.to_string());
+        let wrote = bench(&n, "writer", &opts);
+        assert_eq!(wrote["writer"]["messages"], 2000, "{wrote}");
+        let read = bench(&n, "reader", &opts);
+        assert_eq!(read["reader"]["messages"], 2000, "{read}");
+    }
+    // Options that shape consumers mean nothing to the bench: refused, not ignored.
+    let out = run_tool(
+        &[
+            "bench",
+            &format!("--nsqd-tcp-address={}", n.tcp),
+            "--client-opt=max_in_flight,5",
+        ],
+        b"",
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("\"max_in_flight\" is not a transport option"),
+        "{}",
+        text(&out.stderr)
+    );
+}

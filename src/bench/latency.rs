@@ -5,7 +5,7 @@
 //! stamp travels through the broker; publisher and reader share this host's clock.
 
 use super::load::{FlushRule, Subscriber};
-use super::wire::{self, encode, Conn, Result};
+use super::wire::{self, encode, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,6 +39,7 @@ pub struct LatencyPlan<'a> {
     pub count: Option<u64>,
     pub runfor: Duration,
     pub identify: &'a wire::IdentifyOptions,
+    pub transport: &'a crate::client::Config,
 }
 
 pub fn now_ns() -> i64 {
@@ -55,12 +56,10 @@ pub fn stamp_of(body: &[u8]) -> Option<i64> {
 }
 
 pub async fn run(plan: LatencyPlan<'_>) -> Result<(LatencyStats, wire::ServerInfo)> {
-    let mut reader = Conn::connect(plan.addr).await?;
-    let info = reader.handshake(plan.identify).await?;
+    let (reader, info) = super::open(plan.addr, plan.identify, plan.transport).await?;
     let mut sub = Subscriber::subscribe(reader, plan.topic, plan.channel, plan.rdy, FlushRule::Idle).await?;
     sub.ready().await?;
-    let mut publisher = Conn::connect(plan.addr).await?;
-    publisher.handshake(plan.identify).await?;
+    let (mut publisher, _) = super::open(plan.addr, plan.identify, plan.transport).await?;
 
     // Anything stamped before this instant is a leftover from an earlier run.
     let run_start_ns = now_ns();
@@ -128,7 +127,7 @@ pub async fn run(plan: LatencyPlan<'_>) -> Result<(LatencyStats, wire::ServerInf
 /// Publishes `rate` messages per second until `runfor` or `count`. Pacing is by elapsed
 /// time, so a slow reply is caught up with a larger batch rather than lowering the rate.
 async fn publish_paced(
-    conn: &mut Conn<tokio::net::TcpStream>,
+    conn: &mut super::BenchConn,
     plan: &LatencyPlan<'_>,
     published: &AtomicU64,
 ) -> Result<Duration> {

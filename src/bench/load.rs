@@ -3,11 +3,11 @@
 //! message, batching FINs with NSQ's flushing rule. Also owns `Subscriber`, the consuming
 //! loop the latency mode reuses.
 
-use super::wire::{self, encode, Conn, Frame, Message, Result};
+use super::wire::{self, encode, Frame, Message, Result};
+use super::BenchConn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -41,7 +41,7 @@ pub enum FlushRule {
 
 /// A subscribed connection that FINs everything it receives.
 pub struct Subscriber {
-    conn: Conn<TcpStream>,
+    conn: BenchConn,
     rdy: u64,
     rule: FlushRule,
     pub messages: u64,
@@ -52,7 +52,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// SUB (waiting for its OK) and open the window with `RDY`.
     pub async fn subscribe(
-        mut conn: Conn<TcpStream>,
+        mut conn: BenchConn,
         topic: &str,
         channel: &str,
         rdy: u64,
@@ -140,16 +140,14 @@ pub async fn open_all(
     addr: &str,
     n: usize,
     identify: &wire::IdentifyOptions,
-) -> Result<(Vec<Conn<TcpStream>>, wire::ServerInfo)> {
+    transport: &crate::client::Config,
+) -> Result<(Vec<BenchConn>, wire::ServerInfo)> {
     let mut set = JoinSet::new();
     for _ in 0..n {
         let addr = addr.to_string();
         let identify = identify.clone();
-        set.spawn(async move {
-            let mut conn = Conn::connect(&addr).await?;
-            let info = conn.handshake(&identify).await?;
-            Ok::<_, wire::Error>((conn, info))
-        });
+        let transport = transport.clone();
+        set.spawn(async move { super::open(&addr, &identify, &transport).await });
     }
     let mut conns = Vec::with_capacity(n);
     let mut info = wire::ServerInfo::default();
@@ -169,7 +167,7 @@ pub fn filler_body(size: usize) -> Vec<u8> {
 /// Writer connections run until `deadline`; with `count`, they share out that many
 /// messages and stop early.
 pub async fn run_writers(
-    conns: Vec<Conn<TcpStream>>,
+    conns: Vec<BenchConn>,
     topic: &str,
     size: usize,
     batch: usize,

@@ -15,7 +15,7 @@ use crate::protocol::compress::{Decoder, Encoder};
 
 use super::config::Config;
 use super::tls;
-use super::wire::{encode, Conn, Result, ServerInfo, REPLY_TIMEOUT};
+use super::wire::{encode, Conn, IdentifyOptions, Result, ServerInfo, REPLY_TIMEOUT};
 
 /// The byte stream under a negotiated connection: the socket, or TLS over it. One type for
 /// both so the consumer and producer loops need not be generic.
@@ -58,8 +58,26 @@ impl std::fmt::Display for AuthIdentity {
 /// (the AUTH identity, TLS asked for but not granted). Every step is bounded by the reply
 /// timeout.
 pub async fn connect(addr: &str, config: &Config, log: &(dyn Fn(&str) + Sync)) -> Result<Negotiated> {
+    connect_with(addr, config, &config.identify(), log).await
+}
+
+/// `connect` with IDENTIFY keys of the caller's choosing (the bench asks for no publish IDs
+/// and its own buffering); `config` still decides TLS, compression and AUTH.
+pub async fn connect_with(
+    addr: &str,
+    config: &Config,
+    identify: &IdentifyOptions,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<Negotiated> {
     let mut plain = Conn::connect(addr).await?;
-    let info = plain.identify(&config.identify()).await?;
+    let identify = IdentifyOptions {
+        tls_v1: config.tls_v1,
+        snappy: config.snappy,
+        deflate: config.deflate.then_some(config.deflate_level),
+        sample_rate: config.sample_rate,
+        ..identify.clone()
+    };
+    let info = plain.identify(&identify).await?;
     let mut conn = if info.tls_v1 == Some(true) {
         // A server grants TLS only when asked, but go-nsq follows the reply either way.
         let tls_config = config.tls.client_config()?;

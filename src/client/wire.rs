@@ -483,24 +483,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Magic + IDENTIFY for a client that asks for no upgrade and sends no AUTH (the
-    /// bench): a server that turns one on anyway would start speaking TLS or compressed
-    /// frames this connection would not read.
-    pub async fn handshake(&mut self, opts: &IdentifyOptions) -> Result<ServerInfo> {
-        let info = self.identify(opts).await?;
-        if info.tls_v1 == Some(true) || info.snappy == Some(true) || info.deflate == Some(true) {
-            return Err(format!("{}: server enabled TLS/compression we did not ask for", self.peer).into());
-        }
-        if info.auth_required == Some(true) {
-            return Err(format!(
-                "{}: server requires AUTH, which this client does not send",
-                self.peer
-            )
-            .into());
-        }
-        Ok(info)
-    }
-
     /// Magic + IDENTIFY with feature negotiation, returning the server's reply; acting on the
     /// upgrades it grants is the caller's job, and must come next. A plain `OK` reply is
     /// accepted too: it is what a server without feature negotiation sends.
@@ -740,7 +722,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn handshake_accepts_json_and_answers_heartbeats() {
+    async fn identify_accepts_json_and_answers_heartbeats() {
         let (client, mut server) = tokio::io::duplex(4096);
         let mut conn = Conn::new(client, "test".into());
         let server_side = tokio::spawn(async move {
@@ -768,7 +750,7 @@ mod tests {
             output_buffer_timeout_ms: Some(25),
             ..Default::default()
         };
-        let info = conn.handshake(&opts).await.unwrap();
+        let info = conn.identify(&opts).await.unwrap();
         assert_eq!(info.version.as_deref(), Some("1.3.0"));
         assert_eq!(info.max_rdy_count, Some(2500));
         server_side.await.unwrap();
