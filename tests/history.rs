@@ -820,3 +820,58 @@ fn trace_shows_a_cancelled_deferred_message() {
     assert!(live.contains("deferred") && live.contains("done"), "{live}");
     assert_eq!(t.terminate(), Some(0));
 }
+
+#[test]
+fn runs_of_consecutive_ids_in_events_become_one_row_per_message() {
+    use common::Frame;
+    let n = Nsqd::start(&["--lifecycle-events=all"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db").to_str().unwrap().to_string();
+    n.post("/topic/create?topic=many", b"");
+    n.post("/channel/create?topic=many&channel=work", b"");
+    n.post("/topic/create?topic=nsqrs.events", b"");
+    n.post("/channel/create?topic=nsqrs.events&channel=raw", b"");
+    let t = ToDb::start(&n, "many", &db, &["--events", "--flush-interval=100ms"]);
+    wait_for("to-db on the events topic", 30, || n.events_have_a_reader());
+    publish(&n, "many", &numbered("m", 50));
+    let mut c = n.connect();
+    c.subscribe("many", "work", 50);
+    for _ in 0..50 {
+        let Some(Frame::Message { id, .. }) = c.read_frame() else {
+            panic!("fewer than 50 deliveries")
+        };
+        c.cmd(&format!("FIN {id}"));
+    }
+    let per_kind = |kind: &str| {
+        count(
+            &db,
+            &format!("SELECT COUNT(DISTINCT id) FROM events WHERE channel = 'work' AND kind = '{kind}'"),
+        )
+    };
+    wait_for("50 delivered and 50 finished rows", 30, || {
+        per_kind("delivered") == 50 && per_kind("finished") == 50
+    });
+    // What the broker wrote were runs, as a second reader of the events sees.
+    let mut raw = n.connect();
+    raw.subscribe("nsqrs.events", "raw", 100);
+    let mut saw_run = false;
+    while let Some(Frame::Message { id, body, .. }) = raw.read_frame() {
+        raw.cmd(&format!("FIN {id}"));
+        saw_run |= String::from_utf8_lossy(&body).lines().any(|line| {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            e["ev"] == "finished"
+                && e["ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|i| i.as_str().is_some_and(|i| i.contains('-'))))
+        });
+        if saw_run {
+            break;
+        }
+    }
+    assert!(saw_run, "no finished group with a run of IDs");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM events WHERE kind = 'published'"),
+        50
+    );
+    assert_eq!(t.terminate(), Some(0));
+}

@@ -29,6 +29,31 @@ pub fn explode(body: &[u8]) -> (Vec<EventRow>, usize) {
     (rows, skipped)
 }
 
+/// Most IDs one `"first-last"` run may stand for: more than any broker writes in one group,
+/// few enough that a corrupt line cannot make the archiver allocate without bound.
+const MAX_RUN: u64 = 1 << 20;
+
+/// The message IDs of `ids`, with each `"first-last"` run of consecutive IDs spelled out.
+/// None when an element is neither an ID nor a sane run.
+fn expand_ids(ids: &[Value]) -> Option<Vec<String>> {
+    let hex = |s: &str| (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok()).flatten();
+    let mut out = Vec::with_capacity(ids.len());
+    for element in ids {
+        let element = element.as_str()?;
+        match element.split_once('-') {
+            None => out.push(element.to_ascii_lowercase()),
+            Some((first, last)) => {
+                let (first, last) = (hex(first)?, hex(last)?);
+                if last < first || last - first >= MAX_RUN {
+                    return None;
+                }
+                out.extend((first..=last).map(|id| format!("{id:016x}")));
+            }
+        }
+    }
+    Some(out)
+}
+
 fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>) -> bool {
     let (Some(kind), Some(ts), Some(ids)) = (
         g.get("ev").and_then(Value::as_str),
@@ -37,9 +62,11 @@ fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>) -> bool {
     ) else {
         return false;
     };
+    let Some(ids) = expand_ids(ids) else {
+        return false;
+    };
     let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     for (i, id) in ids.iter().enumerate() {
-        let Some(id) = id.as_str() else { continue };
         let mut detail = Map::new();
         for (k, v) in g {
             if COLUMNS.contains(&k.as_str()) {
@@ -54,7 +81,7 @@ fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>) -> bool {
         }
         let attempt = detail.get("attempts").and_then(Value::as_i64).unwrap_or(0);
         rows.push(EventRow {
-            id: id.to_string(),
+            id: id.clone(),
             topic: text("topic"),
             channel: text("channel"),
             kind: kind.to_string(),
@@ -76,11 +103,22 @@ mod tests {
     fn the_documented_example() {
         let body = br#"{"ev":"published","ts":1795324200000000000,"nsqd":"host:4150","topic":"orders","client":"127.0.0.1:50122","ua":"pynsq/0.9.1","ids":["18a3ea5e4ea69000","18a3ea5e4ea69001"],"sizes":[12,9],"timestamps":[1795324200000000000,1795324200000000000],"deliver_at":0}
 {"ev":"delivered","ts":1795324200000300000,"nsqd":"host:4150","topic":"orders","channel":"billing","client":"127.0.0.1:50130","ids":["18a3ea5e4ea69000"],"attempts":[1]}
+{"ev":"finished","ts":1795324200000900000,"nsqd":"host:4150","topic":"orders","channel":"billing","client":"127.0.0.1:50130","ids":["18a3ea5e4ea69000-18a3ea5e4ea69002","18a3ea5e4ea69010"]}
 not json
 "#;
         let (rows, skipped) = explode(body);
         assert_eq!(skipped, 1);
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 7);
+        let finished: Vec<&str> = rows[3..].iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            finished,
+            [
+                "18a3ea5e4ea69000",
+                "18a3ea5e4ea69001",
+                "18a3ea5e4ea69002",
+                "18a3ea5e4ea69010"
+            ]
+        );
         assert_eq!(rows[1].id, "18a3ea5e4ea69001");
         let d: Value = serde_json::from_str(&rows[1].detail).unwrap();
         assert_eq!(d["sizes"], 9);
@@ -89,6 +127,33 @@ not json
         assert_eq!(rows[2].kind, "delivered");
         assert_eq!(rows[2].channel, "billing");
         assert_eq!(rows[2].attempt, 1);
+    }
+
+    #[test]
+    fn runs_of_consecutive_ids_are_spelled_out() {
+        let body = br#"{"ev":"delivered","ts":5,"nsqd":"h","topic":"t","channel":"c","ids":["18a3ea5e4ea690fe-18a3ea5e4ea69101","18a3ea5e4ea69200"],"attempts":[1,1,2,1,3]}"#;
+        let (rows, skipped) = explode(body);
+        assert_eq!(skipped, 0);
+        let got: Vec<(&str, i64)> = rows.iter().map(|r| (r.id.as_str(), r.attempt)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("18a3ea5e4ea690fe", 1),
+                ("18a3ea5e4ea690ff", 1),
+                ("18a3ea5e4ea69100", 2),
+                ("18a3ea5e4ea69101", 1),
+                ("18a3ea5e4ea69200", 3),
+            ]
+        );
+        // Backwards, absurdly long or malformed runs make the line unreadable, not huge.
+        for bad in [
+            "18a3ea5e4ea69101-18a3ea5e4ea690fe",
+            "0000000000000000-00000000ffffffff",
+            "xyz-18a3ea5e4ea690fe",
+        ] {
+            let line = format!(r#"{{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":["{bad}"]}}"#);
+            assert_eq!(explode(line.as_bytes()), (vec![], 1), "{bad}");
+        }
     }
 
     #[test]
