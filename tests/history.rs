@@ -661,19 +661,26 @@ fn a_batch_larger_than_the_brokers_rdy_cap_still_commits_promptly() {
 /// The whole story with nothing faked: the broker's own lifecycle events (`--lifecycle-events
 /// =all`), a message consumed on two channels with a REQ and a timeout, archived by `to-db
 /// --events`, and `trace` showing every step in order with the right attempts.
+/// `topic` with `channels` created before any message (so each gets every one), and to-db
+/// archiving it with `--events` and already reading `nsqrs.events`. Returns the directory,
+/// the archive and the archiver.
+fn archiving_events(n: &Nsqd, topic: &str, channels: &[&str]) -> (tempfile::TempDir, String, ToDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("events.db").to_str().unwrap().to_string();
+    n.post(&format!("/topic/create?topic={topic}"), b"");
+    for ch in channels {
+        n.post(&format!("/channel/create?topic={topic}&channel={ch}"), b"");
+    }
+    let t = ToDb::start(n, topic, &db, &["--events", "--flush-interval=100ms"]);
+    wait_for("to-db on the events topic", 30, || n.events_have_a_reader());
+    (dir, db, t)
+}
+
 #[test]
 fn trace_follows_the_brokers_own_events() {
     use common::Frame;
     let n = Nsqd::start(&["--lifecycle-events=all", "--msg-timeout=1s"]);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("story.db").to_str().unwrap().to_string();
-    // Channels exist before the message, so each gets it; to-db reads the events from here on.
-    n.post("/topic/create?topic=story", b"");
-    for ch in ["billing", "audit"] {
-        n.post(&format!("/channel/create?topic=story&channel={ch}"), b"");
-    }
-    let t = ToDb::start(&n, "story", &db, &["--events", "--flush-interval=100ms"]);
-    wait_for("to-db on the events topic", 30, || n.events_have_a_reader());
+    let (_dir, db, t) = archiving_events(&n, "story", &["billing", "audit"]);
 
     let mut p = n.connect();
     p.identify(serde_json::json!({"user_agent": "story-teller/1.0", "message_id_reply": true}));
@@ -796,12 +803,7 @@ fn trace_follows_the_brokers_own_events() {
 #[test]
 fn trace_shows_a_cancelled_deferred_message() {
     let n = Nsqd::start(&["--lifecycle-events=all"]);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("later.db").to_str().unwrap().to_string();
-    n.post("/topic/create?topic=later", b"");
-    n.post("/channel/create?topic=later&channel=mail", b"");
-    let t = ToDb::start(&n, "later", &db, &["--events", "--flush-interval=100ms"]);
-    wait_for("to-db on the events topic", 30, || n.events_have_a_reader());
+    let (_dir, db, t) = archiving_events(&n, "later", &["mail"]);
     let id = n.pub_for_id("/pub?topic=later&defer=3600000", b"reminder");
     let (code, body) = n.post(&format!("/deferred/cancel?topic=later&channel=mail&id={id}"), b"");
     assert_eq!(code, 200, "{body}");
@@ -825,14 +827,9 @@ fn trace_shows_a_cancelled_deferred_message() {
 fn runs_of_consecutive_ids_in_events_become_one_row_per_message() {
     use common::Frame;
     let n = Nsqd::start(&["--lifecycle-events=all"]);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("runs.db").to_str().unwrap().to_string();
-    n.post("/topic/create?topic=many", b"");
-    n.post("/channel/create?topic=many&channel=work", b"");
     n.post("/topic/create?topic=nsqrs.events", b"");
     n.post("/channel/create?topic=nsqrs.events&channel=raw", b"");
-    let t = ToDb::start(&n, "many", &db, &["--events", "--flush-interval=100ms"]);
-    wait_for("to-db on the events topic", 30, || n.events_have_a_reader());
+    let (_dir, db, t) = archiving_events(&n, "many", &["work"]);
     publish(&n, "many", &numbered("m", 50));
     let mut c = n.connect();
     c.subscribe("many", "work", 50);
