@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use base64::Engine;
 use clap::{ArgAction, Args, ValueEnum};
 use nsqrs::client::{Consumer, Message};
 use nsqrs::goflags::parse_go_bool;
@@ -189,10 +188,7 @@ fn write_message(out: &mut impl Write, args: &TailArgs, topic: &str, m: &Message
             out.write_all(b"\n")
         }
         TailFormat::Json => {
-            let (body, is_base64) = match std::str::from_utf8(&m.body) {
-                Ok(s) => (s.to_string(), false),
-                Err(_) => (base64::engine::general_purpose::STANDARD.encode(&m.body), true),
-            };
+            let (body, is_base64) = nsqrs::protocol::body_text(&m.body);
             let v = serde_json::json!({
                 "topic": topic,
                 "id": m.id_str(),

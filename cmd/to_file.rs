@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use clap::{ArgAction, Args, ValueEnum};
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -547,10 +546,7 @@ impl FileLogger {
                 v
             }
             FileFormat::Json => {
-                let (body, is_base64) = match std::str::from_utf8(&m.body) {
-                    Ok(s) => (s.to_string(), false),
-                    Err(_) => (base64::engine::general_purpose::STANDARD.encode(&m.body), true),
-                };
+                let (body, is_base64) = nsqrs::protocol::body_text(&m.body);
                 let mut v = serde_json::to_vec(&serde_json::json!({
                     "id": m.id_str(),
                     "timestamp": m.timestamp,

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use clap::{Args, ValueEnum};
 use comfy_table::{presets, Table};
 use nsqrs::archive::store::OpenMode;
@@ -12,6 +11,7 @@ use nsqrs::archive::trace::{self, format_duration, format_ts, Search, Trace};
 use nsqrs::archive::{now_ns, MessageRow, Store};
 use nsqrs::client::http::{self, HttpTimeouts};
 use nsqrs::goflags::parse_go_duration;
+use nsqrs::protocol::body_text;
 use serde_json::json;
 
 use crate::tools;
@@ -240,13 +240,6 @@ fn live_json(live: &Live) -> serde_json::Value {
         Live::State(v) => v.clone(),
         Live::NotHeld => json!({ "held": false }),
         Live::Unavailable(why) => json!({ "error": why }),
-    }
-}
-
-fn body_text(body: &[u8]) -> (String, bool) {
-    match std::str::from_utf8(body) {
-        Ok(s) => (s.to_string(), false),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
     }
 }
 

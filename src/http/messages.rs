@@ -15,7 +15,6 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::http::Method;
 use axum::response::Response;
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::common::{err, json_body, params};
@@ -24,7 +23,7 @@ use crate::broker::channel::{Channel, MessageState};
 use crate::broker::log::LogReader;
 use crate::broker::topic::Topic;
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
-use crate::protocol::MessageId;
+use crate::protocol::{body_text, MessageId};
 
 type Reply = Result<Response, Response>;
 
@@ -61,17 +60,6 @@ fn message_ids(p: &HashMap<String, String>) -> Result<Vec<MessageId>, Response> 
         }
     }
     Ok(ids)
-}
-
-/// A body as JSON: text when it is UTF-8, base64 otherwise.
-fn body_json(body: &[u8]) -> (Value, bool) {
-    match std::str::from_utf8(body) {
-        Ok(text) => (json!(text), false),
-        Err(_) => (
-            json!(base64::engine::general_purpose::STANDARD.encode(body)),
-            true,
-        ),
-    }
 }
 
 pub async fn message_state(State(s): State<HttpState>, RawQuery(q): RawQuery) -> Reply {
@@ -178,8 +166,8 @@ pub async fn list_deferred(State(s): State<HttpState>, RawQuery(q): RawQuery) ->
                         m["timestamp"] = json!(stored.timestamp_ns);
                         m["size"] = json!(stored.body.len());
                         if with_bodies {
-                            let (body, b64) = body_json(&stored.body);
-                            m["body"] = body;
+                            let (body, b64) = body_text(&stored.body);
+                            m["body"] = json!(body);
                             m["body_base64"] = json!(b64);
                         }
                     }
