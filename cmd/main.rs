@@ -245,7 +245,7 @@ fn lookupd_main(args: LookupdArgs, matches: &ArgMatches) -> i32 {
         eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
     }
     match args.into_options(matches) {
-        Ok(opts) => nsqrs::lookup::run(opts),
+        Ok(opts) => nsqrs::nsqlookupd::run(opts),
         Err(msg) => {
             eprintln!("error: {}", msg.replace('\n', " "));
             2
@@ -254,8 +254,8 @@ fn lookupd_main(args: LookupdArgs, matches: &ArgMatches) -> i32 {
 }
 
 /// Runs the broker with the resolved options and returns the process exit code.
-fn start_broker(opts: nsqrs::options::NsqdOptions) -> i32 {
-    nsqrs::server::run(opts)
+fn start_broker(opts: nsqrs::nsqd::options::NsqdOptions) -> i32 {
+    nsqrs::nsqd::run(opts)
 }
 
 #[cfg(test)]

@@ -23,9 +23,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nsqrs::archive::replay::{self, Batch, FileSource, Limits, Published, Run, Source, Window};
 use nsqrs::archive::store::{Location, OpenMode};
 use nsqrs::archive::trace::{format_ts, valid_id};
-use nsqrs::archive::{now_ns, Store};
+use nsqrs::archive::Store;
 use nsqrs::client::{PendingReply, Producer, Publish};
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::time::now_ns;
+
+use nsqrs::common::process::wait_for_signal;
 
 use crate::tools;
 
@@ -254,7 +257,10 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     // an interrupted run resumes without republishing anything.
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        tools::terminated().await;
+        // Without handlers the run cannot be interrupted safely, so it stops at once.
+        if let Err(e) = wait_for_signal().await {
+            eprintln!("error: signal handlers: {e}");
+        }
         let _ = stop_tx.send(true);
     });
     // The batch a killed run left with the broker unrecorded goes out first and on its own,

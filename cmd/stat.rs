@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 use comfy_table::{presets, CellAlignment, Table};
-use nsqrs::client::http::{get_json, query_escape, HttpTimeouts};
-use nsqrs::client::lookup::{self, ACCEPT_V1};
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::client::lookup;
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::http_client::{api_url, query_escape, HttpClient, HttpTimeouts, ACCEPT_NSQ_V1};
 use serde_json::{json, Value};
+
+use nsqrs::common::process::wait_for_signal;
 
 use crate::tools;
 
@@ -85,7 +87,7 @@ pub fn run(args: StatArgs) -> i32 {
     tools::runtime().block_on(async move {
         tokio::select! {
             code = poll(&args) => code,
-            _ = tools::terminated() => 0,
+            signalled = wait_for_signal() => signalled.map_or_else(tools::fail, |()| 0),
         }
     })
 }
@@ -191,7 +193,8 @@ async fn snapshot(args: &StatArgs, timeouts: HttpTimeouts) -> Result<Snapshot, S
     }
     let mut snap = Snapshot::new();
     for node in &nodes {
-        let mut stats = get_json(node, &path, Some(ACCEPT_V1), timeouts)
+        let mut stats = HttpClient::new(timeouts)
+            .get_json(&api_url(node, &path), Some(ACCEPT_NSQ_V1))
             .await
             .map_err(|e| format!("nsqd {node}: {e}"))?;
         // Pre-1.0 nsqd wrap the reply in {"status_code":..,"data":..}.

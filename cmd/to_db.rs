@@ -13,10 +13,13 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use nsqrs::archive::events::{self, EVENTS_TOPIC};
 use nsqrs::archive::store::OpenMode;
-use nsqrs::archive::{now_ns, EventRow, MessageRow, Store};
+use nsqrs::archive::{EventRow, MessageRow, Store};
 use nsqrs::client::{Consumer, Message};
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::time::now_ns;
 use tokio::sync::mpsc;
+
+use nsqrs::common::process::wait_for_signal;
 
 use crate::tools;
 
@@ -144,7 +147,7 @@ async fn archive(args: ToDbArgs, config: nsqrs::client::Config) -> Result<(), St
     }
     // A batcher ends early only when the archive fails (a write error); that ends the run.
     let mut failure: Option<String> = tokio::select! {
-        _ = tools::terminated() => None,
+        signalled = wait_for_signal() => signalled.err().map(|e| format!("signal handlers: {e}")),
         e = failed_rx.recv() => e,
     };
     // Stop taking messages; each batcher commits and finishes what it holds once its

@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use clap::{ArgAction, Args, ValueEnum};
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use nsqrs::client::http::HttpTimeouts;
 use nsqrs::client::{lookup, Config, Consumer, Message};
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::http_client::HttpTimeouts;
 use regex::Regex;
 use tokio::sync::watch;
+
+use nsqrs::common::process::wait_for_signal;
 
 use crate::tools;
 
@@ -240,10 +242,8 @@ fn resolve(args: &ToFileArgs) -> Result<Settings, String> {
     for dir in [&output_dir, &work_dir] {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     }
-    let full_host = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    let short_host = full_host.split('.').next().unwrap_or(&full_host).to_string();
+    let full_host = nsqrs::common::host::local_hostname();
+    let short_host = nsqrs::common::host::short_hostname();
     let host = args
         .host_identifier
         .clone()
@@ -312,7 +312,7 @@ async fn archive(args: ToFileArgs, settings: Arc<Settings>, pattern: Option<Rege
     let mut refresh = tokio::time::interval(args.topic_refresh.max(Duration::from_millis(10)));
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .expect("install SIGHUP handler");
-    let term = tools::terminated();
+    let term = wait_for_signal();
     tokio::pin!(term);
     let mut failure: Option<String> = None;
 
@@ -352,7 +352,10 @@ async fn archive(args: ToFileArgs, settings: Arc<Settings>, pattern: Option<Rege
             break;
         }
         tokio::select! {
-            _ = &mut term => break,
+            signalled = &mut term => {
+                failure = signalled.err().map(|e| format!("signal handlers: {e}"));
+                break;
+            }
             _ = hup.recv() => {
                 settings.log("SIGHUP: closing files");
                 hup_tx.send_modify(|n| *n += 1);

@@ -1,9 +1,9 @@
 //! What the client tools (`pub`, `tail`, `to-file`, `stat`) share on the command line: Go
-//! flag syntax, the one-line error contract, the runtime they run on, go-nsq option pairs,
-//! and waiting for SIGINT/SIGTERM.
+//! flag syntax, the one-line error contract, the runtime they run on, and go-nsq option
+//! pairs.
 
 use nsqrs::client::Config;
-use nsqrs::goflags::normalize_go_args;
+use nsqrs::common::goflags::normalize_go_args;
 
 /// The subcommands that imitate a Go tool, with the flags Go treats as booleans.
 pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
@@ -47,12 +47,9 @@ pub fn usage(msg: impl std::fmt::Display) -> i32 {
     2
 }
 
+/// The runtime every tool runs on: two workers are plenty for a handful of connections.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build tokio runtime")
+    nsqrs::common::process::runtime(Some(2)).expect("build tokio runtime")
 }
 
 /// go-nsq defaults, then `--consumer-opt`/`--producer-opt` pairs, checked together (TLS
@@ -72,16 +69,5 @@ pub fn check_sources(nsqd: &[String], lookupd: &[String]) -> Result<(), String> 
         (true, true) => Err("--nsqd-tcp-address or --lookupd-http-address required".into()),
         (false, false) => Err("use --nsqd-tcp-address or --lookupd-http-address not both".into()),
         _ => Ok(()),
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn terminated() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

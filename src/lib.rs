@@ -2,12 +2,8 @@
 
 pub mod archive;
 pub mod bench;
-pub mod broker;
 pub mod client;
-pub mod goflags;
-pub mod http;
-pub mod http_client;
-pub mod lookup;
-pub mod options;
+pub mod common;
+pub mod nsqd;
+pub mod nsqlookupd;
 pub mod protocol;
-pub mod server;

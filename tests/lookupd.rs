@@ -49,7 +49,7 @@ fn run_bounded(cmd: &mut Command) -> Output {
 }
 
 fn hostname() -> String {
-    nsqrs::options::local_hostname()
+    nsqrs::common::host::local_hostname()
 }
 
 /// Broadcast addresses (`/lookup` producers) of `topic`.

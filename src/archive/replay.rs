@@ -386,7 +386,7 @@ pub async fn find_unfinished(store: &Store, identity: &str) -> Result<Option<Run
 }
 
 pub async fn create_run(store: &Store, run: &Run) -> Result<(), String> {
-    let now = super::now_ns();
+    let now = crate::common::time::now_ns();
     store
         .execute(
             "INSERT INTO replay_runs (run_id, identity, from_topic, to_topic, since_ns, until_ns, \
@@ -462,7 +462,7 @@ fn record_rows(run: &Run, p: &Published) -> Vec<Row> {
 /// the batch just published if there is one, in one transaction, so a resumed run starts
 /// exactly after the last batch recorded and knows whether one was left unanswered.
 pub async fn checkpoint(store: &Store, run: &Run, published: Option<Published<'_>>) -> Result<(), String> {
-    let now = super::now_ns();
+    let now = crate::common::time::now_ns();
     let mut work = Vec::new();
     if let Some(p) = published {
         work.push((

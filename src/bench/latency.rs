@@ -8,7 +8,9 @@ use super::load::{FlushRule, Subscriber};
 use super::wire::{self, encode, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::common::time::now_ns;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// How long the reader waits, after the last publish, for messages still in the broker.
@@ -40,13 +42,6 @@ pub struct LatencyPlan<'a> {
     pub runfor: Duration,
     pub identify: &'a wire::IdentifyOptions,
     pub transport: &'a crate::client::Config,
-}
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// The send time a body carries, if it has room for one.

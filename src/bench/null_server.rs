@@ -6,8 +6,8 @@
 //! Each connection is two tasks: the command reader never waits on socket writes, so a
 //! client flushing FINs can never deadlock against a server busy streaming messages.
 
-use super::latency::now_ns;
 use super::wire::{FRAME_ERROR, FRAME_MESSAGE, FRAME_RESPONSE, HEARTBEAT, MAGIC_V2, MESSAGE_HEADER_LEN};
+use crate::common::time::now_ns;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::goflags::{parse_go_bool, parse_go_duration};
+use crate::common::goflags::{parse_go_bool, parse_go_duration};
 
 use super::tls::{MinVersion, TlsOptions};
 use super::wire::IdentifyOptions;
@@ -82,10 +82,7 @@ impl fmt::Debug for AuthSecret {
 
 impl Default for Config {
     fn default() -> Self {
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into());
-        let short = host.split('.').next().unwrap_or(&host).to_string();
+        let short = crate::common::host::short_hostname();
         Config {
             max_in_flight: 1,
             max_attempts: 5,

@@ -28,9 +28,9 @@ use crate::protocol::MessageId;
 
 use super::config::Config;
 use super::connect::{connect, Negotiated, Transport};
-use super::http::HttpTimeouts;
 use super::lookup;
 use super::wire::{self, encode, Conn, Frame, HEARTBEAT};
+use crate::common::http_client::HttpTimeouts;
 
 /// nsqd's default `--max-rdy-count`, used when the IDENTIFY reply does not say.
 const DEFAULT_MAX_RDY: u64 = 2500;

@@ -8,7 +8,6 @@
 pub mod config;
 pub mod connect;
 pub mod consumer;
-pub mod http;
 pub mod lookup;
 pub mod producer;
 pub mod tls;

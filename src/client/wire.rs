@@ -526,9 +526,7 @@ async fn write_out<S: AsyncWrite + Unpin>(
 }
 
 fn identify_body(opts: &IdentifyOptions) -> Vec<u8> {
-    let host = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".to_string());
+    let host = crate::common::host::local_hostname();
     let mut body = serde_json::json!({
         "client_id": opts.client_id.as_deref().unwrap_or("nsqrs-bench"),
         "hostname": host,

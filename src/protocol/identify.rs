@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::options::NsqdOptions;
+use crate::nsqd::options::NsqdOptions;
 
 /// The keys nsqd reads from an IDENTIFY body; unknown keys are ignored, as in Go.
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 
-use crate::protocol::guid::now_ns;
+use crate::common::time::now_ns;
 use crate::protocol::MessageId;
 
 /// The reserved topic events are published on.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-use crate::broker::stats::{self, Stats};
-use crate::broker::Broker;
+use crate::nsqd::broker::stats::{self, Stats};
+use crate::nsqd::broker::Broker;
 
 /// nsqd's prefix: `%s` becomes `<broadcast address>_<broadcast HTTP port>` with `.` and `:`
 /// turned into `_`, and the result always ends in a dot.

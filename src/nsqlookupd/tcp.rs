@@ -18,8 +18,9 @@ use tokio::task::JoinSet;
 
 use super::registry::{Category, PeerInfo, Registration, Registry};
 use super::{Level, LookupdOptions, NSQLOOKUPD_VERSION};
-use crate::protocol::guid::now_ns;
+use crate::common::time::now_ns;
 use crate::protocol::names::{is_ephemeral, is_valid_channel_name, is_valid_topic_name};
+use crate::protocol::ProtocolError;
 
 const MAGIC_V1: &[u8; 4] = b"  V1";
 
@@ -65,36 +66,6 @@ struct Connection {
     opts: Arc<LookupdOptions>,
     tcp_port: u16,
     http_port: u16,
-}
-
-/// A protocol error: sent as `"<code> <desc>"`, then the connection closes.
-#[derive(Debug, PartialEq)]
-struct ProtocolError {
-    code: &'static str,
-    desc: String,
-    /// The underlying failure, for the log only.
-    cause: Option<String>,
-}
-
-impl ProtocolError {
-    fn new(code: &'static str, desc: impl Into<String>) -> ProtocolError {
-        ProtocolError {
-            code,
-            desc: desc.into(),
-            cause: None,
-        }
-    }
-
-    fn caused_by(mut self, cause: impl fmt::Display) -> ProtocolError {
-        self.cause = Some(cause.to_string());
-        self
-    }
-}
-
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.desc)
-    }
 }
 
 /// Removes the peer's registrations when the connection ends, however it ends (EOF, error,
@@ -206,7 +177,7 @@ impl Connection {
             "IDENTIFY" => self.identify(guard, rd).await,
             "REGISTER" => self.register(guard, &params[1..]),
             "UNREGISTER" => self.unregister(guard, &params[1..]),
-            other => Err(ProtocolError::new(
+            other => Err(ProtocolError::fatal(
                 "E_INVALID",
                 format!("invalid command {other}"),
             )),
@@ -243,10 +214,10 @@ impl Connection {
         rd: &mut R,
     ) -> Result<Vec<u8>, ProtocolError> {
         if guard.peer.is_some() {
-            return Err(ProtocolError::new("E_INVALID", "cannot IDENTIFY again"));
+            return Err(ProtocolError::fatal("E_INVALID", "cannot IDENTIFY again"));
         }
         let size_err = |e: &dyn fmt::Display| {
-            ProtocolError::new("E_BAD_BODY", "IDENTIFY failed to read body size").caused_by(e)
+            ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to read body size").caused_by(e)
         };
         let size = rd.read_i32().await.map_err(|e| size_err(&e))?;
         // nsqlookupd would panic allocating a negative size; this is the closest error it has.
@@ -255,14 +226,14 @@ impl Connection {
         let mut body = Vec::new();
         let read = rd.take(size).read_to_end(&mut body).await;
         if let Err(e) = &read {
-            return Err(ProtocolError::new("E_BAD_BODY", "IDENTIFY failed to read body").caused_by(e));
+            return Err(ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to read body").caused_by(e));
         }
         if body.len() as u64 != size {
-            return Err(ProtocolError::new("E_BAD_BODY", "IDENTIFY failed to read body").caused_by("EOF"));
+            return Err(ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to read body").caused_by("EOF"));
         }
 
         let mut peer = decode_identify(&body).map_err(|e| {
-            ProtocolError::new("E_BAD_BODY", "IDENTIFY failed to decode JSON body").caused_by(e)
+            ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body").caused_by(e)
         })?;
         peer.id = guard.remote.clone();
         peer.remote_address = guard.remote.clone();
@@ -271,7 +242,7 @@ impl Connection {
             || peer.http_port == 0
             || peer.version.is_empty()
         {
-            return Err(ProtocolError::new("E_BAD_BODY", "IDENTIFY missing fields"));
+            return Err(ProtocolError::fatal("E_BAD_BODY", "IDENTIFY missing fields"));
         }
         peer.set_last_update(now_ns());
         self.opts.logf(
@@ -290,7 +261,7 @@ impl Connection {
         // Keys in the order Go marshals a map: sorted.
         let reply = serde_json::json!({
             "broadcast_address": self.opts.broadcast_address,
-            "hostname": crate::options::local_hostname(),
+            "hostname": crate::common::host::local_hostname(),
             "http_port": self.http_port,
             "tcp_port": self.tcp_port,
             "version": NSQLOOKUPD_VERSION,
@@ -302,7 +273,7 @@ impl Connection {
         guard
             .peer
             .as_ref()
-            .ok_or_else(|| ProtocolError::new("E_INVALID", "client must IDENTIFY"))
+            .ok_or_else(|| ProtocolError::fatal("E_INVALID", "client must IDENTIFY"))
     }
 
     fn register(&self, guard: &PeerGuard, params: &[&str]) -> Result<Vec<u8>, ProtocolError> {
@@ -365,7 +336,7 @@ impl Connection {
 /// `<topic> [<channel>]` of REGISTER and UNREGISTER, validated.
 fn topic_channel<'a>(command: &str, params: &[&'a str]) -> Result<(&'a str, Option<&'a str>), ProtocolError> {
     let Some(&topic) = params.first() else {
-        return Err(ProtocolError::new(
+        return Err(ProtocolError::fatal(
             "E_INVALID",
             format!("{command} insufficient number of params"),
         ));
@@ -373,14 +344,14 @@ fn topic_channel<'a>(command: &str, params: &[&'a str]) -> Result<(&'a str, Opti
     // An empty channel (e.g. a trailing space inside the line) means "no channel", as in Go.
     let channel = params.get(1).copied().filter(|c| !c.is_empty());
     if !is_valid_topic_name(topic) {
-        return Err(ProtocolError::new(
+        return Err(ProtocolError::fatal(
             "E_BAD_TOPIC",
             format!("{command} topic name '{topic}' is not valid"),
         ));
     }
     if let Some(channel) = channel {
         if !is_valid_channel_name(channel) {
-            return Err(ProtocolError::new(
+            return Err(ProtocolError::fatal(
                 "E_BAD_CHANNEL",
                 format!("{command} channel name '{channel}' is not valid"),
             ));

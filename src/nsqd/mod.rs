@@ -3,7 +3,10 @@
 //! pusher, and shuts down gracefully on SIGINT/SIGTERM.
 
 pub mod auth;
+pub mod broker;
+pub mod http;
 pub mod lookup_peer;
+pub mod options;
 pub mod statsd;
 pub mod tcp;
 pub mod tls;
@@ -12,29 +15,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::broker::Broker;
-use crate::options::NsqdOptions;
-
-/// Writes one log line in nsqd's shape: `[nsqd] 2006/01/02 15:04:05.000000 INFO: message`.
-pub fn log(prefix: &str, level: &str, msg: &str) {
-    let now = chrono::Local::now().format("%Y/%m/%d %H:%M:%S%.6f");
-    eprintln!("{prefix}{now} {level}: {msg}");
-}
+use crate::common::log::log;
+use crate::common::process::{run_until_exit, wait_for_signal};
+use crate::nsqd::broker::Broker;
+use crate::nsqd::options::NsqdOptions;
 
 /// Runs the broker until a signal; returns the process exit code.
 pub fn run(opts: NsqdOptions) -> i32 {
     run_until_exit(serve(opts))
-}
-
-/// Runs a server's main future on a multi-threaded runtime; its output is the exit code.
-pub fn run_until_exit(main: impl std::future::Future<Output = i32>) -> i32 {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(main),
-        Err(e) => {
-            eprintln!("nsqrs: failed to start runtime - {e}");
-            1
-        }
-    }
 }
 
 async fn serve(opts: NsqdOptions) -> i32 {
@@ -51,7 +39,7 @@ async fn serve(opts: NsqdOptions) -> i32 {
         "INFO",
         &format!(
             "nsqd v{} (built w/nsqrs-{})",
-            crate::broker::NSQ_VERSION,
+            crate::nsqd::broker::NSQ_VERSION,
             env!("CARGO_PKG_VERSION")
         ),
     );
@@ -127,7 +115,7 @@ async fn serve(opts: NsqdOptions) -> i32 {
     broker.start_background();
     let identity = lookup_peer::Identity {
         broadcast_address: broker.opts.broadcast_address.clone(),
-        hostname: crate::options::local_hostname(),
+        hostname: crate::common::host::local_hostname(),
         tcp_port: nonzero_or(broker.opts.broadcast_tcp_port, tcp_port),
         http_port: nonzero_or(broker.opts.broadcast_http_port, http_port),
         topology_zone: broker.opts.topology_zone.clone(),
@@ -146,7 +134,7 @@ async fn serve(opts: NsqdOptions) -> i32 {
         auth,
     });
     tokio::spawn(tcp::serve(tcp, services));
-    let http_state = crate::http::HttpState {
+    let http_state = crate::nsqd::http::HttpState {
         broker: broker.clone(),
         lookup: lookup.clone(),
         tcp_port,
@@ -157,7 +145,7 @@ async fn serve(opts: NsqdOptions) -> i32 {
     if let (Some(https), Some(config)) = (https, tls_config) {
         let addr = https.local_addr().map(|a| a.to_string()).unwrap_or_default();
         log(&prefix, "INFO", &format!("HTTPS: listening on {addr}"));
-        let app = crate::http::router(http_state.clone(), true);
+        let app = crate::nsqd::http::router(http_state.clone(), true);
         tokio::spawn(serve_https(https, config, app));
     }
     if let Some(http) = &http {
@@ -168,7 +156,7 @@ async fn serve(opts: NsqdOptions) -> i32 {
     // HTTP serves, so that once /ping answers the broker is registered with it.
     let embedded = start_embedded_lookupd(&broker, &lookup, &prefix).await;
     if let Some(http) = http {
-        let app = crate::http::router(http_state.clone(), false);
+        let app = crate::nsqd::http::router(http_state.clone(), false);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(http, app).await {
                 eprintln!("[nsqd] ERROR: http server - {e}");
@@ -178,13 +166,26 @@ async fn serve(opts: NsqdOptions) -> i32 {
     if !broker.opts.statsd_address.is_empty() {
         tokio::spawn(statsd::run(broker.clone(), http_port));
     }
-    wait_for_signal().await;
+    let signalled = wait_for_signal().await;
     if let Some(running) = embedded {
         running.stop();
     }
-    log(&prefix, "INFO", "TERM signal received, exiting");
+    let code = match signalled {
+        Ok(()) => {
+            log(&prefix, "INFO", "TERM signal received, exiting");
+            0
+        }
+        Err(e) => {
+            log(
+                &prefix,
+                "FATAL",
+                &format!("failed to install signal handlers - {e}"),
+            );
+            1
+        }
+    };
     shutdown(&broker).await;
-    0
+    code
 }
 
 /// With no lookupd configured, `serve` runs one in-process and registers with it, so a
@@ -194,19 +195,19 @@ async fn start_embedded_lookupd(
     broker: &Arc<Broker>,
     lookup: &Arc<lookup_peer::LookupPeers>,
     prefix: &str,
-) -> Option<crate::lookup::Running> {
+) -> Option<crate::nsqlookupd::Running> {
     let o = &broker.opts;
     if !o.embedded_lookupd || !o.lookupd_tcp_addresses.is_empty() {
         return None;
     }
-    let opts = crate::lookup::LookupdOptions {
+    let opts = crate::nsqlookupd::LookupdOptions {
         tcp_address: o.embedded_lookupd_tcp_address.clone(),
         http_address: o.embedded_lookupd_http_address.clone(),
         broadcast_address: o.broadcast_address.clone(),
         log_level: o.log_level.clone(),
         ..Default::default()
     };
-    match crate::lookup::start(Arc::new(opts)).await {
+    match crate::nsqlookupd::start(Arc::new(opts)).await {
         Ok(running) => {
             let mut addr = running.tcp_addr;
             if addr.ip().is_unspecified() {
@@ -261,16 +262,6 @@ async fn serve_https(listener: TcpListener, config: Arc<rustls::ServerConfig>, a
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                 .await;
         });
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }
 

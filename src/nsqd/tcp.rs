@@ -27,15 +27,15 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::auth::{AuthRequest, AuthState, Authenticator};
-use crate::broker::channel::Channel;
-use crate::broker::client::ClientHandle;
-use crate::broker::topic::Topic;
-use crate::broker::{Broker, NSQ_VERSION};
-use crate::options::TlsRequired;
+use crate::common::time::now_ns;
+use crate::nsqd::broker::channel::Channel;
+use crate::nsqd::broker::client::ClientHandle;
+use crate::nsqd::broker::topic::Topic;
+use crate::nsqd::broker::{Broker, NSQ_VERSION};
+use crate::nsqd::options::TlsRequired;
 use crate::protocol::command::{parse, ClientState, ConnContext, ParseError};
 use crate::protocol::compress::{Decoder, Encoder};
 use crate::protocol::frame::{self, put_frame, put_message_frame};
-use crate::protocol::guid::now_ns;
 use crate::protocol::identify::{ClientSettings, IdentifyRequest, IdentifyResponse};
 use crate::protocol::MessageId;
 use crate::protocol::{Command, ParseLimits, ProtocolError};
@@ -761,7 +761,7 @@ impl Connection<'_> {
             .map_err(|e| ProtocolError::fatal(code, format!("{cmd} failed {e}")))?;
         let client = &self.shared.client;
         // The user agent is only needed for a `published` event; skip the copy otherwise.
-        let reports = topic.core.reports(crate::broker::events::Kind::Published);
+        let reports = topic.core.reports(crate::nsqd::broker::events::Kind::Published);
         let (user_agent, id_reply) = {
             let s = client.settings.read();
             let ua = if reports {

@@ -513,7 +513,7 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration) -> String {
                             "\n        [{} {:<21} {}] state: {} inflt: {:<4} rdy: {:<4} fin: {:<8} re-q: {:<8} msgs: {:<8} connected: {}s",
                             cl.version, cl.remote_address, cl.user_agent, cl.state, cl.in_flight_count,
                             cl.ready_count, cl.finish_count, cl.requeue_count, cl.message_count,
-                            (crate::protocol::guid::now_ns() / 1_000_000_000 - cl.connect_ts).max(0)
+                            (crate::common::time::now_ns() / 1_000_000_000 - cl.connect_ts).max(0)
                         );
                     }
                 }
@@ -540,7 +540,7 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration) -> String {
                     p.user_agent,
                     total,
                     topics.join(","),
-                    (crate::protocol::guid::now_ns() / 1_000_000_000 - p.connect_ts).max(0)
+                    (crate::common::time::now_ns() / 1_000_000_000 - p.connect_ts).max(0)
                 );
             }
             out.push('\n');

@@ -16,9 +16,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use crate::broker::{Broker, Registration, NSQ_VERSION};
-use crate::http_client::HttpClient;
-use crate::server::log;
+use crate::common::http_client::{HttpClient, HttpTimeouts, ACCEPT_NSQ_V1};
+use crate::common::log::log;
+use crate::nsqd::broker::{Broker, Registration, NSQ_VERSION};
 
 const PING_INTERVAL: Duration = Duration::from_secs(15);
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,10 +45,10 @@ pub struct LookupPeers {
 
 impl LookupPeers {
     pub fn new(broker: Arc<Broker>, identity: Identity) -> Arc<LookupPeers> {
-        let http = HttpClient::new(
-            broker.opts.http_client_connect_timeout,
-            broker.opts.http_client_request_timeout,
-        );
+        let http = HttpClient::new(HttpTimeouts {
+            connect: broker.opts.http_client_connect_timeout,
+            request: broker.opts.http_client_request_timeout,
+        });
         Arc::new(LookupPeers {
             broker,
             identity,
@@ -182,7 +182,7 @@ impl LookupPeers {
 
     async fn precreate(&self, lookupd_http: &str, topic: &str) {
         let url = format!("http://{lookupd_http}/channels?topic={topic}");
-        match self.http.get_json(&url).await {
+        match self.http.get_json(&url, Some(ACCEPT_NSQ_V1)).await {
             Ok(v) => {
                 let names: Vec<String> = v["channels"]
                     .as_array()

@@ -8,15 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use rand::Rng;
 use regex::Regex;
 use serde::Deserialize;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 
-use crate::options::NsqdOptions;
+use crate::common::http_client::{form_encode, HttpClient, HttpTimeouts, Request, ACCEPT_NSQ_V1};
+use crate::nsqd::options::NsqdOptions;
 
 /// Largest auth server reply read.
 const MAX_REPLY: usize = 1024 * 1024;
@@ -95,9 +92,7 @@ pub struct AuthRequest<'a> {
 pub struct Authenticator {
     addresses: Vec<String>,
     post: bool,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    tls: Arc<rustls::ClientConfig>,
+    http: HttpClient,
 }
 
 impl Authenticator {
@@ -123,12 +118,16 @@ impl Authenticator {
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let timeouts = HttpTimeouts {
+            connect: o.http_client_connect_timeout,
+            request: o.http_client_request_timeout,
+        };
         Ok(Some(Arc::new(Authenticator {
             addresses: o.auth_http_addresses.clone(),
             post: o.auth_http_request_method == "post",
-            connect_timeout: o.http_client_connect_timeout,
-            request_timeout: o.http_client_request_timeout,
-            tls: Arc::new(tls),
+            http: HttpClient::new(timeouts)
+                .with_tls(Arc::new(tls))
+                .with_max_body(MAX_REPLY),
         })))
     }
 
@@ -158,92 +157,32 @@ impl Authenticator {
         } else {
             format!("http://{addr}/auth")
         };
-        let (scheme, rest) = endpoint.split_once("://").unwrap_or(("http", &endpoint));
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let https = match scheme {
-            "http" => false,
-            "https" => true,
-            other => return Err(format!("unsupported scheme {other}")),
-        };
-        let body = timeout(self.request_timeout, self.exchange(https, authority, path, &form))
-            .await
-            .map_err(|_| "request timed out".to_string())??;
-        parse_reply(&body)
-    }
-
-    async fn exchange(&self, https: bool, authority: &str, path: &str, form: &str) -> Result<Bytes, String> {
-        let host = authority
-            .rsplit_once(':')
-            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty())
-            .map(|(h, _)| h)
-            .unwrap_or(authority);
-        let connect_to = if host.len() == authority.len() {
-            format!("{authority}:{}", if https { 443 } else { 80 })
+        let mut headers = vec![("Accept", ACCEPT_NSQ_V1), ("User-Agent", "nsqd")];
+        let request = if self.post {
+            headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+            (endpoint, Bytes::from(form))
         } else {
-            authority.to_string()
+            let sep = if endpoint.contains('?') { '&' } else { '?' };
+            (format!("{endpoint}{sep}{form}"), Bytes::new())
         };
-        let tcp = timeout(self.connect_timeout, TcpStream::connect(&connect_to))
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| format!("connect - {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let (method, uri, body) = if self.post {
-            ("POST", path.to_string(), form.to_string())
-        } else {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            ("GET", format!("{path}{sep}{form}"), String::new())
-        };
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("Host", authority)
-            .header("Accept", "application/vnd.nsq; version=1.0")
-            .header("User-Agent", "nsqd");
-        if self.post {
-            builder = builder.header("Content-Type", "application/x-www-form-urlencoded");
+        let reply = self
+            .http
+            .send(Request {
+                method: if self.post { "POST" } else { "GET" },
+                url: &request.0,
+                headers: &headers,
+                body: request.1,
+            })
+            .await?;
+        if reply.status != 200 {
+            return Err(format!(
+                "got response {} {:?}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            ));
         }
-        let request = builder
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        if https {
-            let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-                .map_err(|e| e.to_string())?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS - {e}"))?;
-            send(TokioIo::new(tls), request).await
-        } else {
-            send(TokioIo::new(tcp), request).await
-        }
+        parse_reply(&reply.body)
     }
-}
-
-async fn send<T>(io: T, request: hyper::Request<Full<Bytes>>) -> Result<Bytes, String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let resp = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = Limited::new(resp.into_body(), MAX_REPLY)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if status != hyper::StatusCode::OK {
-        return Err(format!(
-            "got response {status} {:?}",
-            String::from_utf8_lossy(&body)
-        ));
-    }
-    Ok(body)
 }
 
 fn parse_reply(body: &[u8]) -> Result<AuthState, String> {
@@ -284,30 +223,6 @@ fn parse_reply(body: &[u8]) -> Result<AuthState, String> {
     })
 }
 
-/// Go's `url.Values.Encode` for pairs already sorted by key.
-fn form_encode(pairs: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        query_escape(k, &mut out);
-        out.push('=');
-        query_escape(v, &mut out);
-    }
-    out
-}
-
-fn query_escape(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,13 +245,5 @@ mod tests {
             parse_reply(br#"{"ttl":1,"authorizations":[{"topic":"x","permissions":["admin"]}]}"#).is_err()
         );
         assert!(parse_reply(br#"{"ttl":1,"authorizations":[{"topic":"(","permissions":[]}]}"#).is_err());
-    }
-
-    #[test]
-    fn form_like_go() {
-        assert_eq!(
-            form_encode(&[("common_name", ""), ("secret", "a b&c/é")]),
-            "common_name=&secret=a+b%26c%2F%C3%A9"
-        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::broker::stats::{E2eStats, Stats};
+use crate::nsqd::broker::stats::{E2eStats, Stats};
 
 /// One metric family: its samples are written under a single HELP/TYPE header.
 struct Family {

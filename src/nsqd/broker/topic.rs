@@ -10,7 +10,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::channel::Channel;
 use super::log::{DiskLog, LogHead, LogReader, MemLog, NewRecord, ReadBatch, StoredMessage};
-use crate::protocol::guid::{now_ns, GuidFactory};
+use crate::common::time::now_ns;
+use crate::protocol::guid::GuidFactory;
 use crate::protocol::MessageId;
 
 pub enum LogStore {

@@ -1,6 +1,6 @@
 //! nsqlookupd's HTTP API (nsq-reference §2.3): discovery for consumers (`/lookup`, `/topics`,
 //! `/channels`, `/nodes`) and administration of the registration DB, with NSQ's response
-//! conventions (`crate::http::common`) and nsqlookupd's JSON shapes and error texts.
+//! conventions (`crate::common::http_api`) and nsqlookupd's JSON shapes and error texts.
 //!
 //! Inactivity and tombstones are applied here, at read time (§2.4): nothing expires from the
 //! DB on a timer.
@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 
 use super::registry::{filter_active, Category, PeerInfo, Producer, Registration, Registry};
 use super::{Level, LookupdOptions, NSQLOOKUPD_VERSION};
-use crate::http::common::{empty, err, json_body, nsq_headers, ok_text, params};
-use crate::protocol::guid::now_ns;
+use crate::common::http_api::{empty, err, json_body, nsq_headers, ok_text, params};
+use crate::common::time::now_ns;
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 
 /// What Go's zero `time.Time` gives for `UnixNano()` (an int64 overflow), which nsqlookupd's

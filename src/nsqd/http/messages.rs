@@ -17,11 +17,11 @@ use axum::http::Method;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::common::{err, json_body, params};
 use super::{require_post, HttpState};
-use crate::broker::channel::{Channel, MessageState};
-use crate::broker::log::LogReader;
-use crate::broker::topic::Topic;
+use crate::common::http_api::{err, json_body, params};
+use crate::nsqd::broker::channel::{Channel, MessageState};
+use crate::nsqd::broker::log::LogReader;
+use crate::nsqd::broker::topic::Topic;
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 use crate::protocol::{body_text, MessageId};
 

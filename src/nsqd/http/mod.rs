@@ -3,7 +3,6 @@
 // Handlers return finished responses as errors; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
-pub mod common;
 mod messages;
 mod metrics;
 
@@ -19,16 +18,16 @@ use axum::routing::{any, get};
 use axum::Router;
 use serde_json::json;
 
-use crate::broker::topic::Topic;
-use crate::broker::{stats, Broker, NSQ_VERSION};
-use crate::protocol::guid::now_ns;
+use crate::common::http_api::{empty, err, json_body, nsq_headers, ok_text, params};
+use crate::common::time::now_ns;
+use crate::nsqd::broker::topic::Topic;
+use crate::nsqd::broker::{stats, Broker, NSQ_VERSION};
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
-use common::{empty, err, json_body, nsq_headers, ok_text, params};
 
 #[derive(Clone)]
 pub struct HttpState {
     pub broker: Arc<Broker>,
-    pub lookup: Arc<crate::server::lookup_peer::LookupPeers>,
+    pub lookup: Arc<crate::nsqd::lookup_peer::LookupPeers>,
     pub tcp_port: u16,
     pub http_port: u16,
     /// 0 when HTTPS is off.
@@ -40,7 +39,7 @@ type Reply = Result<Response, Response>;
 /// The API router; `over_tls` tells the HTTPS listener's router from the plain one.
 pub fn router(state: HttpState, over_tls: bool) -> Router {
     let o = &state.broker.opts;
-    let tls_required = !over_tls && o.tls_required == crate::options::TlsRequired::Yes;
+    let tls_required = !over_tls && o.tls_required == crate::nsqd::options::TlsRequired::Yes;
     // Bodies are bounded by nsqd's own limits (checked in the handlers), not axum's default.
     let body_limit = o.max_body_size.max(o.max_msg_size) as usize + 1;
     Router::new()
@@ -153,7 +152,7 @@ async fn info(State(s): State<HttpState>) -> Response {
     json_body(&json!({
         "version": NSQ_VERSION,
         "broadcast_address": o.broadcast_address,
-        "hostname": crate::options::local_hostname(),
+        "hostname": crate::common::host::local_hostname(),
         "http_port": s.http_port,
         "tcp_port": s.tcp_port,
         "start_time": s.broker.start_time_unix(),

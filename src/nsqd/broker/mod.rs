@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::options::NsqdOptions;
+use crate::nsqd::options::NsqdOptions;
 use crate::protocol::names::is_ephemeral;
 use channel::Channel;
 use log::{DiskLog, LogHead, MemLog};
@@ -550,7 +550,7 @@ impl Broker {
     }
 
     fn process_timers(&self) {
-        let now = crate::protocol::guid::now_ns();
+        let now = crate::common::time::now_ns();
         for topic in self.topics() {
             for ch in topic.channels() {
                 if ch.next_timer().is_some_and(|t| t <= now) {

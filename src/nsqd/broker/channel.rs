@@ -23,7 +23,7 @@ use super::events::{int_array, Kind, OwnedPlace, Place};
 use super::journal::{ChannelSnapshot, ChannelStore, CursorRange, JournalRecord, OutstandingEntry};
 use super::log::{LogReader, StoredMessage};
 use super::topic::TopicCore;
-use crate::protocol::guid::now_ns;
+use crate::common::time::now_ns;
 use crate::protocol::MessageId;
 
 /// A message handed to a client.

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::common::host::local_hostname;
+
 /// How strictly TLS is demanded of clients (`--tls-required`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsRequired {
@@ -149,14 +151,6 @@ impl Default for NsqdOptions {
             http_admin_token: String::new(),
         }
     }
-}
-
-/// The machine's host name, as nsqd registers it when no broadcast address is given.
-pub fn local_hostname() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// nsqd's default node id: `crc32(md5(hostname)) % 1024`.

@@ -15,7 +15,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConnection, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 
-use crate::options::NsqdOptions;
+use crate::nsqd::options::NsqdOptions;
 
 /// Where Debian keeps the system CAs, used for `require-verify` without `--tls-root-ca-file`
 /// (Go verifies against the system pool then).

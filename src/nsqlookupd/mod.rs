@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::common::process::wait_for_signal;
+
 pub use http::router;
 pub use registry::Registry;
 pub use tcp::serve_tcp;
@@ -56,7 +58,7 @@ impl Default for LookupdOptions {
             log_prefix: "[nsqlookupd] ".into(),
             tcp_address: "0.0.0.0:4160".into(),
             http_address: "0.0.0.0:4161".into(),
-            broadcast_address: crate::options::local_hostname(),
+            broadcast_address: crate::common::host::local_hostname(),
             inactive_producer_timeout: Duration::from_secs(300),
             tombstone_lifetime: Duration::from_secs(45),
         }
@@ -102,14 +104,14 @@ impl LookupdOptions {
         // The CLI validates the level; an embedder's typo should not silence errors.
         let min = Level::parse(&self.log_level).unwrap_or(Level::Info);
         if level >= min {
-            crate::server::log(&self.log_prefix, level.label(), msg);
+            crate::common::log::log(&self.log_prefix, level.label(), msg);
         }
     }
 }
 
 /// Runs nsqlookupd until SIGINT/SIGTERM; returns the process exit code.
 pub fn run(opts: LookupdOptions) -> i32 {
-    crate::server::run_until_exit(serve(opts))
+    crate::common::process::run_until_exit(serve(opts))
 }
 
 /// A lookupd running inside another process (`nsqrs serve`'s embedded one).
@@ -167,28 +169,17 @@ async fn serve(opts: LookupdOptions) -> i32 {
             return 1;
         }
     };
-    let code = wait_for_signal(&opts).await;
+    let code = match wait_for_signal().await {
+        Ok(()) => 0,
+        Err(e) => {
+            opts.logf(Level::Fatal, &format!("failed to install signal handlers - {e}"));
+            1
+        }
+    };
     running.stop();
     opts.logf(Level::Info, &format!("TCP: closing {}", running.tcp_addr));
     opts.logf(Level::Info, &format!("HTTP: closing {}", running.http_addr));
     code
-}
-
-/// Waits for SIGINT or SIGTERM; the exit code is 1 only if the handlers cannot be installed.
-async fn wait_for_signal(opts: &LookupdOptions) -> i32 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            opts.logf(Level::Fatal, &format!("failed to install signal handlers - {e}"));
-            return 1;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    0
 }
 
 #[cfg(test)]
@@ -203,7 +194,7 @@ mod tests {
         assert_eq!(o.log_prefix, "[nsqlookupd] ");
         assert_eq!(o.inactive_producer_timeout, Duration::from_secs(300));
         assert_eq!(o.tombstone_lifetime, Duration::from_secs(45));
-        assert_eq!(o.broadcast_address, crate::options::local_hostname());
+        assert_eq!(o.broadcast_address, crate::common::host::local_hostname());
     }
 
     #[test]
