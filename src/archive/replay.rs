@@ -13,6 +13,7 @@ use std::path::Path;
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 
+use super::schema::RECORD_SPAN_NS;
 use super::store::{Row, Store, Value};
 use super::trace::valid_id;
 use super::MessageRow;
@@ -20,11 +21,6 @@ use crate::protocol::MessageId;
 
 /// Where a batch ends in publish order: (publish ts, id, nsqd), unique in the archive.
 pub type Cursor = (i64, String, String);
-
-/// Longest stretch of publish time one `replay_batches` row covers. `trace` looks this far
-/// back from a message's publish time for the rows that may hold it, which keeps that lookup
-/// to a few index entries however much has been replayed.
-pub const RECORD_SPAN_NS: i64 = 10_000_000_000;
 
 /// What to replay.
 #[derive(Debug, Clone)]

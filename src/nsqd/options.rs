@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 use crate::common::host::local_hostname;
+use crate::protocol::identify::IdentifyLimits;
+use crate::protocol::ParseLimits;
 
 /// How strictly TLS is demanded of clients (`--tls-required`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +151,31 @@ impl Default for NsqdOptions {
             lifecycle_events: "publish".into(),
             lifecycle_events_topics: String::new(),
             http_admin_token: String::new(),
+        }
+    }
+}
+
+impl NsqdOptions {
+    /// What IDENTIFY may ask of this server.
+    pub fn identify_limits(&self) -> IdentifyLimits {
+        IdentifyLimits {
+            default_output_buffer_timeout: self.output_buffer_timeout,
+            default_msg_timeout: self.msg_timeout,
+            max_heartbeat_interval: self.max_heartbeat_interval,
+            min_output_buffer_timeout: self.min_output_buffer_timeout,
+            max_output_buffer_timeout: self.max_output_buffer_timeout,
+            max_output_buffer_size: self.max_output_buffer_size,
+            max_msg_timeout: self.max_msg_timeout,
+        }
+    }
+
+    /// What the command parser enforces on this server.
+    pub fn parse_limits(&self) -> ParseLimits {
+        ParseLimits {
+            max_msg_size: self.max_msg_size,
+            max_body_size: self.max_body_size,
+            max_req_timeout_ms: self.max_req_timeout.as_millis() as i64,
+            max_rdy_count: self.max_rdy_count,
         }
     }
 }

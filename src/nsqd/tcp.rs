@@ -38,7 +38,7 @@ use crate::protocol::compress::{Decoder, Encoder};
 use crate::protocol::frame::{self, put_frame, put_message_frame};
 use crate::protocol::identify::{ClientSettings, IdentifyRequest, IdentifyResponse};
 use crate::protocol::MessageId;
-use crate::protocol::{Command, ParseLimits, ProtocolError};
+use crate::protocol::{Command, ProtocolError};
 
 /// Most messages pulled from a channel in one go, so one client cannot starve the others.
 const MAX_TAKE: usize = 1024;
@@ -142,7 +142,7 @@ async fn handle(mut stream: TcpStream, services: Arc<Services>) {
         .map(|(h, _)| h.trim_matches(['[', ']']))
         .unwrap_or("")
         .to_string();
-    let settings = ClientSettings::defaults(&broker.opts, &remote_ip);
+    let settings = ClientSettings::defaults(&broker.opts.identify_limits(), &remote_ip);
     let client = Arc::new(ClientHandle::new(
         broker.next_client_id(),
         remote,
@@ -352,12 +352,7 @@ async fn read_commands<R: AsyncRead + Unpin>(
 ) -> ReadEnd<R> {
     let shared = conn.shared;
     let opts = &conn.broker.opts;
-    let limits = ParseLimits {
-        max_msg_size: opts.max_msg_size,
-        max_body_size: opts.max_body_size,
-        max_req_timeout_ms: opts.max_req_timeout.as_millis() as i64,
-        max_rdy_count: opts.max_rdy_count,
-    };
+    let limits = opts.parse_limits();
     let tls_required = opts.tls_required != TlsRequired::No;
     let mut raw = BytesMut::new();
     loop {
@@ -565,7 +560,7 @@ impl Connection<'_> {
         let settings = {
             let mut s = self.shared.client.settings.write();
             if !self.identified {
-                s.apply(&req, opts)
+                s.apply(&req, &opts.identify_limits())
                     .map_err(|e| ProtocolError::fatal("E_BAD_BODY", format!("IDENTIFY {e}")))?;
             }
             s.clone()

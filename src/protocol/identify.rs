@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::nsqd::options::NsqdOptions;
-
 /// The keys nsqd reads from an IDENTIFY body; unknown keys are ignored, as in Go.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
@@ -52,6 +50,19 @@ impl IdentifyRequest {
     }
 }
 
+/// What the server lets a client ask for in IDENTIFY, and what it gets when it does not ask
+/// (nsqd's `--msg-timeout`, `--max-heartbeat-interval`, `--*-output-buffer-*` options).
+#[derive(Debug, Clone)]
+pub struct IdentifyLimits {
+    pub default_output_buffer_timeout: Duration,
+    pub default_msg_timeout: Duration,
+    pub max_heartbeat_interval: Duration,
+    pub min_output_buffer_timeout: Duration,
+    pub max_output_buffer_timeout: Duration,
+    pub max_output_buffer_size: i64,
+    pub max_msg_timeout: Duration,
+}
+
 /// Per-connection settings after IDENTIFY (or nsqd's defaults when a client never sends one).
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -69,22 +80,22 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    pub fn defaults(opts: &NsqdOptions, remote_ip: &str) -> ClientSettings {
+    pub fn defaults(limits: &IdentifyLimits, remote_ip: &str) -> ClientSettings {
         ClientSettings {
             client_id: remote_ip.to_string(),
             hostname: remote_ip.to_string(),
             user_agent: String::new(),
             heartbeat_interval: Some(Duration::from_secs(30)),
             output_buffer_size: 16 * 1024,
-            output_buffer_timeout: Some(opts.output_buffer_timeout),
+            output_buffer_timeout: Some(limits.default_output_buffer_timeout),
             sample_rate: 0,
-            msg_timeout: opts.msg_timeout,
+            msg_timeout: limits.default_msg_timeout,
             message_id_reply: false,
         }
     }
 
     /// Applies an IDENTIFY request; the error text follows "IDENTIFY " in the E_BAD_BODY frame.
-    pub fn apply(&mut self, req: &IdentifyRequest, opts: &NsqdOptions) -> Result<(), String> {
+    pub fn apply(&mut self, req: &IdentifyRequest, limits: &IdentifyLimits) -> Result<(), String> {
         let client_id = if req.client_id.is_empty() {
             &req.short_id
         } else {
@@ -104,7 +115,7 @@ impl ClientSettings {
         self.message_id_reply = req.message_id_reply;
         self.user_agent = req.user_agent.clone();
 
-        let max_hb = opts.max_heartbeat_interval.as_millis() as i64;
+        let max_hb = limits.max_heartbeat_interval.as_millis() as i64;
         match req.heartbeat_interval {
             -1 => self.heartbeat_interval = None,
             0 => {}
@@ -114,8 +125,8 @@ impl ClientSettings {
             ms => return Err(format!("heartbeat interval ({ms}) is invalid")),
         }
 
-        let min_obt = opts.min_output_buffer_timeout.as_millis() as i64;
-        let max_obt = opts.max_output_buffer_timeout.as_millis() as i64;
+        let min_obt = limits.min_output_buffer_timeout.as_millis() as i64;
+        let max_obt = limits.max_output_buffer_timeout.as_millis() as i64;
         match req.output_buffer_timeout {
             -1 => self.output_buffer_timeout = None,
             0 => {}
@@ -130,7 +141,7 @@ impl ClientSettings {
                 self.output_buffer_timeout = None;
             }
             0 => {}
-            size if (64..=opts.max_output_buffer_size).contains(&size) => {
+            size if (64..=limits.max_output_buffer_size).contains(&size) => {
                 self.output_buffer_size = size as usize
             }
             size => return Err(format!("output buffer size ({size}) is invalid")),
@@ -141,7 +152,7 @@ impl ClientSettings {
         }
         self.sample_rate = req.sample_rate;
 
-        let max_mt = opts.max_msg_timeout.as_millis() as i64;
+        let max_mt = limits.max_msg_timeout.as_millis() as i64;
         match req.msg_timeout {
             0 => {}
             ms if (1000..=max_mt).contains(&ms) => self.msg_timeout = Duration::from_millis(ms as u64),
@@ -178,11 +189,23 @@ pub struct IdentifyResponse {
 mod tests {
     use super::*;
 
+    /// nsqd's defaults.
+    fn limits() -> IdentifyLimits {
+        IdentifyLimits {
+            default_output_buffer_timeout: Duration::from_millis(250),
+            default_msg_timeout: Duration::from_secs(60),
+            max_heartbeat_interval: Duration::from_secs(60),
+            min_output_buffer_timeout: Duration::from_millis(25),
+            max_output_buffer_timeout: Duration::from_secs(30),
+            max_output_buffer_size: 65536,
+            max_msg_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+
     fn apply(json: &str) -> Result<ClientSettings, String> {
-        let opts = NsqdOptions::default();
-        let mut s = ClientSettings::defaults(&opts, "127.0.0.1");
+        let mut s = ClientSettings::defaults(&limits(), "127.0.0.1");
         let req: IdentifyRequest = serde_json::from_str(json).unwrap();
-        s.apply(&req, &opts).map(|_| s)
+        s.apply(&req, &limits()).map(|_| s)
     }
 
     #[test]
