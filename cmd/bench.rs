@@ -126,7 +126,7 @@ fn parse_buffer_timeout(text: &str) -> Result<i64, String> {
 }
 
 pub fn run(args: BenchArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match nsqrs::common::process::runtime(None) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("nsqrs bench: cannot start runtime: {e}");
@@ -213,18 +213,15 @@ async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
 /// Serves until SIGINT or SIGTERM; the listening line goes to stderr so a parent process
 /// can learn the port when it asked for port 0.
 async fn serve_null(args: &BenchArgs) -> bench::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     eprintln!("TCP: listening on {addr}");
-    let mut term = signal(SignalKind::terminate())?;
     let opts = null_server::NullOptions { body_size: args.size };
     tokio::select! {
         served = null_server::serve(listener, opts) => served?,
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        signalled = nsqrs::common::process::wait_for_signal() => signalled?,
     }
     Ok(())
 }

@@ -7,3 +7,4 @@ pub mod common;
 pub mod nsqd;
 pub mod nsqlookupd;
 pub mod protocol;
+pub mod tools;

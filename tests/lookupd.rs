@@ -384,7 +384,7 @@ fn registrations_show_in_every_read_endpoint() {
     );
     let entry = &debug["topic:t1:"][0];
     let last_update = entry["last_update"].as_i64().unwrap();
-    let now_ns = nsqrs::protocol::guid::now_ns();
+    let now_ns = nsqrs::common::time::now_ns();
     assert!(
         last_update > now_ns - 60_000_000_000 && last_update <= now_ns,
         "{entry}"
@@ -727,7 +727,7 @@ fn tombstones_hide_a_producer_of_one_topic_for_the_lifetime() {
     );
     assert_eq!(producers_of(&l, "t"), ["nsqd-a", "nsqd-b"]);
 
-    let before = nsqrs::protocol::guid::now_ns();
+    let before = nsqrs::common::time::now_ns();
     assert_eq!(
         l.post("/topic/tombstone?topic=t&node=nsqd-a:4151"),
         (200, String::new())
@@ -761,7 +761,7 @@ fn tombstones_hide_a_producer_of_one_topic_for_the_lifetime() {
     };
     assert_eq!(entry("topic:t:", "nsqd-a")["tombstoned"], true);
     let at = entry("topic:t:", "nsqd-a")["tombstoned_at"].as_i64().unwrap();
-    assert!(at >= before && at <= nsqrs::protocol::guid::now_ns(), "{at}");
+    assert!(at >= before && at <= nsqrs::common::time::now_ns(), "{at}");
     assert_eq!(entry("topic:u:", "nsqd-a")["tombstoned"], false);
     assert_eq!(entry("client::", "nsqd-a")["tombstoned"], false);
     // Registering again does not lift the tombstone.

@@ -1,0 +1,234 @@
+//! `nsqrs to-db`'s archiver: a topic (and, if asked, the broker's lifecycle events) into
+//! SQLite or PostgreSQL for `trace` and `replay`.
+//!
+//! It is an ordinary consumer on its own channel, so it works against any nsqd. Messages are
+//! collected into batches, each batch is one transaction, and a message is finished only once
+//! the transaction holding it has committed: a crash can re-deliver but never lose, and the
+//! archive's keys make a re-delivered insert a no-op.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::archive::events::{self, EVENTS_TOPIC};
+use crate::archive::store::OpenMode;
+use crate::archive::{EventRow, MessageRow, Store};
+use crate::client::{Config, Consumer, Message};
+use crate::common::process::wait_for_signal;
+use crate::common::time::now_ns;
+
+/// What to archive, from where, into what, in which batches.
+#[derive(Debug, Clone)]
+pub struct ArchivePlan {
+    pub topic: String,
+    /// The archiver's own channel: it sees every message of the topic.
+    pub channel: String,
+    pub nsqd_tcp_address: Vec<String>,
+    pub lookupd_http_address: Vec<String>,
+    /// A SQLite file, or a postgres:// URL.
+    pub db: String,
+    /// Also archive the lifecycle events about the topic.
+    pub events: bool,
+    pub batch_size: usize,
+    /// Commit a partial batch after this long.
+    pub flush_interval: Duration,
+}
+
+/// Archives until SIGINT/SIGTERM or a failure of the archive; what was taken is committed
+/// and finished before it returns.
+pub async fn archive(plan: ArchivePlan, config: Config) -> Result<(), String> {
+    let store = Arc::new(Store::open(&plan.db, OpenMode::Create).await?);
+    let mut consumers = vec![(
+        Consumer::new(&plan.topic, &plan.channel, config.clone())?,
+        Kind::Messages(plan.topic.clone()),
+    )];
+    if plan.events {
+        let only = plan.topic.clone();
+        consumers.push((
+            Consumer::new(EVENTS_TOPIC, &plan.channel, config)?,
+            Kind::Events(only),
+        ));
+    }
+    let mut tasks = Vec::new();
+    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<String>();
+    for (consumer, kind) in &consumers {
+        let batcher = Batcher {
+            consumer: consumer.clone(),
+            store: store.clone(),
+            kind: kind.clone(),
+            batch_size: plan.batch_size,
+            flush_interval: plan.flush_interval,
+        };
+        let failed = failed_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = batcher.run().await;
+            if let Err(e) = &r {
+                let _ = failed.send(e.clone());
+            }
+            r
+        }));
+        for addr in &plan.nsqd_tcp_address {
+            consumer
+                .connect_to_nsqd(addr)
+                .await
+                .map_err(|e| format!("connect to nsqd {addr}: {e}"))?;
+        }
+        for addr in &plan.lookupd_http_address {
+            consumer
+                .connect_to_lookupd(addr)
+                .await
+                .map_err(|e| format!("lookupd {addr}: {e}"))?;
+        }
+    }
+    // A batcher ends early only when the archive fails (a write error); that ends the run.
+    let mut failure: Option<String> = tokio::select! {
+        signalled = wait_for_signal() => signalled.err().map(|e| format!("signal handlers: {e}")),
+        e = failed_rx.recv() => e,
+    };
+    // Stop taking messages; each batcher commits and finishes what it holds once its
+    // consumer reports the stop, and only then do we exit.
+    let stops: Vec<_> = consumers
+        .iter()
+        .map(|(c, _)| {
+            let c = c.clone();
+            tokio::spawn(async move { c.stop().await })
+        })
+        .collect();
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            failure.get_or_insert(e);
+        }
+    }
+    for s in stops {
+        let _ = s.await;
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Messages(String),
+    /// Events about this topic only: `nsqrs.events` carries every topic's.
+    Events(String),
+}
+
+struct Batcher {
+    consumer: Consumer,
+    store: Arc<Store>,
+    kind: Kind,
+    batch_size: usize,
+    flush_interval: Duration,
+}
+
+impl Batcher {
+    /// Fills batches while the previous one commits: the writer task owns committing and
+    /// finishing, the loop here only receives.
+    async fn run(self) -> Result<(), String> {
+        let (tx, mut rx) = mpsc::channel::<Vec<Message>>(1);
+        let store = self.store.clone();
+        let kind = self.kind.clone();
+        // Messages handed to the writer and not yet finished.
+        let pending = Arc::new(AtomicUsize::new(0));
+        let pending_w = pending.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                let n = batch.len();
+                commit(&store, &kind, batch).await?;
+                pending_w.fetch_sub(n, Ordering::Relaxed);
+            }
+            Ok::<(), String>(())
+        });
+        // The broker stops sending once RDY's worth is unanswered (nsqd caps RDY at its
+        // --max-rdy-count, whatever --max-in-flight asks), so a batch larger than that would
+        // only ever be flushed by the timer. When everything in flight is already in our
+        // hands, nothing more can come: commit now.
+        let mut stall_check = tokio::time::interval(Duration::from_millis(5));
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch: Vec<Message> = Vec::with_capacity(self.batch_size);
+        let timer = tokio::time::sleep(self.flush_interval);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                m = self.consumer.recv() => match m {
+                    Some(m) => {
+                        if batch.is_empty() {
+                            timer.as_mut().reset(tokio::time::Instant::now() + self.flush_interval);
+                        }
+                        batch.push(m);
+                        if batch.len() >= self.batch_size && !send(&tx, &mut batch, &pending).await {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = &mut timer, if !batch.is_empty() => {
+                    if !send(&tx, &mut batch, &pending).await {
+                        break;
+                    }
+                }
+                _ = stall_check.tick(), if !batch.is_empty() => {
+                    let held = batch.len() + pending.load(Ordering::Relaxed);
+                    if held >= self.consumer.stats().in_flight && !send(&tx, &mut batch, &pending).await {
+                        break;
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            send(&tx, &mut batch, &pending).await;
+        }
+        drop(tx);
+        writer.await.map_err(|e| e.to_string())?
+    }
+}
+
+/// Hands the batch to the writer; false once the writer has failed.
+async fn send(tx: &mpsc::Sender<Vec<Message>>, batch: &mut Vec<Message>, pending: &AtomicUsize) -> bool {
+    let cap = batch.capacity();
+    pending.fetch_add(batch.len(), Ordering::Relaxed);
+    tx.send(std::mem::replace(batch, Vec::with_capacity(cap)))
+        .await
+        .is_ok()
+}
+
+async fn commit(store: &Store, kind: &Kind, batch: Vec<Message>) -> Result<(), String> {
+    let archived_at = now_ns();
+    match kind {
+        Kind::Messages(topic) => {
+            let rows = batch
+                .iter()
+                .map(|m| MessageRow {
+                    topic: topic.clone(),
+                    id: m.id_str().to_string(),
+                    nsqd: m.nsqd_address.clone(),
+                    ts: m.timestamp,
+                    attempts: m.attempts as i64,
+                    body: m.body.to_vec(),
+                    archived_at,
+                })
+                .collect();
+            store.insert_messages(rows).await?;
+        }
+        Kind::Events(topic) => {
+            let mut rows: Vec<EventRow> = Vec::new();
+            for m in &batch {
+                let (exploded, skipped) = events::explode(&m.body);
+                if skipped > 0 {
+                    eprintln!(
+                        "warning: {skipped} unreadable line(s) in {EVENTS_TOPIC} message {}",
+                        m.id_str()
+                    );
+                }
+                rows.extend(exploded.into_iter().filter(|r| &r.topic == topic));
+            }
+            store.insert_events(rows).await?;
+        }
+    }
+    // Only now is the batch durable; a crash before this line re-delivers it.
+    for m in batch {
+        m.finish();
+    }
+    Ok(())
+}
