@@ -64,6 +64,10 @@ pub enum Mutation {
     SetByte(Index, u8),
     /// Four bytes overwritten with a big-endian length or count that parsers must distrust.
     SetU32(Index, u32),
+    /// Like `SetU32`, at one of the places that already hold what looks like a length or a
+    /// count (a big-endian value no larger than the input), so the fields that say how much
+    /// follows are hit far more often than by chance.
+    SetLength(Index, u32),
     Truncate(Index),
     Delete(Index, usize),
     Duplicate {
@@ -94,7 +98,8 @@ pub fn mutation_strategy() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         3 => (any::<Index>(), 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit(at, bit)),
         1 => (any::<Index>(), any::<u8>()).prop_map(|(at, v)| Mutation::SetByte(at, v)),
-        3 => (any::<Index>(), suspicious_u32()).prop_map(|(at, v)| Mutation::SetU32(at, v)),
+        1 => (any::<Index>(), suspicious_u32()).prop_map(|(at, v)| Mutation::SetU32(at, v)),
+        3 => (any::<Index>(), suspicious_u32()).prop_map(|(at, v)| Mutation::SetLength(at, v)),
         1 => any::<Index>().prop_map(Mutation::Truncate),
         1 => (any::<Index>(), 1usize..16).prop_map(|(at, n)| Mutation::Delete(at, n)),
         1 => (any::<Index>(), 1usize..64, any::<Index>())
@@ -112,6 +117,19 @@ impl Mutation {
             Mutation::SetByte(i, v) if len > 0 => data[at(i)] = *v,
             Mutation::SetU32(i, v) if len >= 4 => {
                 let start = i.index(len - 3);
+                data[start..start + 4].copy_from_slice(&v.to_be_bytes());
+            }
+            Mutation::SetLength(i, v) if len >= 4 => {
+                let looks_like_length = |start: &usize| {
+                    let n = u32::from_be_bytes(data[*start..*start + 4].try_into().unwrap());
+                    n > 0 && n as usize <= len
+                };
+                let fields: Vec<usize> = (0..len - 3).filter(looks_like_length).collect();
+                let start = if fields.is_empty() {
+                    i.index(len - 3)
+                } else {
+                    fields[i.index(fields.len())]
+                };
                 data[start..start + 4].copy_from_slice(&v.to_be_bytes());
             }
             Mutation::Truncate(i) => data.truncate(at(i)),
