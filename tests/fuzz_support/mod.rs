@@ -10,7 +10,7 @@ use std::fmt;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestCaseResult, TestError, TestRunner};
 
 /// Cases per fuzzer: `NSQRS_FUZZ_CASES` when set (the long run), else the fuzzer's default.
 pub fn cases(default: u32) -> u32 {
@@ -28,19 +28,70 @@ fn seed() -> u64 {
         .unwrap_or_else(rand::random)
 }
 
+/// `NSQRS_FUZZ_SECONDS`: when set, each fuzzer repeats its cases, with a new seed each round,
+/// until this long has passed (the long run).
+fn seconds() -> Option<f64> {
+    std::env::var("NSQRS_FUZZ_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
 /// A runner for one fuzzer. `shrink` is off for fuzzers whose cases share a server: once an
 /// input has killed it every smaller input fails too, and the one reported must be the killer.
-pub fn runner(name: &str, default_cases: u32, shrink: bool) -> TestRunner {
-    let cases = cases(default_cases);
-    let seed = seed();
-    eprintln!("fuzz {name}: {cases} cases, seed {seed} (replay: NSQRS_FUZZ_SEED={seed})");
-    TestRunner::new(Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        max_shrink_iters: if shrink { 2048 } else { 0 },
-        ..Config::default()
-    })
+pub fn runner(name: &str, default_cases: u32, shrink: bool) -> Fuzz {
+    Fuzz {
+        name: name.to_string(),
+        cases: cases(default_cases),
+        seed: seed(),
+        shrink,
+    }
+}
+
+/// One fuzzer's budget: rounds of proptest cases, reported with the seed that replays them.
+pub struct Fuzz {
+    name: String,
+    cases: u32,
+    seed: u64,
+    shrink: bool,
+}
+
+impl Fuzz {
+    pub fn run<S: Strategy>(
+        self,
+        strategy: &S,
+        test: impl Fn(S::Value) -> TestCaseResult,
+    ) -> Result<(), TestError<S::Value>> {
+        let started = std::time::Instant::now();
+        let mut rounds = 0u64;
+        loop {
+            let seed = self.seed.wrapping_add(rounds);
+            let mut runner = TestRunner::new(Config {
+                cases: self.cases,
+                rng_seed: RngSeed::Fixed(seed),
+                failure_persistence: None,
+                max_shrink_iters: if self.shrink { 2048 } else { 0 },
+                ..Config::default()
+            });
+            if let Err(e) = runner.run(strategy, &test) {
+                eprintln!(
+                    "fuzz {}: failed; replay: NSQRS_FUZZ_CASES={} NSQRS_FUZZ_SEED={seed}",
+                    self.name, self.cases
+                );
+                return Err(e);
+            }
+            rounds += 1;
+            let elapsed = started.elapsed().as_secs_f64();
+            if seconds().is_none_or(|budget| elapsed >= budget) {
+                eprintln!(
+                    "fuzz {}: {} cases passed in {elapsed:.1} s (seed {}, {rounds} round(s))",
+                    self.name,
+                    rounds * self.cases as u64,
+                    self.seed
+                );
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Bytes that print as a Rust byte string, so a failing input can be pasted into a test.
