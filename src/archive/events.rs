@@ -13,48 +13,86 @@ const COLUMNS: &[&str] = &["ev", "ts", "nsqd", "topic", "ids", "channel", "clien
 
 /// The rows one body holds. Lines that are not a group (not JSON, or without `ev`, `ts` or
 /// `ids`) are skipped and counted, so one bad line cannot wedge the archiver on a message it
-/// would requeue forever.
+/// would requeue forever. So are lines that would take the body past `MAX_ROWS_PER_BODY` rows
+/// or `MAX_COPIED_BYTES_PER_BODY` bytes: a few hundred bytes of runs can stand for millions
+/// of rows, and each row copies the group's shared fields.
 pub fn explode(body: &[u8]) -> (Vec<EventRow>, usize) {
     let mut rows = Vec::new();
     let mut skipped = 0;
+    let mut budget = Budget {
+        rows: MAX_ROWS_PER_BODY,
+        bytes: MAX_COPIED_BYTES_PER_BODY,
+    };
     for line in body.split(|&b| b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         match serde_json::from_slice::<Map<String, Value>>(line) {
-            Ok(group) if explode_group(&group, &mut rows) => {}
+            Ok(group) if explode_group(&group, &mut budget, &mut rows) => {}
             _ => skipped += 1,
         }
     }
     (rows, skipped)
 }
 
-/// Most IDs one `"first-last"` run may stand for: more than any broker writes in one group,
-/// few enough that a corrupt line cannot make the archiver allocate without bound.
-const MAX_RUN: u64 = 1 << 20;
+/// Most IDs one `"first-last"` run may stand for: a run is consecutive IDs of one ~1 ms tick
+/// of a topic's GUID factory, whose sequence has 12 bits.
+const MAX_RUN: u64 = 4096;
 
-/// The message IDs of `ids`, with each `"first-last"` run of consecutive IDs spelled out.
-/// None when an element is neither an ID nor a sane run.
-fn expand_ids(ids: &[Value]) -> Option<Vec<String>> {
-    let hex = |s: &str| (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok()).flatten();
-    let mut out = Vec::with_capacity(ids.len());
+/// Most rows one body may explode into: far more than a broker writes in one flush (50 ms of
+/// events), few enough that a hostile body cannot exhaust the archiver's memory.
+pub const MAX_ROWS_PER_BODY: usize = 1 << 20;
+
+/// Most bytes the rows of one body may copy from their groups (the shared fields and columns
+/// each row repeats), for the same reason.
+pub const MAX_COPIED_BYTES_PER_BODY: usize = 256 << 20;
+
+/// What is left of a body's allowance of rows and copied bytes.
+struct Budget {
+    rows: usize,
+    bytes: usize,
+}
+
+/// How many message IDs `ids` stands for, with each `"first-last"` run of consecutive IDs
+/// counted out. None when an element is neither an ID nor a sane run.
+fn count_ids(ids: &[Value]) -> Option<usize> {
+    let mut count = 0usize;
     for element in ids {
-        let element = element.as_str()?;
-        match element.split_once('-') {
-            None => out.push(element.to_ascii_lowercase()),
+        count += match element.as_str()?.split_once('-') {
+            None => 1,
             Some((first, last)) => {
-                let (first, last) = (hex(first)?, hex(last)?);
+                let (first, last) = (hex_id(first)?, hex_id(last)?);
                 if last < first || last - first >= MAX_RUN {
                     return None;
                 }
-                out.extend((first..=last).map(|id| format!("{id:016x}")));
+                (last - first + 1) as usize
+            }
+        };
+    }
+    Some(count)
+}
+
+fn hex_id(s: &str) -> Option<u64> {
+    (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok()).flatten()
+}
+
+/// The message IDs of `ids` (checked by `count_ids`), with the runs spelled out.
+fn expand_ids(ids: &[Value], count: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(count);
+    for element in ids.iter().filter_map(Value::as_str) {
+        match element.split_once('-') {
+            None => out.push(element.to_ascii_lowercase()),
+            Some((first, last)) => {
+                if let (Some(first), Some(last)) = (hex_id(first), hex_id(last)) {
+                    out.extend((first..=last).map(|id| format!("{id:016x}")));
+                }
             }
         }
     }
-    Some(out)
+    out
 }
 
-fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>) -> bool {
+fn explode_group(g: &Map<String, Value>, budget: &mut Budget, rows: &mut Vec<EventRow>) -> bool {
     let (Some(kind), Some(ts), Some(ids)) = (
         g.get("ev").and_then(Value::as_str),
         g.get("ts").and_then(Value::as_i64),
@@ -62,9 +100,27 @@ fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>) -> bool {
     ) else {
         return false;
     };
-    let Some(ids) = expand_ids(ids) else {
+    let Some(count) = count_ids(ids).filter(|&n| n <= budget.rows) else {
         return false;
     };
+    // Every row repeats the columns and the fields that are not per-message arrays.
+    let copied_per_row: usize = g
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) if COLUMNS.contains(&k.as_str()) => s.len(),
+            _ if COLUMNS.contains(&k.as_str()) => 0,
+            Value::Array(a) if a.len() == count => k.len(),
+            other => k.len() + json_len(other),
+        })
+        .sum::<usize>()
+        + std::mem::size_of::<EventRow>();
+    let copied = copied_per_row.saturating_mul(count);
+    if copied > budget.bytes {
+        return false;
+    }
+    budget.rows -= count;
+    budget.bytes -= copied;
+    let ids = expand_ids(ids, count);
     let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     for (i, id) in ids.iter().enumerate() {
         let mut detail = Map::new();
@@ -93,6 +149,23 @@ fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>) -> bool {
         });
     }
     true
+}
+
+/// Bytes `v` takes as JSON text, without writing it out.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
 }
 
 #[cfg(test)]

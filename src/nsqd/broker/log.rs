@@ -72,7 +72,9 @@ pub fn stored_len(body_len: usize) -> u64 {
     (RECORD_PREFIX + PAYLOAD_HEADER + body_len) as u64
 }
 
-fn encode_record(out: &mut Vec<u8>, seq: u64, rec: &NewRecord) {
+/// Appends `rec` as one record with sequence number `seq`: the exact bytes `decode_record`
+/// reads back.
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, rec: &NewRecord) {
     let payload_len = PAYLOAD_HEADER + rec.body.len();
     let start = out.len();
     out.extend_from_slice(&(payload_len as u32).to_be_bytes());
@@ -87,14 +89,18 @@ fn encode_record(out: &mut Vec<u8>, seq: u64, rec: &NewRecord) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
-enum Decoded {
+/// What the bytes at the front of a buffer hold.
+#[derive(Debug)]
+pub enum Decoded {
     Record(StoredMessage),
     /// Not enough bytes buffered for the whole record; needs this many in total.
     Incomplete(usize),
     Corrupt,
 }
 
-fn decode_record(buf: &[u8], pos: u64, max_payload: usize) -> Decoded {
+/// Decodes the record at the front of `buf`, found at log position `pos`. A payload longer
+/// than `max_payload` cannot have been written (see `max_payload`), so it is corruption.
+pub fn decode_record(buf: &[u8], pos: u64, max_payload: usize) -> Decoded {
     if buf.len() < RECORD_PREFIX {
         return Decoded::Incomplete(RECORD_PREFIX);
     }
@@ -145,6 +151,11 @@ pub struct DiskLog {
     appends_since_sync: u64,
 }
 
+/// The largest payload a log written with `--max-msg-size` = `max_msg_size` can hold.
+pub fn max_payload(max_msg_size: usize) -> usize {
+    PAYLOAD_HEADER + max_msg_size.max(1)
+}
+
 fn segment_path(dir: &Path, start: u64) -> PathBuf {
     dir.join(format!("{start:020}.seg"))
 }
@@ -153,7 +164,7 @@ impl DiskLog {
     /// Opens (or creates) the log in `dir`, cutting off a torn tail in the last segment.
     pub fn open(dir: &Path, max_segment_bytes: u64, max_msg_size: usize) -> io::Result<DiskLog> {
         fs::create_dir_all(dir)?;
-        let max_payload = PAYLOAD_HEADER + max_msg_size.max(1);
+        let max_payload = max_payload(max_msg_size);
         let mut starts: Vec<u64> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {

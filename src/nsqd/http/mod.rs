@@ -250,7 +250,8 @@ fn split_binary_mpub(body: &[u8], max_msg: usize) -> Result<Vec<&[u8]>, Response
         return Err(err(413, "BAD_BODY"));
     }
     let mut at = 4;
-    let mut out = Vec::with_capacity(count as usize);
+    // The count is the client's claim: each message takes at least 5 bytes of what was sent.
+    let mut out = Vec::with_capacity((count as usize).min(body.len() / 5));
     for _ in 0..count {
         let size = u32_at(at).ok_or_else(|| err(413, "BAD_MESSAGE"))?;
         if size <= 0 || size as usize > max_msg {
