@@ -1,11 +1,9 @@
 //! Bad days: a full disk and a corrupt log segment. The broker reports the problem, refuses
 //! what it cannot store with NSQ's error, keeps serving what it has, and never panics.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{Frame, Nsqd};
 
 #[test]
 fn full_disk_fails_publishes_and_turns_ping_unhealthy() {

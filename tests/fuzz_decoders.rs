@@ -11,8 +11,6 @@
 //! The budget is small by default; `NSQRS_FUZZ_CASES=N` sets the cases of every fuzzer and
 //! `NSQRS_FUZZ_SEED=S` replays a run (docs/testing.md).
 
-mod fuzz_support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -21,7 +19,6 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use fuzz_support::{hostile, peak_bytes, runner, Input};
 use nsqrs::archive::events::{explode, MAX_ROWS_PER_BODY};
 use nsqrs::nsqd::broker::events::{EventMode, EventSink, Kind, Place};
 use nsqrs::nsqd::broker::log::{
@@ -36,9 +33,10 @@ use nsqrs::protocol::compress::{Decoder, Encoder};
 use nsqrs::protocol::identify::{ClientSettings, IdentifyRequest};
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 use nsqrs::protocol::MessageId;
+use nsqrs_testkit::fuzz::{hostile, peak_bytes, runner, Input};
 
 #[global_allocator]
-static ALLOC: fuzz_support::CountingAlloc = fuzz_support::CountingAlloc;
+static ALLOC: nsqrs_testkit::fuzz::CountingAlloc = nsqrs_testkit::fuzz::CountingAlloc;
 
 /// What a parser may allocate for `len` input bytes: a fixed allowance plus a constant factor
 /// (parameter lists, JSON trees and quoted error texts are a few times their input, never
@@ -846,11 +844,11 @@ fn log_segment_scan_serves_only_what_was_written() {
         .unwrap();
 }
 
-fn hostile_file_mutations() -> impl Strategy<Value = Vec<fuzz_support::Mutation>> {
+fn hostile_file_mutations() -> impl Strategy<Value = Vec<nsqrs_testkit::fuzz::Mutation>> {
     // Reuses the byte mutations through a throwaway strategy of one seed.
     prop_oneof![
         1 => Just(Vec::new()),
-        4 => vec(fuzz_support::mutation_strategy(), 1..4),
+        4 => vec(nsqrs_testkit::fuzz::mutation_strategy(), 1..4),
     ]
 }
 

@@ -3,49 +3,25 @@
 //! HTTP API's JSON shapes, status codes and error texts, inactivity and tombstones with
 //! shortened timeouts, cleanup when an nsqd's connection closes, and the `nsqlookupd` role.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http_exchange, LookupConn, Lookupd};
+use nsqrs_testkit::{http_exchange, wait_bounded, wait_for, LookupConn, Lookupd};
 use serde_json::{json, Value};
 
 /// `tombstoned_at` of a producer never tombstoned: Go's zero time as Unix nanoseconds.
 const GO_ZERO_TIME_UNIX_NANO: i64 = -6_795_364_578_871_345_152;
 
-/// Polls `cond` every 50 ms for at most `limit`; true once it holds.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `cmd` to completion, killing it if it takes more than 20 s.
 fn run_bounded(cmd: &mut Command) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    wait_bounded(child, Duration::from_secs(20))
 }
 
 fn hostname() -> String {
@@ -317,7 +293,9 @@ fn a_fatal_error_drops_the_peers_registrations() {
     assert_eq!(producers_of(&l, "t"), ["nsqd-a"]);
     assert_eq!(c.request("BOGUS"), "E_INVALID invalid command BOGUS");
     assert!(c.is_closed());
-    assert!(wait_until(Duration::from_secs(5), || producers_of(&l, "t").is_empty()));
+    wait_for("t to have no producers", Duration::from_secs(20), || {
+        producers_of(&l, "t").is_empty()
+    });
 }
 
 #[test]
@@ -479,7 +457,9 @@ fn closing_the_connection_removes_every_registration_of_that_peer() {
         assert_eq!(c.request("REGISTER u e#ephemeral"), "OK");
     }
     a.close();
-    assert!(wait_until(Duration::from_secs(5), || producers_of(&l, "t") == ["nsqd-b"]));
+    wait_for("only nsqd-b to produce t", Duration::from_secs(20), || {
+        producers_of(&l, "t") == ["nsqd-b"]
+    });
     assert_eq!(producers_of(&l, "u"), ["nsqd-b"]);
     let nodes = l.json("/nodes");
     assert_eq!(nodes["producers"].as_array().unwrap().len(), 1);
@@ -487,9 +467,9 @@ fn closing_the_connection_removes_every_registration_of_that_peer() {
 
     // Dropping the socket without a goodbye counts the same.
     drop(b);
-    assert!(wait_until(Duration::from_secs(5), || {
+    wait_for("no producers in /nodes", Duration::from_secs(20), || {
         l.json("/nodes") == json!({"producers": []})
-    }));
+    });
     // The keys stay, even ephemeral ones: only UNREGISTER deletes those.
     assert_eq!(l.json("/topics"), json!({"topics": ["t", "u"]}));
     assert_eq!(
@@ -688,7 +668,11 @@ fn inactive_producers_are_hidden_until_they_ping() {
     let registered = Instant::now();
     assert_eq!(producers_of(&l, "t"), ["nsqd-a"]);
 
-    assert!(wait_until(Duration::from_secs(10), || producers_of(&l, "t").is_empty()));
+    wait_for(
+        "the silent producer to go inactive",
+        Duration::from_secs(20),
+        || producers_of(&l, "t").is_empty(),
+    );
     assert!(registered.elapsed() >= Duration::from_millis(1900));
     assert_eq!(l.json("/nodes"), json!({"producers": []}));
     // Still registered: listed by /debug and /topics, and back as soon as it pings.
@@ -700,7 +684,11 @@ fn inactive_producers_are_hidden_until_they_ping() {
     assert_eq!(producers_of(&l, "t"), ["nsqd-a"]);
     assert_eq!(l.json("/nodes")["producers"].as_array().unwrap().len(), 1);
     // REGISTER is not a sign of life; only IDENTIFY and PING are.
-    assert!(wait_until(Duration::from_secs(10), || producers_of(&l, "t").is_empty()));
+    wait_for(
+        "the producer to go inactive again",
+        Duration::from_secs(20),
+        || producers_of(&l, "t").is_empty(),
+    );
     assert_eq!(a.request("REGISTER t2"), "OK");
     assert!(producers_of(&l, "t2").is_empty());
 }
@@ -769,9 +757,11 @@ fn tombstones_hide_a_producer_of_one_topic_for_the_lifetime() {
     assert_eq!(producers_of(&l, "t"), ["nsqd-b"]);
 
     // After the lifetime the producer is visible again; the flag stays in /debug.
-    assert!(wait_until(Duration::from_secs(10), || producers_of(&l, "t")
-        .len()
-        == 2));
+    wait_for(
+        "both producers of t to be listed again",
+        Duration::from_secs(20),
+        || producers_of(&l, "t").len() == 2,
+    );
     assert!(tombstoned.elapsed() >= Duration::from_millis(1900));
     assert_eq!(l.json("/debug")["topic:t:"].as_array().unwrap().len(), 2);
     let nodes = l.json("/nodes");
@@ -801,7 +791,9 @@ fn many_clients_and_a_restart_of_each() {
         .collect();
     assert_eq!(producers_of(&l, "t").len(), 20);
     conns.truncate(5);
-    assert!(wait_until(Duration::from_secs(5), || producers_of(&l, "t").len() == 5));
+    wait_for("five producers of t", Duration::from_secs(20), || {
+        producers_of(&l, "t").len() == 5
+    });
     for c in &mut conns {
         assert_eq!(c.request("PING"), "OK");
     }
@@ -811,7 +803,7 @@ fn many_clients_and_a_restart_of_each() {
 fn nsqlookupd_link() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("nsqlookupd");
-    std::os::unix::fs::symlink(common::BIN, &link).unwrap();
+    std::os::unix::fs::symlink(nsqrs_testkit::bin(), &link).unwrap();
     (dir, link)
 }
 
@@ -830,7 +822,7 @@ fn nsqlookupd_symlink_and_subcommand_print_nsqlookupds_version() {
         assert_eq!(out.status.code(), Some(0), "{flag}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), version_line(), "{flag}");
     }
-    let out = run_bounded(Command::new(common::BIN).args(["lookupd", "-version"]));
+    let out = run_bounded(Command::new(nsqrs_testkit::bin()).args(["lookupd", "-version"]));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), version_line());
 }
@@ -868,13 +860,13 @@ fn nsqlookupd_symlink_reads_go_flags_and_logs_like_nsqlookupd() {
         );
     }
     // --log-level=debug lets PING's debug line through.
-    assert!(wait_until(Duration::from_secs(5), || {
+    wait_for("a DEBUG line for the ping", Duration::from_secs(20), || {
         l.log
             .lock()
             .unwrap()
             .iter()
             .any(|line| line.contains("DEBUG: CLIENT(") && line.contains("pinged"))
-    }));
+    });
     assert_eq!(l.terminate(), Some(0));
 }
 
@@ -900,7 +892,7 @@ fn bad_command_lines_are_one_stderr_line_and_status_2() {
 fn a_port_in_use_is_fatal_with_status_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run_bounded(Command::new(common::BIN).args([
+    let out = run_bounded(Command::new(nsqrs_testkit::bin()).args([
         "lookupd",
         &format!("--tcp-address={addr}"),
         "--http-address=127.0.0.1:0",

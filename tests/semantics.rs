@@ -1,11 +1,9 @@
 //! NSQ semantics that are easy to get subtly wrong: deferred accounting, `#ephemeral`
 //! overflow, consumers of a deleted channel, and mass in-flight timeouts.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{Frame, Nsqd};
 
 fn channel_stats(n: &Nsqd, topic: &str, channel: &str) -> serde_json::Value {
     let stats = n.stats();

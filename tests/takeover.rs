@@ -2,13 +2,11 @@
 //! formats (nsq-reference §1.6–1.7): `nsqd.dat` JSON, and go-diskqueue data files of
 //! `[4B len][8B ts][2B attempts][16B hex id][body]` records with a text meta file.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{Frame, Nsqd};
 
 fn record(id: u64, attempts: u16, body: &str) -> Vec<u8> {
     let mut msg = 1_700_000_000_000_000_000i64.to_be_bytes().to_vec();

@@ -6,6 +6,8 @@
 
 pub mod channel;
 pub mod client;
+#[cfg(test)]
+mod engine_tests;
 pub mod events;
 pub mod journal;
 pub mod log;

@@ -1,7 +1,6 @@
 //! What the fuzz tests share: the case budget (`NSQRS_FUZZ_CASES`), a seed that can be replayed
 //! (`NSQRS_FUZZ_SEED`), inputs made by mutating valid ones, and a per-thread count of the bytes
 //! a call allocates, so a parser that trusts a length it was sent is caught in the act.
-#![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
