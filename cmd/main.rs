@@ -19,6 +19,7 @@ mod tail;
 mod to_db;
 mod to_file;
 mod tools;
+mod topic;
 mod trace;
 
 use std::ffi::OsString;
@@ -80,6 +81,10 @@ enum Commands {
     /// Republish archived messages of a time window in publish order, resumable, optionally to another topic
     #[command(disable_version_flag = true)]
     Replay(Box<replay::ReplayArgs>),
+    /// Create, delete, empty, pause, unpause or tombstone a topic on a broker or the cluster
+    Topic(Box<topic::TopicArgs>),
+    /// Create, delete, empty, pause or unpause a channel on a broker or the cluster
+    Channel(Box<topic::ChannelArgs>),
 }
 
 fn main() {
@@ -154,6 +159,8 @@ fn run() -> i32 {
         Commands::ToDb(args) => to_db::run(*args),
         Commands::Trace(args) => trace::run(*args),
         Commands::Replay(args) => replay::run(*args),
+        Commands::Topic(args) => topic::run_topic(*args),
+        Commands::Channel(args) => topic::run_channel(*args),
     }
 }
 
