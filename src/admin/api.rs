@@ -52,7 +52,14 @@ pub fn router(admin: Arc<Admin>) -> Router {
     if base == "/" {
         app
     } else {
-        Router::new().nest(&base, app)
+        // nsqadmin serves its index at the bare base path; the slash form goes there too.
+        let index = base.clone();
+        Router::new()
+            .route(
+                &format!("{base}/"),
+                get(move || async move { axum::response::Redirect::permanent(&index) }),
+            )
+            .nest(&base, app)
     }
 }
 

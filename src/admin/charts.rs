@@ -29,7 +29,7 @@ const HEIGHT: u32 = 140;
 
 /// The chart of `samples` (oldest first) ending at `now` (unix seconds) as an SVG document.
 pub fn render(metric: Metric, samples: &[Sample], now: i64) -> String {
-    let lines: Vec<(&str, RGBColor, Vec<(i64, f64)>)> = match metric {
+    let lines: Vec<Line> = match metric {
         Metric::Rate => vec![("msgs/s", RGBColor(31, 119, 180), rates(samples))],
         Metric::Depth => {
             let pick =
@@ -48,7 +48,9 @@ pub fn render(metric: Metric, samples: &[Sample], now: i64) -> String {
     svg
 }
 
-type Lines<'a> = [(&'a str, RGBColor, Vec<(i64, f64)>)];
+/// A named, coloured series of (unix seconds, value).
+type Line<'a> = (&'a str, RGBColor, Vec<(i64, f64)>);
+type Lines<'a> = [Line<'a>];
 
 fn draw<'s>(svg: &'s mut String, lines: &Lines, now: i64) -> Result<(), Box<dyn std::error::Error + 's>> {
     let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();

@@ -176,7 +176,7 @@ fn e2e(lat: &E2eLatency) -> Markup {
                 @for p in ps {
                     @let q = p.get("quantile").copied().unwrap_or(0.0);
                     @let v = p.get("average").or(p.get("value")).copied().unwrap_or(0.0);
-                    span { "p" (format!("{}", q * 100.0)) ": " (format_duration(v as i64)) " " }
+                    span { "p" ((q * 1000.0).round() / 10.0) ": " (format_duration(v as i64)) " " }
                 }
             }
             _ => span.muted { "-" }

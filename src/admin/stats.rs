@@ -31,7 +31,7 @@ pub struct E2eLatency {
 impl E2eLatency {
     /// As nsqadmin reads one nsqd's quantiles: each also stands as its own min, max and
     /// average over `count` samples.
-    fn from_node(mut self) -> E2eLatency {
+    fn node_view(mut self) -> E2eLatency {
         let count = self.count as f64;
         for p in self.percentiles.iter_mut().flatten() {
             let value = p.get("value").copied().unwrap_or(0.0);
@@ -254,7 +254,7 @@ pub fn join_host_port(host: &str, port: u16) -> String {
 /// `major.minor.patch` as numbers, for telling out-of-date nodes; unparsable is 0.0.0.
 pub fn version_key(v: &str) -> (u64, u64, u64) {
     let mut parts = v
-        .split(|c: char| c == '-' || c == '+')
+        .split(['-', '+'])
         .next()
         .unwrap_or("")
         .split('.')
@@ -281,13 +281,13 @@ impl NodeStats {
             t.node = node.to_string();
             t.hostname = hostname.to_string();
             t.memory_depth = t.depth - t.backend_depth;
-            t.e2e_processing_latency = std::mem::take(&mut t.e2e_processing_latency).from_node();
+            t.e2e_processing_latency = std::mem::take(&mut t.e2e_processing_latency).node_view();
             for c in &mut t.channels {
                 c.node = node.to_string();
                 c.hostname = hostname.to_string();
                 c.topic_name = t.topic_name.clone();
                 c.memory_depth = c.depth - c.backend_depth;
-                c.e2e_processing_latency = std::mem::take(&mut c.e2e_processing_latency).from_node();
+                c.e2e_processing_latency = std::mem::take(&mut c.e2e_processing_latency).node_view();
                 let now = crate::protocol::guid::now_ns() / 1_000_000_000;
                 for client in c.clients.iter_mut().flatten() {
                     client.node = node.to_string();
