@@ -574,6 +574,32 @@ fn pages_read_go_nsqds_stats() {
 }
 
 #[test]
+fn https_brokers_are_read_with_the_client_tls_flags() {
+    let certs = common::Certs::new();
+    let flags = certs.server_flags();
+    let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let n = Nsqd::start(&refs);
+    assert_eq!(n.post("/pub?topic=secure", b"x").0, 200);
+    let https = format!("https://{}", n.https.clone().expect("an HTTPS listener"));
+    let ca = format!("--http-client-tls-root-ca-file={}", certs.ca.display());
+    let admin = Admin::start(&[&format!("--nsqd-http-address={https}"), &ca]);
+    let t = admin.json("/api/topics/secure");
+    assert_eq!(t["message_count"], 1, "{t}");
+    assert_eq!(
+        admin
+            .send("POST", "/api/topics/secure", r#"{"action":"pause"}"#, &[])
+            .0,
+        200
+    );
+    assert!(stats_paused(&n, "secure", None));
+    // Without the CA the broker's certificate is not trusted: nothing is read.
+    let blind = Admin::start(&[&format!("--nsqd-http-address={https}")]);
+    let (code, body) = blind.get("/api/topics/secure");
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("UPSTREAM_ERROR"), "{body}");
+}
+
+#[test]
 fn serve_embeds_the_admin_and_nsqd_does_not() {
     let n = Nsqd::start(&[
         "--embedded-lookupd=true",

@@ -294,9 +294,10 @@ impl Cluster {
                 topics,
                 out_of_date: false,
             };
-            // Where /info says nothing, the address the admin was given stands in.
+            // Where /info says nothing, the address the admin was given stands in; so does an
+            // https:// address, which is how this node's API is reached (its HTTPS port).
             let hp = http::host_port(&addr);
-            if p.broadcast_address.is_empty() || p.http_port == 0 {
+            if p.broadcast_address.is_empty() || p.http_port == 0 || addr.starts_with("https://") {
                 if let Some((h, port)) = hp.rsplit_once(':') {
                     p.broadcast_address = h.trim_start_matches('[').trim_end_matches(']').to_string();
                     p.http_port = port.parse().unwrap_or(0);
