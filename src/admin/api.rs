@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, OriginalUri, Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
@@ -531,9 +531,4 @@ fn config_value(o: &super::AdminOptions, name: &str) -> Option<Value> {
         "admin_users" => json!(o.admin_users),
         _ => return None,
     })
-}
-
-/// A plain-text 200, for the pages' small JSON-less answers.
-pub fn text(status: u16, body: String) -> Response {
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response()
 }
