@@ -42,8 +42,10 @@ impl Nsqd {
             "serve".to_string(),
             "--tcp-address=127.0.0.1:0".into(),
             "--http-address=127.0.0.1:0".into(),
-            // Never lookupd's fixed ports from a test; tests of the embedded one ask for it.
+            // Never lookupd's or the admin's fixed ports from a test; tests of the embedded ones
+            // ask for them.
             "--embedded-lookupd=false".into(),
+            "--embedded-admin=false".into(),
             format!("--data-path={}", data.display()),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
@@ -67,6 +69,7 @@ impl Nsqd {
             .arg("--tcp-address=127.0.0.1:0")
             .arg("--http-address=127.0.0.1:0")
             .arg("--embedded-lookupd=false")
+            .arg("--embedded-admin=false")
             .arg(format!("--data-path={}", data.display()))
             .args(extra)
             .stdout(Stdio::null())
@@ -766,5 +769,120 @@ impl Drop for ToDb {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A running `nsqrs admin` (or any program that logs `[nsqadmin] … HTTP: listening on`);
+/// killed when dropped.
+pub struct Admin {
+    child: Child,
+    pub http: String,
+    /// Every stderr line so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Admin {
+    /// Starts `nsqrs admin` on a free loopback port with `extra` flags (which must name the
+    /// lookupd or nsqd to read).
+    pub fn start(extra: &[&str]) -> Admin {
+        let mut args = vec!["admin".to_string(), "--http-address=127.0.0.1:0".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Admin::launch(Path::new(BIN), &args)
+    }
+
+    /// Runs `program` with exactly `args` and waits until the admin listens.
+    pub fn launch(program: &Path, args: &[String]) -> Admin {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nsqrs admin");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[admin] {line}");
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("admin did not report its listener")
+            });
+            if let Some(a) = line.split("HTTP: listening on ").nth(1) {
+                break a.trim().to_string();
+            }
+        };
+        Admin { child, http, log }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let (code, body) = http_request(&self.http, "GET", path, b"").expect("http get");
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `GET path`, which must answer 200 with JSON.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.get(path);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// Sends `method path` with a JSON body and extra header lines; status and body.
+    pub fn send(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.http,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(resp.len());
+        let head = String::from_utf8_lossy(&resp[..split]).to_string();
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut body = resp[(split + 4).min(resp.len())..].to_vec();
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms until it is true; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
