@@ -3,8 +3,10 @@
 //! Invoked under the name `nsqd` (a symlink or a copy), the binary takes the role of nsqd: the
 //! whole command line is read as `nsqrs serve`'s, Go flag syntax included, so existing nsqd
 //! command lines, scripts and test harnesses work unchanged. Under the name `nsqlookupd` it
-//! takes nsqlookupd's role (`nsqrs lookupd`) the same way.
+//! takes nsqlookupd's role (`nsqrs lookupd`) the same way, and under `nsqadmin` the admin's
+//! (`nsqrs admin`).
 
+mod admin;
 mod bench;
 #[cfg(test)]
 mod docs;
@@ -17,6 +19,7 @@ mod tail;
 mod to_db;
 mod to_file;
 mod tools;
+mod topic;
 mod trace;
 
 use std::ffi::OsString;
@@ -50,6 +53,10 @@ enum Commands {
     // As for serve, `--version` is nsqlookupd's own flag.
     #[command(disable_version_flag = true)]
     Lookupd(Box<LookupdArgs>),
+    /// Run the nsqadmin-compatible web UI, with archived messages, deferred messages and
+    /// replays (what runs when this binary is invoked as `nsqadmin`)
+    #[command(disable_version_flag = true)]
+    Admin(Box<admin::AdminArgs>),
     /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
     Bench(Box<bench::BenchArgs>),
     /// Publish messages from arguments or stdin to nsqd (to_nsq)
@@ -74,6 +81,10 @@ enum Commands {
     /// Republish archived messages of a time window in publish order, resumable, optionally to another topic
     #[command(disable_version_flag = true)]
     Replay(Box<replay::ReplayArgs>),
+    /// Create, delete, empty, pause, unpause or tombstone a topic on a broker or the cluster
+    Topic(Box<topic::TopicArgs>),
+    /// Create, delete, empty, pause or unpause a channel on a broker or the cluster
+    Channel(Box<topic::ChannelArgs>),
 }
 
 fn main() {
@@ -92,7 +103,8 @@ fn run() -> i32 {
     match role(&argv[0]) {
         Role::Nsqd => {
             return match serve::parse_as_nsqd(&argv[1..]) {
-                // nsqd never embeds a lookupd: scripts that start `nsqd` expect exactly nsqd.
+                // nsqd never embeds a lookupd or an admin: scripts that start `nsqd` expect
+                // exactly nsqd.
                 Ok((args, matches)) => serve_main(args, &matches, false),
                 Err(e) => e.exit(),
             };
@@ -100,6 +112,12 @@ fn run() -> i32 {
         Role::Nsqlookupd => {
             return match lookupd::parse_as_nsqlookupd(&argv[1..]) {
                 Ok((args, matches)) => lookupd_main(args, &matches),
+                Err(e) => e.exit(),
+            };
+        }
+        Role::Nsqadmin => {
+            return match admin::parse_as_nsqadmin(&argv[1..]) {
+                Ok((args, matches)) => admin_main(args, &matches),
                 Err(e) => e.exit(),
             };
         }
@@ -127,6 +145,12 @@ fn run() -> i32 {
                 .expect("clap returned Lookupd without its matches");
             lookupd_main(*args, sub)
         }
+        Commands::Admin(args) => {
+            let sub = matches
+                .subcommand_matches("admin")
+                .expect("clap returned Admin without its matches");
+            admin_main(*args, sub)
+        }
         Commands::Bench(args) => bench::run(*args),
         Commands::Pub(args) => publish::run(*args),
         Commands::Tail(args) => tail::run(*args),
@@ -135,6 +159,8 @@ fn run() -> i32 {
         Commands::ToDb(args) => to_db::run(*args),
         Commands::Trace(args) => trace::run(*args),
         Commands::Replay(args) => replay::run(*args),
+        Commands::Topic(args) => topic::run_topic(*args),
+        Commands::Channel(args) => topic::run_channel(*args),
     }
 }
 
@@ -179,6 +205,7 @@ fn collect_args(args: impl Iterator<Item = OsString>) -> Result<Vec<String>, Str
 enum Role {
     Nsqd,
     Nsqlookupd,
+    Nsqadmin,
     Nsqrs,
 }
 
@@ -186,6 +213,7 @@ fn role(argv0: &str) -> Role {
     match Path::new(argv0).file_name().and_then(|n| n.to_str()) {
         Some("nsqd" | "nsqd.exe") => Role::Nsqd,
         Some("nsqlookupd" | "nsqlookupd.exe") => Role::Nsqlookupd,
+        Some("nsqadmin" | "nsqadmin.exe") => Role::Nsqadmin,
         _ => Role::Nsqrs,
     }
 }
@@ -203,6 +231,11 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
             out.extend(lookupd::normalize_lookupd_args(&argv[2..]));
             out
         }
+        Some("admin") => {
+            let mut out = argv[..2].to_vec();
+            out.extend(admin::normalize_admin_args(&argv[2..]));
+            out
+        }
         Some(sub) => match tools::normalize_tool_args(sub, &argv[2..]) {
             Some(rest) => {
                 let mut out = argv[..2].to_vec();
@@ -215,7 +248,7 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
     }
 }
 
-fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed_lookupd: bool) -> i32 {
+fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed: bool) -> i32 {
     if args.version {
         println!("{}", serve::nsqd_version_string());
         return 0;
@@ -225,7 +258,8 @@ fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed_lookupd: bool) ->
     }
     match args.into_options(matches) {
         Ok(mut opts) => {
-            opts.embedded_lookupd &= may_embed_lookupd;
+            opts.embedded_lookupd &= may_embed;
+            opts.embedded_admin &= may_embed;
             start_broker(opts)
         }
         Err(msg) => {
@@ -246,6 +280,23 @@ fn lookupd_main(args: LookupdArgs, matches: &ArgMatches) -> i32 {
     }
     match args.into_options(matches) {
         Ok(opts) => nsqrs::nsqlookupd::run(opts),
+        Err(msg) => {
+            eprintln!("error: {}", msg.replace('\n', " "));
+            2
+        }
+    }
+}
+
+fn admin_main(args: admin::AdminArgs, matches: &ArgMatches) -> i32 {
+    if args.version {
+        println!("{}", admin::nsqadmin_version_string());
+        return 0;
+    }
+    if !args.trailing.is_empty() {
+        eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+    }
+    match args.into_options(matches) {
+        Ok(opts) => nsqrs::admin::run(opts),
         Err(msg) => {
             eprintln!("error: {}", msg.replace('\n', " "));
             2
@@ -330,6 +381,7 @@ mod tests {
         assert_eq!(role("/opt/nsqlookupd/bin/nsqrs"), Role::Nsqrs);
         assert_eq!(role("nsqd-old"), Role::Nsqrs);
         assert_eq!(role("nsqlookupd2"), Role::Nsqrs);
+        assert_eq!(role("/usr/local/bin/nsqadmin"), Role::Nsqadmin);
     }
 
     #[test]

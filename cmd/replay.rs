@@ -3,9 +3,8 @@
 //!
 //! Each batch the broker accepts is checkpointed, with the original → new ID mapping `trace`
 //! shows, in the run's row of `replay_runs`, so an interrupted replay resumes after its last
-//! recorded batch. The next batch is read while the broker stores the current one, and handed
-//! over only once the current one is recorded, so at most one batch is ever with the broker
-//! unrecorded; the checkpoint before it goes out marks it as sent.
+//! recorded batch. The publishing loop is `nsqrs::archive::replayer`, shared with the admin's
+//! replays; this file owns the command line, the run's identity and the progress bar.
 //!
 //! What an interruption costs: SIGINT/SIGTERM waits for the batch on the wire and records
 //! it, so nothing is sent twice. A kill -9 (or a lost connection) between handing a batch to
@@ -16,24 +15,20 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Args};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nsqrs::archive::replay::{self, Batch, FileSource, Limits, Published, Run, Source, Window};
+use nsqrs::archive::replay::{self, parse_when, FileSource, Limits, Run, Source, Window};
+use nsqrs::archive::replayer::{self, Event, Pace, MAX_BATCH_BYTES};
 use nsqrs::archive::store::{Location, OpenMode};
 use nsqrs::archive::trace::{format_ts, valid_id};
 use nsqrs::archive::Store;
-use nsqrs::client::{PendingReply, Producer, Publish};
-use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::client::Producer;
+use nsqrs::common::goflags::parse_go_bool;
+use nsqrs::common::process::wait_for_signal;
 use nsqrs::common::time::now_ns;
 
-use nsqrs::common::process::wait_for_signal;
-
 use crate::tools;
-
-/// nsqd's default --max-body-size is 5 MiB; MPUB batches stay under it.
-const MAX_BATCH_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Args)]
 #[command(args_override_self = true)]
@@ -91,17 +86,6 @@ pub struct ReplayArgs {
     /// go-nsq producer option key,value (may be given multiple times)
     #[arg(long, value_name = "KEY,VALUE", action = ArgAction::Append)]
     pub producer_opt: Vec<String>,
-}
-
-/// `2h` (ago) or an RFC 3339 time, as ns since the epoch.
-fn parse_when(s: &str, now: i64, flag: &str) -> Result<i64, String> {
-    if let Ok(d) = parse_go_duration(s) {
-        return Ok(now - d.as_nanos() as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| format!("{flag} {s:?} is neither a duration (2h) nor an RFC 3339 time"))
 }
 
 pub fn run(args: ReplayArgs) -> i32 {
@@ -245,17 +229,9 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     } else {
         ProgressBar::hidden()
     };
-    // A rate limit paces whole batches, so keep them to about a tenth of a second's worth.
-    let batch_size = match args.rate {
-        0 => args.batch_size,
-        r => args.batch_size.min((r as usize / 10).max(1)),
-    };
-    let started = Instant::now();
-    let mut sent_here = 0u64;
-    let mut unknown_ids = 0u64;
     // SIGINT/SIGTERM stops reading; the batch already submitted is awaited and recorded, so
     // an interrupted run resumes without republishing anything.
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         // Without handlers the run cannot be interrupted safely, so it stops at once.
         if let Err(e) = wait_for_signal().await {
@@ -263,82 +239,30 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
         }
         let _ = stop_tx.send(true);
     });
-    // The batch a killed run left with the broker unrecorded goes out first and on its own,
-    // so its record can say it was sent twice and the rest's need not.
-    let mut resend = run.unrecorded().cloned();
-    let mut read_cursor = run.cursor.clone();
-    let mut inflight: Option<(Batch, PendingReply, bool)> = None;
-    loop {
-        let mut next = None;
-        if !*stop_rx.borrow() {
-            let upto = resend.take();
-            let limits = Limits {
-                messages: batch_size,
-                bytes: MAX_BATCH_BYTES,
-                upto: upto.as_ref(),
-            };
-            let batch = source.read(&store, read_cursor.as_ref(), limits).await?;
-            if upto.is_some() && !batch.is_empty() {
-                eprintln!(
-                    "note: the previous attempt stopped before the broker's reply to {} messages was \
-                     recorded; sending them again (the broker may hold them twice)",
-                    batch.len()
-                );
-            }
-            if args.rate > 0 && !batch.is_empty() {
-                let due = Duration::from_secs_f64(sent_here as f64 / args.rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop_rx.changed() => {}
-                    }
-                }
-            }
-            if !batch.is_empty() && !*stop_rx.borrow() {
-                read_cursor = batch.last().cloned();
-                next = Some((batch, upto.is_some()));
-            }
-        }
-        // The next batch counts as sent from this checkpoint on: it goes out right after.
-        run.sent = next.as_ref().and_then(|(b, _)| b.last().cloned());
-        match inflight.take() {
-            Some((batch, reply, resent)) => {
-                let receipt = reply.await.map_err(|e| format!("publish to {addr}: {e}"))?;
-                let known = receipt.ids.len() == batch.len();
-                if !known {
-                    unknown_ids += batch.len() as u64;
-                }
-                replay::advance(&mut run, &batch);
-                let published = Published {
-                    batch: &batch,
-                    new_ids: known.then_some(&receipt.ids[..]),
-                    resent,
-                    replayed_at: now_ns(),
-                };
-                replay::checkpoint(&store, &run, Some(published)).await?;
-                bar.set_position(run.done as u64);
-            }
-            None if next.is_some() => replay::checkpoint(&store, &run, None).await?,
-            None => {}
-        }
-        match next {
-            Some((mut batch, resent)) => {
-                let reply = producer
-                    .submit(Publish::Mpub {
-                        topic: run.to_topic.clone(),
-                        bodies: batch.take_bodies(),
-                    })
-                    .await
-                    .map_err(|e| format!("publish to {addr}: {e}"))?;
-                sent_here += batch.len() as u64;
-                inflight = Some((batch, reply, resent));
-            }
-            None if *stop_rx.borrow() => return interrupted(&run),
-            None => break,
-        }
+    let pace = Pace {
+        batch_size: args.batch_size,
+        rate: args.rate,
+    };
+    let outcome = replayer::drive(
+        &store,
+        &source,
+        &mut run,
+        &producer,
+        pace,
+        stop_rx,
+        |event| match event {
+            Event::Resending(n) => eprintln!(
+                "note: the previous attempt stopped before the broker's reply to {n} messages was \
+             recorded; sending them again (the broker may hold them twice)"
+            ),
+            Event::Progress(done) => bar.set_position(done as u64),
+        },
+    )
+    .await?;
+    if outcome.interrupted {
+        return interrupted(&run);
     }
-    run.finished = true;
-    replay::checkpoint(&store, &run, None).await?;
+    let unknown_ids = outcome.unknown_ids;
     bar.finish_and_clear();
     producer.stop().await;
     println!(

@@ -324,6 +324,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4161")]
     pub embedded_lookupd_http_address: String,
 
+    /// nsqrs: also serve the admin web UI (nsqadmin) in this process (never in the `nsqd`
+    /// role)
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "true",
+          value_parser = parse_go_bool)]
+    pub embedded_admin: bool,
+
+    /// nsqrs: <addr>:<port> of the embedded admin web UI
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4171")]
+    pub embedded_admin_http_address: String,
+
     /// nsqrs: report message lifecycle events on topic nsqrs.events: off, publish or all
     #[arg(long, value_name = "MODE", default_value = "publish")]
     pub lifecycle_events: String,
@@ -473,6 +484,8 @@ impl ServeArgs {
             embedded_lookupd,
             embedded_lookupd_tcp_address,
             embedded_lookupd_http_address,
+            embedded_admin,
+            embedded_admin_http_address,
             lifecycle_events,
             lifecycle_events_topics,
             enable_experiment,
@@ -545,6 +558,8 @@ impl ServeArgs {
             embedded_lookupd => o.embedded_lookupd,
             embedded_lookupd_tcp_address => o.embedded_lookupd_tcp_address,
             embedded_lookupd_http_address => o.embedded_lookupd_http_address,
+            embedded_admin => o.embedded_admin,
+            embedded_admin_http_address => o.embedded_admin_http_address,
             lifecycle_events => o.lifecycle_events,
             lifecycle_events_topics => o.lifecycle_events_topics,
             enable_experiment => o.enable_experiment,
@@ -744,6 +759,8 @@ fn apply_config_key(
         "embedded_lookupd" => o.embedded_lookupd = cfg_bool(v)?,
         "embedded_lookupd_tcp_address" => o.embedded_lookupd_tcp_address = cfg_string(v)?,
         "embedded_lookupd_http_address" => o.embedded_lookupd_http_address = cfg_string(v)?,
+        "embedded_admin" => o.embedded_admin = cfg_bool(v)?,
+        "embedded_admin_http_address" => o.embedded_admin_http_address = cfg_string(v)?,
         "lifecycle_events" => o.lifecycle_events = cfg_string(v)?,
         "lifecycle_events_topics" => o.lifecycle_events_topics = cfg_string(v)?,
         "enable_experiment" => o.enable_experiment = cfg_strings(v)?,
@@ -836,8 +853,9 @@ mod tests {
             "tls-required",
             "deflate",
             "snappy",
-            // nsqrs's own: whether `serve` runs a lookupd in-process.
+            // nsqrs's own: whether `serve` runs a lookupd and an admin in-process.
             "embedded-lookupd",
+            "embedded-admin",
         ]);
         want.sort();
         assert_eq!(got, want);

@@ -19,10 +19,10 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Subcommands whose parse errors are reduced to one stderr line: the Go-style tools, and
-/// `trace`, which takes its message ID first and so keeps clap's own syntax (Go stops reading
-/// flags at the first positional argument).
+/// `trace`, `topic` and `channel`, which take positional arguments first and so keep clap's
+/// own syntax (Go stops reading flags at the first positional argument).
 pub fn one_line_errors(subcommand: &str) -> bool {
-    go_bool_flags(subcommand).is_some() || subcommand == "trace"
+    go_bool_flags(subcommand).is_some() || matches!(subcommand, "trace" | "topic" | "channel")
 }
 
 /// Rewrites a tool's arguments from Go flag syntax; `None` for other subcommands.

@@ -1,5 +1,6 @@
 //! nsqrs: NSQ rebuilt in Rust. The library behind the `nsqrs` binary.
 
+pub mod admin;
 pub mod archive;
 pub mod bench;
 pub mod client;

@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod replay;
+pub mod replayer;
 pub mod schema;
 pub mod store;
 pub mod trace;

@@ -34,6 +34,18 @@ pub struct Window {
     pub ids: Vec<String>,
 }
 
+/// `2h` (that long ago) or an RFC 3339 time, as ns since the epoch; `flag` names the
+/// option in the error.
+pub fn parse_when(s: &str, now: i64, flag: &str) -> Result<i64, String> {
+    if let Ok(d) = crate::common::goflags::parse_go_duration(s) {
+        return Ok(now - d.as_nanos() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| format!("{flag} {s:?} is neither a duration (2h) nor an RFC 3339 time"))
+}
+
 /// The cursor just past `m`.
 pub fn cursor_of(m: &MessageRow) -> Cursor {
     (m.ts, m.id.clone(), m.nsqd.clone())

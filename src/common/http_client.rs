@@ -215,17 +215,25 @@ impl<'a> Target<'a> {
     }
 }
 
-/// `host:port` from an address that may carry an `http://` prefix and a trailing slash, as
-/// lookupd addresses in go-nsq configurations often do.
+/// `host:port` from an address that may carry an `http://` (or `https://`) prefix and a
+/// trailing slash, as lookupd addresses in go-nsq configurations often do.
 pub fn host_port(addr: &str) -> &str {
-    let addr = addr.strip_prefix("http://").unwrap_or(addr);
+    let addr = addr
+        .strip_prefix("http://")
+        .or_else(|| addr.strip_prefix("https://"))
+        .unwrap_or(addr);
     addr.trim_end_matches('/')
 }
 
 /// The URL of `path` (with its query) on the HTTP API at `addr` (`host:port`, or with
-/// `http://` and a trailing slash).
+/// `http://` or `https://` and a trailing slash).
 pub fn api_url(addr: &str, path: &str) -> String {
-    format!("http://{}{path}", host_port(addr))
+    let scheme = if addr.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}{path}", host_port(addr))
 }
 
 /// Go's `url.QueryEscape`: a value made safe for a query string.
@@ -284,7 +292,10 @@ mod tests {
     #[test]
     fn host_port_drops_scheme_and_slash() {
         assert_eq!(host_port("http://127.0.0.1:4161/"), "127.0.0.1:4161");
+        assert_eq!(host_port("https://nsqd:4152"), "nsqd:4152");
         assert_eq!(host_port("lookupd:4161"), "lookupd:4161");
+        assert_eq!(api_url("https://nsqd:4152/", "/stats"), "https://nsqd:4152/stats");
+        assert_eq!(api_url("nsqd:4151", "/ping"), "http://nsqd:4151/ping");
     }
 
     #[tokio::test]

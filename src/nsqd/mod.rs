@@ -155,6 +155,7 @@ async fn serve(opts: NsqdOptions) -> i32 {
     // After nsqd's own listener lines (tools read the first `TCP: listening on`), and before
     // HTTP serves, so that once /ping answers the broker is registered with it.
     let embedded = start_embedded_lookupd(&broker, &lookup, &prefix).await;
+    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(http) = http {
         let app = crate::nsqd::http::router(http_state.clone(), false);
         tokio::spawn(async move {
@@ -166,7 +167,11 @@ async fn serve(opts: NsqdOptions) -> i32 {
     if !broker.opts.statsd_address.is_empty() {
         tokio::spawn(statsd::run(broker.clone(), http_port));
     }
+    let admin = start_embedded_admin(&broker, embedded.as_ref(), http_addr, &prefix).await;
     let signalled = wait_for_signal().await;
+    if let Some(running) = admin {
+        running.stop();
+    }
     if let Some(running) = embedded {
         running.stop();
     }
@@ -222,6 +227,60 @@ async fn start_embedded_lookupd(
                 prefix,
                 "WARNING",
                 &format!("embedded lookupd not started - {e} {hint}"),
+            );
+            None
+        }
+    }
+}
+
+/// `serve` also serves the admin web UI, so one command gives a working page on a fresh
+/// machine. It reads the embedded lookupd when there is one (so it sees every broker that
+/// registers there), else this broker alone. As with the lookupd, a port already taken is a
+/// warning, not a failure.
+async fn start_embedded_admin(
+    broker: &Arc<Broker>,
+    lookupd: Option<&crate::nsqlookupd::Running>,
+    http_addr: Option<std::net::SocketAddr>,
+    prefix: &str,
+) -> Option<crate::admin::Running> {
+    let o = &broker.opts;
+    if !o.embedded_admin {
+        return None;
+    }
+    let loopback = |mut a: std::net::SocketAddr| {
+        if a.ip().is_unspecified() {
+            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        a.to_string()
+    };
+    let mut opts = crate::admin::AdminOptions {
+        http_address: o.embedded_admin_http_address.clone(),
+        log_level: o.log_level.clone(),
+        http_admin_token: o.http_admin_token.clone(),
+        http_client_connect_timeout: o.http_client_connect_timeout,
+        http_client_request_timeout: o.http_client_request_timeout,
+        ..Default::default()
+    };
+    match (lookupd, http_addr) {
+        (Some(l), _) => opts.lookupd_http_addresses = vec![loopback(l.http_addr)],
+        (None, Some(h)) => opts.nsqd_http_addresses = vec![loopback(h)],
+        (None, None) => {
+            log(
+                prefix,
+                "WARNING",
+                "embedded admin not started - HTTP is off (--http-address is empty)",
+            );
+            return None;
+        }
+    }
+    match crate::admin::start(opts).await {
+        Ok(running) => Some(running),
+        Err(e) => {
+            let hint = "(--embedded-admin=false silences this)";
+            log(
+                prefix,
+                "WARNING",
+                &format!("embedded admin not started - {e} {hint}"),
             );
             None
         }

@@ -14,7 +14,9 @@ pub struct Daemon {
     child: Child,
     label: &'static str,
     pub log: Log,
-    lines: mpsc::Receiver<String>,
+    /// Lines not yet looked at by `listeners`; in a mutex so a `Daemon` can be shared
+    /// between threads.
+    lines: Mutex<mpsc::Receiver<String>>,
     /// The thread copying stderr into `log`; it ends when the process's stderr closes.
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -39,7 +41,7 @@ impl Daemon {
             child,
             label,
             log,
-            lines,
+            lines: Mutex::new(lines),
             reader: Some(reader),
         }
     }
@@ -56,7 +58,8 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !required.iter().all(|r| found.iter().any(|(n, _)| n == r)) {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+            let line = self.lines.lock().unwrap().recv_timeout(left);
+            let line = line.unwrap_or_else(|_| {
                 self.kill9();
                 panic!("{} did not report its listeners", self.label)
             });

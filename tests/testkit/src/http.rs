@@ -17,12 +17,27 @@ pub fn http_exchange(
     path: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String, Vec<u8>)> {
+    http_exchange_with(addr, method, path, &[], body)
+}
+
+/// Like `http_exchange`, with extra request headers.
+pub fn http_exchange_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
     let mut resp = Vec::new();

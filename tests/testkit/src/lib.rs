@@ -3,13 +3,14 @@
 //!
 //! - `child`: the one wrapper of a child process (stderr echoed and kept, SIGTERM with a
 //!   bounded wait, SIGKILL, killed on drop), and running a tool to completion with a limit.
-//! - `nsqd`, `lookupd`, `to_db`: the daemons, started on free loopback ports and temp dirs.
+//! - `nsqd`, `lookupd`, `admin`, `to_db`: the daemons, started on free loopback ports and temp dirs.
 //! - `v2`, `http`: blocking protocol V2 and HTTP/1.1 clients that see exactly what a client
 //!   sees; `lookupd` has the V1 one.
 //! - `wait`: the one bounded poll every test waits with.
 //! - `certs`, `auth_server`: a test PKI and a stand-in nsqauthd.
 //! - `fuzz`: case budgets, replayable seeds, mutated inputs and allocation counting.
 
+pub mod admin;
 pub mod auth_server;
 pub mod certs;
 pub mod child;
@@ -23,9 +24,10 @@ pub mod wait;
 
 use std::path::PathBuf;
 
+pub use admin::Admin;
 pub use certs::Certs;
 pub use child::{run_tool, wait_bounded, wait_exit, Daemon};
-pub use http::{http_exchange, http_request};
+pub use http::{http_exchange, http_exchange_with, http_request};
 pub use lookupd::{LookupConn, Lookupd};
 pub use nsqd::Nsqd;
 pub use to_db::ToDb;

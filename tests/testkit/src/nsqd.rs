@@ -39,8 +39,10 @@ impl Nsqd {
             "serve".to_string(),
             "--tcp-address=127.0.0.1:0".into(),
             "--http-address=127.0.0.1:0".into(),
-            // Never lookupd's fixed ports from a test; tests of the embedded one ask for it.
+            // Never lookupd's or the admin's fixed ports from a test; tests of the embedded ones
+            // ask for them.
             "--embedded-lookupd=false".into(),
+            "--embedded-admin=false".into(),
             format!("--data-path={}", data.display()),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
@@ -64,6 +66,7 @@ impl Nsqd {
             .arg("--tcp-address=127.0.0.1:0")
             .arg("--http-address=127.0.0.1:0")
             .arg("--embedded-lookupd=false")
+            .arg("--embedded-admin=false")
             .arg(format!("--data-path={}", data.display()))
             .args(extra)
             .stdout(Stdio::null());
