@@ -3,7 +3,8 @@
 //! an exit code. The benchmark itself is `nsqrs::bench`.
 
 use clap::{Args, ValueEnum};
-use nsqrs::bench::{self, null_server, wire::IdentifyOptions, Config, Mode};
+use nsqrs::bench::{self, null_server, Config, Mode};
+use nsqrs::protocol::identify::IdentifyRequest;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -195,11 +196,10 @@ async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
         rate: args.rate,
         count: args.count,
         server_pid: args.server_pid,
-        identify: IdentifyOptions {
-            output_buffer_size: args.output_buffer_size,
-            output_buffer_timeout_ms: args.output_buffer_timeout,
-            heartbeat_interval_ms: None,
-            ..IdentifyOptions::default()
+        identify: IdentifyRequest {
+            output_buffer_size: args.output_buffer_size.unwrap_or(0),
+            output_buffer_timeout: args.output_buffer_timeout.unwrap_or(0),
+            ..bench::identify_request()
         },
     };
     let report = bench::run(cfg).await?;

@@ -194,7 +194,7 @@ fn write_message(out: &mut impl Write, args: &TailArgs, topic: &str, m: &Message
             let v = serde_json::json!({
                 "topic": topic,
                 "id": m.id_str(),
-                "timestamp": m.timestamp,
+                "timestamp": m.timestamp_ns,
                 "attempts": m.attempts,
                 "nsqd_address": m.nsqd_address,
                 "body": body,

@@ -10,13 +10,13 @@ pub mod load;
 pub mod memory;
 pub mod null_server;
 pub mod report;
-/// The bench speaks through the shared client codec.
-pub use crate::client::wire;
-
 use report::{ConfigSummary, Report, ServerSummary, Throughput};
 use std::time::Duration;
 use tokio::time::Instant;
-pub use wire::{Error, Result};
+
+/// The bench speaks through the client's connection.
+pub use crate::client::conn::{Error, Result};
+use crate::protocol::identify::{IdentifyRequest, IdentifyResponse};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -52,26 +52,31 @@ pub struct Config {
     pub rate: Option<u64>,
     pub count: Option<u64>,
     pub server_pid: Option<u32>,
-    pub identify: wire::IdentifyOptions,
+    pub identify: IdentifyRequest,
     /// TLS, compression and AUTH, as go-nsq options set them (`--client-opt`).
     pub transport: crate::client::Config,
 }
 
 /// One connection of the run, plain or TLS.
-pub type BenchConn = wire::Conn<crate::client::connect::Transport>;
+pub type BenchConn = crate::client::conn::Conn<crate::client::connect::Transport>;
 
 /// Connects and negotiates one connection the way `cfg` says.
 pub async fn open(
     addr: &str,
-    identify: &wire::IdentifyOptions,
+    identify: &IdentifyRequest,
     transport: &crate::client::Config,
-) -> Result<(BenchConn, wire::ServerInfo)> {
+) -> Result<(BenchConn, IdentifyResponse)> {
     let log = |line: &str| eprintln!("nsqrs bench: {addr}: {line}");
     let n = crate::client::connect::connect_with(addr, transport, identify, &log).await?;
     Ok((n.conn, n.info))
 }
 
 pub const DEFAULT_LATENCY_RATE: u64 = 1000;
+
+/// What the bench announces in IDENTIFY, before its own buffering settings.
+pub fn identify_request() -> IdentifyRequest {
+    IdentifyRequest::from_client("nsqrs-bench", concat!("nsqrs-bench/", env!("CARGO_PKG_VERSION")))
+}
 
 /// NSQ's topic/channel name rule (nsq-reference §1.3). Checked here because a name with a
 /// space or newline would corrupt our own command framing before the server could object.
@@ -183,7 +188,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
         mode => {
             let wants_writer = matches!(mode, Mode::Writer | Mode::Both);
             let wants_reader = matches!(mode, Mode::Reader | Mode::Both);
-            let mut info = wire::ServerInfo::default();
+            let mut info = IdentifyResponse::default();
             // Readers subscribe before the clock starts, so `both` never publishes into a
             // channel that does not exist yet.
             let mut subs = Vec::new();
@@ -279,7 +284,7 @@ mod tests {
             rate: Some(2000),
             count: None,
             server_pid: Some(std::process::id()),
-            identify: wire::IdentifyOptions::default(),
+            identify: identify_request(),
             transport: crate::client::Config::default(),
         }
     }

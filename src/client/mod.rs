@@ -1,17 +1,17 @@
-//! An async NSQ client: the producer and consumer the tools are built on, and the V2 wire
-//! codec they share with the bench.
+//! An async NSQ client: the producer and consumer the tools are built on, and the V2
+//! connection they share with the bench.
 //!
 //! Behaviour follows go-nsq's conventions (nsq-reference §4.7) so the tools act like the Go
 //! tools they replace; `Config::set_opt` takes go-nsq's option names, TLS, snappy/deflate and
 //! AUTH included.
 
 pub mod config;
+pub mod conn;
 pub mod connect;
 pub mod consumer;
 pub mod lookup;
 pub mod producer;
 pub mod tls;
-pub mod wire;
 
 pub use config::{AuthSecret, Config};
 pub use consumer::{Consumer, ConsumerStats, Message};

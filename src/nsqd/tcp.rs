@@ -589,24 +589,26 @@ impl Connection<'_> {
         }
         self.negotiated = true;
         let response = IdentifyResponse {
-            max_rdy_count: opts.max_rdy_count,
-            version: NSQ_VERSION.into(),
-            max_msg_timeout: opts.max_msg_timeout.as_millis() as i64,
-            msg_timeout: settings.msg_timeout.as_millis() as i64,
-            tls_v1,
-            deflate,
-            deflate_level,
-            max_deflate_level: opts.max_deflate_level,
-            snappy,
-            sample_rate: settings.sample_rate,
-            auth_required: self.services.auth.is_some(),
-            output_buffer_size: settings.output_buffer_size as i64,
-            output_buffer_timeout: settings
-                .output_buffer_timeout
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-            topology_region: opts.topology_region.clone(),
-            topology_zone: opts.topology_zone.clone(),
+            max_rdy_count: Some(opts.max_rdy_count),
+            version: Some(NSQ_VERSION.into()),
+            max_msg_timeout: Some(opts.max_msg_timeout.as_millis() as i64),
+            msg_timeout: Some(settings.msg_timeout.as_millis() as i64),
+            tls_v1: Some(tls_v1),
+            deflate: Some(deflate),
+            deflate_level: Some(deflate_level),
+            max_deflate_level: Some(opts.max_deflate_level),
+            snappy: Some(snappy),
+            sample_rate: Some(settings.sample_rate),
+            auth_required: Some(self.services.auth.is_some()),
+            output_buffer_size: Some(settings.output_buffer_size as i64),
+            output_buffer_timeout: Some(
+                settings
+                    .output_buffer_timeout
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0),
+            ),
+            topology_region: Some(opts.topology_region.clone()),
+            topology_zone: Some(opts.topology_zone.clone()),
             message_id_reply: settings.message_id_reply,
         };
         if tls_v1 || snappy || deflate {
@@ -828,7 +830,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         .message_count
                         .fetch_add(messages.len() as u64, Ordering::Relaxed);
                     for m in &messages {
-                        put_message_frame(&mut buf, m.timestamp_ns, m.attempts, m.id, &m.body);
+                        put_message_frame(&mut buf, m.timestamp_ns, m.attempts, &m.id.to_hex(), &m.body);
                     }
                 }
             }

@@ -203,7 +203,7 @@ async fn commit(store: &Store, kind: &Kind, batch: Vec<Message>) -> Result<(), S
                     topic: topic.clone(),
                     id: m.id_str().to_string(),
                     nsqd: m.nsqd_address.clone(),
-                    ts: m.timestamp,
+                    ts: m.timestamp_ns,
                     attempts: m.attempts as i64,
                     body: m.body.to_vec(),
                     archived_at,

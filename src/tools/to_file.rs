@@ -352,7 +352,7 @@ impl FileLogger {
                 let (body, is_base64) = crate::protocol::body_text(&m.body);
                 let mut v = serde_json::to_vec(&serde_json::json!({
                     "id": m.id_str(),
-                    "timestamp": m.timestamp,
+                    "timestamp": m.timestamp_ns,
                     "attempts": m.attempts,
                     "body": body,
                     "body_base64": is_base64,

@@ -14,7 +14,7 @@ use super::journal::CursorRange;
 use super::log::NewRecord;
 use super::topic::LogStore;
 use super::{metadata, Broker};
-use crate::protocol::frame::decode_message;
+use crate::protocol::frame::Message;
 use crate::protocol::names::{is_ephemeral, is_valid_channel_name, is_valid_topic_name};
 use crate::protocol::MessageId;
 
@@ -83,9 +83,9 @@ fn read_diskqueue(dir: &Path, name: &str, max_msg_size: usize) -> Result<Vec<GoM
                 );
                 break;
             }
-            if let Some(m) = decode_message(&data[off + 4..off + 4 + len]) {
+            if let Ok(m) = Message::decode(bytes::Bytes::copy_from_slice(&data[off + 4..off + 4 + len])) {
                 out.push(GoMessage {
-                    id: MessageId::from_hex(m.id_hex),
+                    id: m.message_id(),
                     timestamp_ns: m.timestamp_ns,
                     attempts: m.attempts,
                     body: m.body.to_vec(),

@@ -1,10 +1,15 @@
 //! A blocking protocol V2 connection, writing commands and reading frames byte for byte as a
-//! client sees them.
+//! client sees them (decoded with the protocol module's own decoder).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
+use bytes::BytesMut;
+use nsqrs::protocol::frame::{self as wire, decode_frame, HEARTBEAT};
+
+/// A frame as tests look at it: decoded by `nsqrs::protocol::frame`, with the ID as text and
+/// the data owned, so assertions read plainly.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
     Response(Vec<u8>),
@@ -62,26 +67,27 @@ impl Conn {
     /// Reads the next frame, skipping heartbeats (answered with NOP). None on EOF.
     pub fn read_frame(&mut self) -> Option<Frame> {
         loop {
-            let mut hdr = [0u8; 8];
-            if self.s.read_exact(&mut hdr).is_err() {
-                return None;
-            }
-            let size = u32::from_be_bytes(hdr[0..4].try_into().unwrap()) as usize;
-            let kind = i32::from_be_bytes(hdr[4..8].try_into().unwrap());
-            let mut data = vec![0u8; size - 4];
-            self.s.read_exact(&mut data).ok()?;
-            return Some(match kind {
-                0 if data == b"_heartbeat_" => {
+            // Exactly one frame's bytes are read, so a test may go on reading the socket itself.
+            let mut size = [0u8; 4];
+            self.s.read_exact(&mut size).ok()?;
+            let mut whole = BytesMut::from(&size[..]);
+            whole.resize(4 + u32::from_be_bytes(size) as usize, 0);
+            self.s.read_exact(&mut whole[4..]).ok()?;
+            let frame = decode_frame(&mut whole)
+                .unwrap_or_else(|e| panic!("the server sent a bad frame: {e}"))
+                .expect("a whole frame");
+            return Some(match frame {
+                wire::Frame::Response(data) if data == HEARTBEAT => {
                     self.cmd("NOP");
                     continue;
                 }
-                0 => Frame::Response(data),
-                1 => Frame::Error(String::from_utf8_lossy(&data).into_owned()),
-                _ => Frame::Message {
-                    timestamp: i64::from_be_bytes(data[0..8].try_into().unwrap()),
-                    attempts: u16::from_be_bytes(data[8..10].try_into().unwrap()),
-                    id: String::from_utf8_lossy(&data[10..26]).into_owned(),
-                    body: data[26..].to_vec(),
+                wire::Frame::Response(data) => Frame::Response(data.to_vec()),
+                wire::Frame::Error(data) => Frame::Error(String::from_utf8_lossy(&data).into_owned()),
+                wire::Frame::Message(m) => Frame::Message {
+                    timestamp: m.timestamp_ns,
+                    attempts: m.attempts,
+                    id: m.id_str().to_string(),
+                    body: m.body.to_vec(),
                 },
             });
         }
