@@ -25,12 +25,12 @@ use nsqrs::nsqd::broker::log::{
     decode_record, encode_record, max_payload, Decoded, DiskLog, LogReader, NewRecord,
 };
 use nsqrs::nsqd::options::NsqdOptions;
-use nsqrs::nsqlookupd::tcp::{decode_identify, parse_request, Request};
 use nsqrs::protocol::command::{
     parse, ClientState, Command, ConnContext, ParseError, ParseLimits, MAX_LINE_LEN,
 };
 use nsqrs::protocol::compress::{Decoder, Encoder};
 use nsqrs::protocol::identify::{ClientSettings, IdentifyRequest};
+use nsqrs::protocol::lookup::{decode_identify, parse_request, Request};
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 use nsqrs::protocol::MessageId;
 use nsqrs_testkit::fuzz::{hostile, peak_bytes, runner, Input};

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
@@ -18,33 +17,24 @@ use tokio::time::timeout;
 
 use crate::common::http_client::{HttpClient, HttpTimeouts, ACCEPT_NSQ_V1};
 use crate::common::log::log;
-use crate::nsqd::broker::{Broker, Registration, NSQ_VERSION};
+use crate::nsqd::broker::{Broker, Registration};
+use crate::protocol::lookup::{encode, PeerIdentity, MAGIC_V1, MAX_REPLY_LEN};
 
 const PING_INTERVAL: Duration = Duration::from_secs(15);
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
-/// What we tell lookupd about ourselves.
-#[derive(Clone)]
-pub struct Identity {
-    pub broadcast_address: String,
-    pub hostname: String,
-    pub tcp_port: u16,
-    pub http_port: u16,
-    pub topology_zone: String,
-    pub topology_region: String,
-}
-
 /// The set of lookupd peers; changeable at runtime (`PUT /config/nsqlookupd_tcp_addresses`).
 pub struct LookupPeers {
     broker: Arc<Broker>,
-    identity: Identity,
+    /// What we tell lookupd about ourselves.
+    identity: PeerIdentity,
     http: HttpClient,
     peers: Mutex<BTreeMap<String, JoinHandle<()>>>,
 }
 
 impl LookupPeers {
-    pub fn new(broker: Arc<Broker>, identity: Identity) -> Arc<LookupPeers> {
+    pub fn new(broker: Arc<Broker>, identity: PeerIdentity) -> Arc<LookupPeers> {
         let http = HttpClient::new(HttpTimeouts {
             connect: broker.opts.http_client_connect_timeout,
             request: broker.opts.http_client_request_timeout,
@@ -120,21 +110,9 @@ impl LookupPeers {
         let mut conn = PeerConn {
             stream: BufReader::new(stream),
         };
-        conn.send(b"  V1").await?;
-        let id = &self.identity;
-        let body = json!({
-            "version": NSQ_VERSION,
-            "tcp_port": id.tcp_port,
-            "http_port": id.http_port,
-            "hostname": id.hostname,
-            "broadcast_address": id.broadcast_address,
-            "topology_zone": id.topology_zone,
-            "topology_region": id.topology_region,
-        })
-        .to_string();
-        let mut identify = b"IDENTIFY\n".to_vec();
-        identify.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        identify.extend_from_slice(body.as_bytes());
+        conn.send(MAGIC_V1).await?;
+        let mut identify = Vec::new();
+        encode::identify(&mut identify, &self.identity);
         let reply = conn.request(&identify).await?;
         let info: serde_json::Value =
             serde_json::from_slice(&reply).map_err(|_| format!("bad IDENTIFY reply {:?}", lossy(&reply)))?;
@@ -150,7 +128,9 @@ impl LookupPeers {
                 // lookupd never speaks first: anything readable here means it went away.
                 gone = conn.closed() => return Err(gone),
                 _ = ping.tick() => {
-                    conn.request(b"PING\n").await?;
+                    let mut request = Vec::new();
+                    encode::ping(&mut request);
+                    conn.request(&request).await?;
                 }
                 event = events.recv() => match event {
                     Ok(Registration::TopicCreated { topic }) => {
@@ -159,10 +139,14 @@ impl LookupPeers {
                         }
                     }
                     Ok(Registration::Register { topic, channel }) => {
-                        conn.request(command("REGISTER", &topic, channel.as_deref()).as_bytes()).await?;
+                        let mut register = Vec::new();
+                        encode::register(&mut register, &topic, channel.as_deref());
+                        conn.request(&register).await?;
                     }
                     Ok(Registration::Unregister { topic, channel }) => {
-                        conn.request(command("UNREGISTER", &topic, channel.as_deref()).as_bytes()).await?;
+                        let mut unregister = Vec::new();
+                        encode::unregister(&mut unregister, &topic, channel.as_deref());
+                        conn.request(&unregister).await?;
                     }
                     // Missed changes: register everything again (REGISTER is idempotent).
                     Err(RecvError::Lagged(_)) => self.register_all(&mut conn).await?,
@@ -174,8 +158,9 @@ impl LookupPeers {
 
     async fn register_all(&self, conn: &mut PeerConn) -> Result<(), String> {
         for (topic, channel) in self.broker.registration_snapshot() {
-            conn.request(command("REGISTER", &topic, channel.as_deref()).as_bytes())
-                .await?;
+            let mut register = Vec::new();
+            encode::register(&mut register, &topic, channel.as_deref());
+            conn.request(&register).await?;
         }
         Ok(())
     }
@@ -192,13 +177,6 @@ impl LookupPeers {
             }
             Err(e) => log(&self.broker.opts.log_prefix, "ERROR", &format!("LOOKUPD: {e}")),
         }
-    }
-}
-
-fn command(verb: &str, topic: &str, channel: Option<&str>) -> String {
-    match channel {
-        Some(c) => format!("{verb} {topic} {c}\n"),
-        None => format!("{verb} {topic}\n"),
     }
 }
 
@@ -233,7 +211,7 @@ impl PeerConn {
         self.send(bytes).await?;
         let read = async {
             let len = self.stream.read_u32().await? as usize;
-            if len > 1024 * 1024 {
+            if len > MAX_REPLY_LEN {
                 return Err(std::io::Error::other(format!("reply of {len} bytes")));
             }
             let mut data = vec![0u8; len];

@@ -113,13 +113,14 @@ async fn serve(opts: NsqdOptions) -> i32 {
         .unwrap_or(0);
     let tcp_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
     broker.start_background();
-    let identity = lookup_peer::Identity {
+    let identity = crate::protocol::lookup::PeerIdentity {
         broadcast_address: broker.opts.broadcast_address.clone(),
         hostname: crate::common::host::local_hostname(),
-        tcp_port: nonzero_or(broker.opts.broadcast_tcp_port, tcp_port),
-        http_port: nonzero_or(broker.opts.broadcast_http_port, http_port),
+        tcp_port: i64::from(nonzero_or(broker.opts.broadcast_tcp_port, tcp_port)),
+        http_port: i64::from(nonzero_or(broker.opts.broadcast_http_port, http_port)),
         topology_zone: broker.opts.topology_zone.clone(),
         topology_region: broker.opts.topology_region.clone(),
+        version: crate::nsqd::broker::NSQ_VERSION.into(),
     };
     broker
         .events

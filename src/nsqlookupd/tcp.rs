@@ -1,17 +1,14 @@
-//! nsqlookupd's TCP protocol V1 (nsq-reference §2.2), spoken by nsqd to announce itself and
-//! its topics and channels.
+//! nsqlookupd's TCP server: the protocol V1 connections (wire format in `protocol::lookup`)
+//! through which nsqd announces itself and its topics and channels.
 //!
-//! After the magic `"  V1"`, each request is a text line (IDENTIFY adds a length-prefixed JSON
-//! body) and each reply is `[4-byte big-endian size][data]`, with no frame type. Every error
-//! nsqlookupd sends is fatal: the error goes out and the connection closes. When a connection
-//! ends, for whatever reason, all of its peer's registrations are removed.
+//! Every error nsqlookupd sends is fatal: the error goes out and the connection closes. When
+//! a connection ends, for whatever reason, all of its peer's registrations are removed.
 
 use std::fmt;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -19,15 +16,9 @@ use tokio::task::JoinSet;
 use super::registry::{Category, PeerInfo, Registration, Registry};
 use super::{Level, LookupdOptions, NSQLOOKUPD_VERSION};
 use crate::common::time::now_ns;
-use crate::protocol::names::{is_ephemeral, is_valid_channel_name, is_valid_topic_name};
+use crate::protocol::lookup::{decode_identify, parse_request, put_reply, Request, MAGIC_V1, MAX_LINE_LEN};
+use crate::protocol::names::is_ephemeral;
 use crate::protocol::ProtocolError;
-
-const MAGIC_V1: &[u8; 4] = b"  V1";
-
-/// Longest request line read. nsqd's lines are two names of at most 64 characters and a verb;
-/// nsqlookupd reads lines of any length, which lets a client that never sends a newline grow
-/// its memory without bound, so a longer line ends the connection (as nsqd does in V2).
-pub const MAX_LINE_LEN: usize = 16 * 1024;
 
 /// Accepts nsqd connections until the task is dropped or aborted; aborting it also ends every
 /// connection it accepted (their registrations are removed as they go).
@@ -103,8 +94,7 @@ impl Drop for PeerGuard {
 
 async fn send<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(4 + data.len());
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(data);
+    put_reply(&mut out, data);
     w.write_all(&out).await
 }
 
@@ -240,11 +230,21 @@ impl Connection {
             return Err(ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to read body").caused_by("EOF"));
         }
 
-        let mut peer = decode_identify(&body).map_err(|e| {
+        let identity = decode_identify(&body).map_err(|e| {
             ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body").caused_by(e)
         })?;
-        peer.id = guard.remote.clone();
-        peer.remote_address = guard.remote.clone();
+        let peer = PeerInfo {
+            id: guard.remote.clone(),
+            remote_address: guard.remote.clone(),
+            hostname: identity.hostname,
+            broadcast_address: identity.broadcast_address,
+            tcp_port: identity.tcp_port,
+            http_port: identity.http_port,
+            version: identity.version,
+            topology_zone: identity.topology_zone,
+            topology_region: identity.topology_region,
+            last_update: AtomicI64::new(0),
+        };
         if peer.broadcast_address.is_empty()
             || peer.tcp_port == 0
             || peer.http_port == 0
@@ -346,193 +346,5 @@ impl Connection {
             }
         }
         Ok(b"OK".to_vec())
-    }
-}
-
-/// One request line of protocol V1, validated.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Request<'a> {
-    Ping,
-    /// The length-prefixed JSON body follows the line on the wire.
-    Identify,
-    Register {
-        topic: &'a str,
-        channel: Option<&'a str>,
-    },
-    Unregister {
-        topic: &'a str,
-        channel: Option<&'a str>,
-    },
-}
-
-/// Parses one request line (its newline may be included) as nsqlookupd does: surrounding
-/// whitespace trimmed, parameters split on single spaces, and the checks in nsqlookupd's
-/// order, which depends on whether the connection has sent IDENTIFY (`identified`).
-pub fn parse_request(line: &str, identified: bool) -> Result<Request<'_>, ProtocolError> {
-    let params: Vec<&str> = line.trim().split(' ').collect();
-    let must_identify = || {
-        if identified {
-            Ok(())
-        } else {
-            Err(ProtocolError::fatal("E_INVALID", "client must IDENTIFY"))
-        }
-    };
-    match params[0] {
-        "PING" => Ok(Request::Ping),
-        "IDENTIFY" if identified => Err(ProtocolError::fatal("E_INVALID", "cannot IDENTIFY again")),
-        "IDENTIFY" => Ok(Request::Identify),
-        "REGISTER" => {
-            must_identify()?;
-            let (topic, channel) = topic_channel("REGISTER", &params[1..])?;
-            Ok(Request::Register { topic, channel })
-        }
-        "UNREGISTER" => {
-            must_identify()?;
-            let (topic, channel) = topic_channel("UNREGISTER", &params[1..])?;
-            Ok(Request::Unregister { topic, channel })
-        }
-        other => Err(ProtocolError::fatal(
-            "E_INVALID",
-            format!("invalid command {other}"),
-        )),
-    }
-}
-
-/// `<topic> [<channel>]` of REGISTER and UNREGISTER, validated.
-fn topic_channel<'a>(command: &str, params: &[&'a str]) -> Result<(&'a str, Option<&'a str>), ProtocolError> {
-    let Some(&topic) = params.first() else {
-        return Err(ProtocolError::fatal(
-            "E_INVALID",
-            format!("{command} insufficient number of params"),
-        ));
-    };
-    // An empty channel (e.g. a trailing space inside the line) means "no channel", as in Go.
-    let channel = params.get(1).copied().filter(|c| !c.is_empty());
-    if !is_valid_topic_name(topic) {
-        return Err(ProtocolError::fatal(
-            "E_BAD_TOPIC",
-            format!("{command} topic name '{topic}' is not valid"),
-        ));
-    }
-    if let Some(channel) = channel {
-        if !is_valid_channel_name(channel) {
-            return Err(ProtocolError::fatal(
-                "E_BAD_CHANNEL",
-                format!("{command} channel name '{channel}' is not valid"),
-            ));
-        }
-    }
-    Ok((topic, channel))
-}
-
-/// Decodes an IDENTIFY body the way Go's `encoding/json` fills nsqlookupd's `PeerInfo`: a
-/// JSON object (or `null`), keys matched exactly or else case-insensitively, unknown keys
-/// ignored, `null` values skipped, and a value of the wrong type an error.
-pub fn decode_identify(body: &[u8]) -> Result<PeerInfo, String> {
-    // Go replaces invalid UTF-8 inside strings rather than rejecting the document.
-    let text = String::from_utf8_lossy(body);
-    let value: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let obj = match value {
-        Value::Object(obj) => obj,
-        Value::Null => Map::new(),
-        other => return Err(format!("cannot unmarshal {} into PeerInfo", json_kind(&other))),
-    };
-    let get = |name: &str| {
-        obj.get(name)
-            .or_else(|| {
-                obj.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v)
-            })
-            .filter(|v| !v.is_null())
-    };
-    let string = |name: &str| match get(name) {
-        None => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(v) => Err(format!(
-            "cannot unmarshal {} into field {name} of type string",
-            json_kind(v)
-        )),
-    };
-    let int = |name: &str| match get(name) {
-        None => Ok(0),
-        Some(v) => v
-            .as_i64()
-            .ok_or_else(|| format!("cannot unmarshal {v} into field {name} of type int")),
-    };
-    Ok(PeerInfo {
-        id: String::new(),
-        remote_address: String::new(),
-        hostname: string("hostname")?,
-        broadcast_address: string("broadcast_address")?,
-        tcp_port: int("tcp_port")?,
-        http_port: int("http_port")?,
-        version: string("version")?,
-        topology_zone: string("topology_zone")?,
-        topology_region: string("topology_region")?,
-        last_update: AtomicI64::new(0),
-    })
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identify_body_decodes_like_go() {
-        let p = decode_identify(
-            br#"{"broadcast_address":"h","TCP_PORT":4150,"http_port":4151,"version":"1.3.0",
-                 "hostname":null,"topology_zone":"z","extra":[1]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            (p.broadcast_address.as_str(), p.tcp_port, p.http_port),
-            ("h", 4150, 4151)
-        );
-        assert_eq!((p.hostname.as_str(), p.topology_zone.as_str()), ("", "z"));
-        assert_eq!(decode_identify(b"null").unwrap().tcp_port, 0);
-        for bad in [
-            &b""[..],
-            b"[]",
-            b"{",
-            b"{} x",
-            br#"{"tcp_port":"4150"}"#,
-            br#"{"tcp_port":4150.5}"#,
-            br#"{"tcp_port":1e3}"#,
-            br#"{"tcp_port":99999999999999999999}"#,
-            br#"{"version":1}"#,
-        ] {
-            assert!(decode_identify(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn topic_channel_params() {
-        assert_eq!(topic_channel("REGISTER", &["t"]), Ok(("t", None)));
-        assert_eq!(topic_channel("REGISTER", &["t", "c", "x"]), Ok(("t", Some("c"))));
-        assert_eq!(topic_channel("REGISTER", &["t", ""]), Ok(("t", None)));
-        let e = topic_channel("UNREGISTER", &[]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "E_INVALID UNREGISTER insufficient number of params"
-        );
-        let e = topic_channel("REGISTER", &["", "c"]).unwrap_err();
-        assert_eq!(e.to_string(), "E_BAD_TOPIC REGISTER topic name '' is not valid");
-        let e = topic_channel("REGISTER", &["t", "c!"]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "E_BAD_CHANNEL REGISTER channel name 'c!' is not valid"
-        );
     }
 }
