@@ -20,7 +20,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 
 use nsqrs::archive::events::{explode, MAX_ROWS_PER_BODY};
-use nsqrs::nsqd::broker::events::{EventMode, EventSink, Kind, Place};
+use nsqrs::nsqd::broker::events::{EventMode, EventSink};
 use nsqrs::nsqd::broker::log::{
     decode_record, encode_record, max_payload, Decoded, DiskLog, LogReader, NewRecord,
 };
@@ -29,6 +29,7 @@ use nsqrs::protocol::command::{
     parse, ClientState, Command, ConnContext, ParseError, ParseLimits, MAX_LINE_LEN,
 };
 use nsqrs::protocol::compress::{Decoder, Encoder};
+use nsqrs::protocol::events::{Kind, Place};
 use nsqrs::protocol::identify::{ClientSettings, IdentifyRequest};
 use nsqrs::protocol::lookup::{decode_identify, parse_request, Request};
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};

@@ -1,15 +1,10 @@
-//! Reading `nsqrs.events` bodies (docs/events.md): newline-separated JSON groups, each
-//! exploded into one row per message ID.
+//! Archiving `nsqrs.events` bodies: each group (read by `protocol::events`) exploded into
+//! one row per message ID, within bounds a hostile body cannot exceed.
 
 use serde_json::{Map, Value};
 
 use super::store::EventRow;
-
-/// The topic the broker publishes lifecycle events on.
-pub const EVENTS_TOPIC: &str = "nsqrs.events";
-
-/// Fields that become columns rather than `detail`.
-const COLUMNS: &[&str] = &["ev", "ts", "nsqd", "topic", "ids", "channel", "client"];
+use crate::protocol::events::Group;
 
 /// The rows one body holds. Lines that are not a group (not JSON, or without `ev`, `ts` or
 /// `ids`) are skipped and counted, so one bad line cannot wedge the archiver on a message it
@@ -27,17 +22,13 @@ pub fn explode(body: &[u8]) -> (Vec<EventRow>, usize) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Map<String, Value>>(line) {
-            Ok(group) if explode_group(&group, &mut budget, &mut rows) => {}
-            _ => skipped += 1,
+        let exploded = Group::parse(line).is_some_and(|group| explode_group(group, &mut budget, &mut rows));
+        if !exploded {
+            skipped += 1;
         }
     }
     (rows, skipped)
 }
-
-/// Most IDs one `"first-last"` run may stand for: a run is consecutive IDs of one ~1 ms tick
-/// of a topic's GUID factory, whose sequence has 12 bits.
-const MAX_RUN: u64 = 4096;
 
 /// Most rows one body may explode into: far more than a broker writes in one flush (50 ms of
 /// events), few enough that a hostile body cannot exhaust the archiver's memory.
@@ -53,66 +44,21 @@ struct Budget {
     bytes: usize,
 }
 
-/// How many message IDs `ids` stands for, with each `"first-last"` run of consecutive IDs
-/// counted out. None when an element is neither an ID nor a sane run.
-fn count_ids(ids: &[Value]) -> Option<usize> {
-    let mut count = 0usize;
-    for element in ids {
-        count += match element.as_str()?.split_once('-') {
-            None => 1,
-            Some((first, last)) => {
-                let (first, last) = (hex_id(first)?, hex_id(last)?);
-                if last < first || last - first >= MAX_RUN {
-                    return None;
-                }
-                (last - first + 1) as usize
-            }
-        };
-    }
-    Some(count)
-}
-
-fn hex_id(s: &str) -> Option<u64> {
-    (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok()).flatten()
-}
-
-/// The message IDs of `ids` (checked by `count_ids`), with the runs spelled out.
-fn expand_ids(ids: &[Value], count: usize) -> Vec<String> {
-    let mut out = Vec::with_capacity(count);
-    for element in ids.iter().filter_map(Value::as_str) {
-        match element.split_once('-') {
-            None => out.push(element.to_ascii_lowercase()),
-            Some((first, last)) => {
-                if let (Some(first), Some(last)) = (hex_id(first), hex_id(last)) {
-                    out.extend((first..=last).map(|id| format!("{id:016x}")));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn explode_group(g: &Map<String, Value>, budget: &mut Budget, rows: &mut Vec<EventRow>) -> bool {
-    let (Some(kind), Some(ts), Some(ids)) = (
-        g.get("ev").and_then(Value::as_str),
-        g.get("ts").and_then(Value::as_i64),
-        g.get("ids").and_then(Value::as_array),
-    ) else {
-        return false;
-    };
-    let Some(count) = count_ids(ids).filter(|&n| n <= budget.rows) else {
+fn explode_group(g: Group, budget: &mut Budget, rows: &mut Vec<EventRow>) -> bool {
+    let Some(count) = g.id_count().filter(|&n| n <= budget.rows) else {
         return false;
     };
     // Every row repeats the columns and the fields that are not per-message arrays.
+    let columns = g.ev.len() + g.nsqd.len() + g.topic.len() + g.channel.len() + g.client.len();
     let copied_per_row: usize = g
+        .fields
         .iter()
         .map(|(k, v)| match v {
-            Value::String(s) if COLUMNS.contains(&k.as_str()) => s.len(),
-            _ if COLUMNS.contains(&k.as_str()) => 0,
             Value::Array(a) if a.len() == count => k.len(),
             other => k.len() + json_len(other),
         })
         .sum::<usize>()
+        + columns
         + std::mem::size_of::<EventRow>();
     let copied = copied_per_row.saturating_mul(count);
     if copied > budget.bytes {
@@ -120,14 +66,10 @@ fn explode_group(g: &Map<String, Value>, budget: &mut Budget, rows: &mut Vec<Eve
     }
     budget.rows -= count;
     budget.bytes -= copied;
-    let ids = expand_ids(ids, count);
-    let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let ids = g.expanded_ids();
     for (i, id) in ids.iter().enumerate() {
         let mut detail = Map::new();
-        for (k, v) in g {
-            if COLUMNS.contains(&k.as_str()) {
-                continue;
-            }
+        for (k, v) in &g.fields {
             // Per-message values are arrays parallel to `ids`; this row keeps its own.
             let v = match v {
                 Value::Array(a) if a.len() == ids.len() => a[i].clone(),
@@ -138,12 +80,12 @@ fn explode_group(g: &Map<String, Value>, budget: &mut Budget, rows: &mut Vec<Eve
         let attempt = detail.get("attempts").and_then(Value::as_i64).unwrap_or(0);
         rows.push(EventRow {
             id: id.clone(),
-            topic: text("topic"),
-            channel: text("channel"),
-            kind: kind.to_string(),
-            ts,
-            nsqd: text("nsqd"),
-            client: text("client"),
+            topic: g.topic.clone(),
+            channel: g.channel.clone(),
+            kind: g.ev.clone(),
+            ts: g.ts,
+            nsqd: g.nsqd.clone(),
+            client: g.client.clone(),
             attempt,
             detail: Value::Object(detail).to_string(),
         });

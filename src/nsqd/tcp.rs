@@ -758,7 +758,7 @@ impl Connection<'_> {
             .map_err(|e| ProtocolError::fatal(code, format!("{cmd} failed {e}")))?;
         let client = &self.shared.client;
         // The user agent is only needed for a `published` event; skip the copy otherwise.
-        let reports = topic.core.reports(crate::nsqd::broker::events::Kind::Published);
+        let reports = topic.core.reports(crate::protocol::events::Kind::Published);
         let (user_agent, id_reply) = {
             let s = client.settings.read();
             let ua = if reports {

@@ -8,6 +8,7 @@
 pub mod command;
 pub mod compress;
 pub mod error;
+pub mod events;
 pub mod frame;
 pub mod guid;
 pub mod identify;

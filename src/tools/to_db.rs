@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::archive::events::{self, EVENTS_TOPIC};
+use crate::archive::events;
 use crate::archive::store::OpenMode;
 use crate::archive::{EventRow, MessageRow, Store};
 use crate::client::{Config, Consumer, Message};
 use crate::common::process::wait_for_signal;
 use crate::common::time::now_ns;
+use crate::protocol::events::EVENTS_TOPIC;
 
 /// What to archive, from where, into what, in which batches.
 #[derive(Debug, Clone)]

@@ -19,11 +19,12 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::client::ClientHandle;
-use super::events::{int_array, Kind, OwnedPlace, Place};
+use super::events::OwnedPlace;
 use super::journal::{ChannelSnapshot, ChannelStore, CursorRange, JournalRecord, OutstandingEntry};
 use super::log::{LogReader, StoredMessage};
 use super::topic::TopicCore;
 use crate::common::time::now_ns;
+use crate::protocol::events::{Detail, Kind, Place};
 use crate::protocol::MessageId;
 
 /// A message handed to a client.
@@ -434,7 +435,7 @@ impl Channel {
                         .insert((msg.deliver_at_ns, msg.pos), (msg.attempts, msg.id));
                     st.hold(msg.pos);
                     if self.wants(Kind::Deferred) {
-                        let due = format!(",\"due\":{}", msg.deliver_at_ns);
+                        let due = Detail::Due(msg.deliver_at_ns);
                         self.topic
                             .events
                             .record_line(Kind::Deferred, &self.place(None), &[msg.id], &due);
@@ -447,11 +448,14 @@ impl Channel {
         }
         if !out.is_empty() && self.wants(Kind::Delivered) {
             let ids: Vec<MessageId> = out.iter().map(|d| d.id).collect();
-            let attempts = int_array("attempts", out.iter().map(|d| d.attempts as i64));
+            let attempts: Vec<u16> = out.iter().map(|d| d.attempts).collect();
             let place = self.place(Some(&client.remote_address));
-            self.topic
-                .events
-                .record_line(Kind::Delivered, &place, &ids, &attempts);
+            self.topic.events.record_line(
+                Kind::Delivered,
+                &place,
+                &ids,
+                &Detail::Delivered { attempts: &attempts },
+            );
         }
         out
     }
@@ -555,7 +559,7 @@ impl Channel {
         let f = self.pop_in_flight(&mut st, client_id, id)?;
         if self.wants(Kind::Requeued) {
             let addr = self.client_address(client_id);
-            let delay = format!(",\"delay_ms\":{delay_ms}");
+            let delay = Detail::Requeued { delay_ms };
             self.topic
                 .events
                 .record_line(Kind::Requeued, &self.place(Some(&addr)), &[id], &delay);
@@ -745,7 +749,7 @@ impl Channel {
         if self.wants(Kind::Deleted) {
             self.topic
                 .events
-                .record_line(Kind::Deleted, &self.place(None), &[], "");
+                .record_line(Kind::Deleted, &self.place(None), &[], &Detail::None);
         }
         for c in self.clients() {
             c.kick();
@@ -897,7 +901,7 @@ impl Channel {
         st.dirty = true;
         if self.wants(Kind::Cancelled) {
             for &(id, due_ns) in &cancelled {
-                let due = format!(",\"due\":{due_ns}");
+                let due = Detail::Due(due_ns);
                 self.topic
                     .events
                     .record_line(Kind::Cancelled, &self.place(None), &[id], &due);

@@ -1,21 +1,19 @@
-//! Lifecycle events (docs/events.md): what happened to which messages, reported as batches of
-//! JSON lines on the reserved topic `nsqrs.events`, which any NSQ consumer can read.
+//! The broker's lifecycle events sink: what happened to which messages, collected into groups
+//! and written in the events format (`protocol::events`, docs/events.md) for the reserved
+//! topic `nsqrs.events`, which any NSQ consumer can read.
 //!
 //! The hot paths only append message IDs to an in-memory group; a line is written when the
 //! group changes (another kind, channel or client) and a flusher publishes the buffer every
 //! few milliseconds. FINs from one client on one channel therefore cost one line per run, not
 //! one per message.
 
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 
 use crate::common::time::now_ns;
+use crate::protocol::events::{write_group, Detail, Kind, Place};
 use crate::protocol::MessageId;
-
-/// The reserved topic events are published on.
-pub const EVENTS_TOPIC: &str = "nsqrs.events";
 
 /// Which events are reported (`--lifecycle-events`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,45 +35,6 @@ impl EventMode {
             )),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Published,
-    Delivered,
-    Finished,
-    Requeued,
-    TimedOut,
-    Touched,
-    Deferred,
-    Dropped,
-    Cancelled,
-    Deleted,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Published => "published",
-            Kind::Delivered => "delivered",
-            Kind::Finished => "finished",
-            Kind::Requeued => "requeued",
-            Kind::TimedOut => "timed_out",
-            Kind::Touched => "touched",
-            Kind::Deferred => "deferred",
-            Kind::Dropped => "dropped",
-            Kind::Cancelled => "cancelled",
-            Kind::Deleted => "deleted",
-        }
-    }
-}
-
-/// Where an event happened: the fields a group shares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place<'a> {
-    pub topic: &'a str,
-    pub channel: Option<&'a str>,
-    pub client: Option<&'a str>,
 }
 
 /// A place with owned strings, built lazily by `record_keyed`.
@@ -192,31 +151,15 @@ impl EventSink {
     }
 
     /// Writes one group whose events carry per-message values (`published`, `delivered`) or
-    /// extra fields; these are never merged.
-    pub fn record_line(&self, kind: Kind, place: &Place, ids: &[MessageId], extra: &str) {
+    /// fields of their own; these are never merged.
+    pub fn record_line(&self, kind: Kind, place: &Place, ids: &[MessageId], detail: &Detail) {
         let mut st = self.state.lock();
         self.close_group(&mut st);
-        self.write_head(&mut st.out, kind, now_ns(), place);
-        write_ids(&mut st.out, ids);
-        st.out.push_str(extra);
-        st.out.push_str("}\n");
+        write_group(&mut st.out, kind, now_ns(), self.nsqd(), place, ids, detail);
     }
 
-    /// Writes the opening of a line: the fields a group shares, up to before `ids`.
-    fn write_head(&self, out: &mut String, kind: Kind, ts: i64, place: &Place) {
-        let nsqd = self.nsqd.get().map(String::as_str).unwrap_or("");
-        let _ = write!(out, "{{\"ev\":\"{}\",\"ts\":{ts},\"nsqd\":", kind.name());
-        push_json_str(out, nsqd);
-        out.push_str(",\"topic\":");
-        push_json_str(out, place.topic);
-        if let Some(c) = place.channel {
-            out.push_str(",\"channel\":");
-            push_json_str(out, c);
-        }
-        if let Some(c) = place.client {
-            out.push_str(",\"client\":");
-            push_json_str(out, c);
-        }
+    fn nsqd(&self) -> &str {
+        self.nsqd.get().map(String::as_str).unwrap_or("")
     }
 
     fn close_group(&self, st: &mut SinkState) {
@@ -226,9 +169,15 @@ impl EventSink {
                 channel: g.channel.as_deref(),
                 client: g.client.as_deref(),
             };
-            self.write_head(&mut st.out, g.kind, g.ts, &place);
-            write_ids(&mut st.out, &g.ids);
-            st.out.push_str("}\n");
+            write_group(
+                &mut st.out,
+                g.kind,
+                g.ts,
+                self.nsqd(),
+                &place,
+                &g.ids,
+                &Detail::None,
+            );
         }
     }
 
@@ -260,81 +209,10 @@ impl EventSink {
     }
 }
 
-/// Shortest stretch of consecutive IDs written as one `"first-last"` element of `ids`.
-const MIN_RUN: usize = 3;
-
-/// Writes `,"ids":[…]`. A topic's IDs count up one by one within a clock tick, and channels
-/// deliver and see FINs mostly in publish order, so runs of consecutive IDs are the common
-/// case under load: each is written as `"first-last"` (docs/events.md), which keeps the
-/// events a few bytes per message instead of twenty.
-fn write_ids(out: &mut String, ids: &[MessageId]) {
-    out.push_str(",\"ids\":[");
-    let mut i = 0;
-    while i < ids.len() {
-        let mut end = i + 1;
-        while end < ids.len() && ids[end].0 == ids[end - 1].0.wrapping_add(1) {
-            end += 1;
-        }
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        push_hex(out, ids[i]);
-        if end - i >= MIN_RUN {
-            out.push('-');
-            push_hex(out, ids[end - 1]);
-            out.push('"');
-            i = end;
-        } else {
-            out.push('"');
-            i += 1;
-        }
-    }
-    out.push(']');
-}
-
-fn push_hex(out: &mut String, id: MessageId) {
-    // Hex digits: always ASCII.
-    if let Ok(text) = std::str::from_utf8(&id.to_hex()) {
-        out.push_str(text);
-    }
-}
-
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-/// Appends `s` as a JSON string. Names and addresses never need escaping, so they are copied
-/// as they are; anything else goes through serde_json.
-fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&json_str(s));
-    }
-}
-
-/// `,"name":[1,2,3]` for per-message integer values.
-pub fn int_array(name: &str, values: impl Iterator<Item = i64>) -> String {
-    let mut s = format!(",\"{name}\":[");
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(s, "{v}");
-    }
-    s.push(']');
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::events::EVENTS_TOPIC;
 
     fn lines(sink: &EventSink) -> Vec<serde_json::Value> {
         sink.drain(1 << 20)
@@ -364,7 +242,7 @@ mod tests {
             Kind::Delivered,
             &place,
             &[MessageId(4)],
-            &int_array("attempts", [2].into_iter()),
+            &Detail::Delivered { attempts: &[2] },
         );
         let got = lines(&sink);
         assert_eq!(got.len(), 3);

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use crate::nsqd::options::NsqdOptions;
+use crate::protocol::events::{Detail, Kind, Place, EVENTS_TOPIC};
 use crate::protocol::names::is_ephemeral;
 use channel::Channel;
 use log::{DiskLog, LogHead, MemLog};
@@ -389,20 +390,19 @@ impl Broker {
         if self.health.lock().is_some() {
             self.set_health(None);
         }
-        if topic.core.reports(events::Kind::Published) {
-            let sizes = bodies.iter().map(|b| b.len() as i64);
-            let extra = format!(
-                ",\"ua\":{}{},\"deliver_at\":{deliver_at_ns}",
-                events::json_str(origin.1),
-                events::int_array("sizes", sizes)
-            );
-            let place = events::Place {
+        if topic.core.reports(Kind::Published) {
+            let sizes: Vec<u64> = bodies.iter().map(|b| b.len() as u64).collect();
+            let detail = Detail::Published {
+                ua: origin.1,
+                sizes: &sizes,
+                deliver_at: deliver_at_ns,
+            };
+            let place = Place {
                 topic: topic.name(),
                 channel: None,
                 client: Some(origin.0),
             };
-            self.events
-                .record_line(events::Kind::Published, &place, &ids, &extra);
+            self.events.record_line(Kind::Published, &place, &ids, &detail);
         }
         Ok(ids)
     }
@@ -578,9 +578,7 @@ impl Broker {
             let bodies = self.events.drain(max_body);
             // Events are kept only while someone reads them (a channel exists on the events
             // topic): otherwise they would pile up on disk for nobody.
-            let reader = self
-                .topic(events::EVENTS_TOPIC)
-                .filter(|t| !t.channels().is_empty());
+            let reader = self.topic(EVENTS_TOPIC).filter(|t| !t.channels().is_empty());
             if let (false, Some(topic)) = (bodies.is_empty(), reader) {
                 let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
                 if let Err(e) = topic.publish(&refs, 0) {

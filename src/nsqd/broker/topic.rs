@@ -64,9 +64,9 @@ impl TopicCore {
     }
 
     /// Whether this topic reports events of `kind` (decided once, at creation).
-    pub fn reports(&self, kind: super::events::Kind) -> bool {
+    pub fn reports(&self, kind: crate::protocol::events::Kind) -> bool {
         match kind {
-            super::events::Kind::Published => self.reports_publish,
+            crate::protocol::events::Kind::Published => self.reports_publish,
             _ => self.reports_all,
         }
     }
@@ -203,8 +203,8 @@ impl Topic {
             paused_at: Mutex::new(None),
             unread_deferred: Mutex::new(BTreeMap::new()),
             mem_queue_size,
-            reports_publish: events.wants(super::events::Kind::Published, name),
-            reports_all: events.wants(super::events::Kind::Finished, name),
+            reports_publish: events.wants(crate::protocol::events::Kind::Published, name),
+            reports_all: events.wants(crate::protocol::events::Kind::Finished, name),
             events,
             e2e,
         };
