@@ -216,6 +216,21 @@ impl Nsqd {
     pub fn connect(&self) -> Conn {
         Conn::connect(&self.tcp)
     }
+
+    /// The broker's process id, for reading its memory in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `RssAnon`, ...).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 impl Drop for Nsqd {
@@ -511,6 +526,11 @@ impl Lookupd {
         let (code, body) = self.get(path);
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// The lookupd's process id, for reading its memory in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A protocol V1 connection, magic sent.
