@@ -130,6 +130,10 @@ impl Shared {
     /// Waits until the client has drained its queued output below `MAX_QUEUED_OUTPUT`; false
     /// when the connection ends first (the writer gives up on a client that does not read).
     async fn room_for_output(&self) -> bool {
+        // The common case, checked without registering for wake-ups: this runs per command.
+        if self.outgoing.lock().len() < MAX_QUEUED_OUTPUT {
+            return !self.ending();
+        }
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
