@@ -273,6 +273,40 @@ fn a_client_that_streams_bad_fins_and_never_reads_cannot_grow_the_broker() {
 }
 
 #[test]
+fn a_consumer_that_never_reads_large_messages_cannot_grow_the_broker() {
+    let n = Nsqd::start(&[]);
+    let pid = n.pid();
+    // 40 messages of 900 KB on disk: 36 MB a consumer with RDY 40 may have in flight.
+    let mut publisher = n.connect();
+    for _ in 0..8 {
+        publisher.mpub("big", &vec![vec![b'b'; 900_000]; 5]);
+        publisher.expect_ok();
+    }
+    let before = proc_status_kib(pid, "VmRSS");
+    let mut c = n.connect();
+    c.subscribe("big", "c", 40);
+    // Never read. The broker writes what the socket takes and keeps about a batch in hand.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut in_flight = 0;
+    while Instant::now() < deadline {
+        in_flight = n.stats()["topics"][0]["channels"][0]["in_flight_count"]
+            .as_u64()
+            .unwrap_or(0);
+        if in_flight > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(in_flight > 0, "nothing was delivered");
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = proc_status_kib(pid, "VmRSS").saturating_sub(before);
+    eprintln!("{in_flight} in flight to a client that does not read, broker grew by {grown} KiB");
+    assert!(grown < 16 * MIB, "broker grew by {grown} KiB");
+    drop(c);
+    round_trip(&n);
+}
+
+#[test]
 fn an_mpub_that_lies_about_its_size_fails_at_the_first_byte_past_it() {
     let n = Nsqd::start(&[]);
     let mut c = n.connect();

@@ -43,6 +43,13 @@ use crate::protocol::{Command, ParseLimits, ProtocolError};
 
 /// Most messages pulled from a channel in one go, so one client cannot starve the others.
 const MAX_TAKE: usize = 1024;
+/// Message bytes one write batch aims at. The batch size follows the largest message of the
+/// previous batch (the first assumes --max-msg-size), so a consumer that does not read makes
+/// the writer hold about this much, not RDY x --max-msg-size; small messages still go 1024
+/// at a time.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// A message frame's bytes beyond its body: size, frame type, timestamp, attempts, ID.
+const MESSAGE_FRAME_OVERHEAD: usize = 8 + frame::MESSAGE_HEADER_LEN;
 const READ_BUFFER: usize = 64 * 1024;
 /// A connection's first read size, doubled up to `READ_BUFFER` while reads fill it: an idle
 /// connection holds a few kilobytes, a busy one reads in large batches.
@@ -99,6 +106,8 @@ struct Shared {
     drained: Notify,
     /// Signalled once `closing` is set, so a reader waiting for input stops at once.
     ended: Notify,
+    /// `--max-msg-size`: what the writer assumes of messages it has not seen yet.
+    max_msg_size: usize,
 }
 
 impl Shared {
@@ -208,6 +217,7 @@ async fn handle(mut stream: TcpStream, services: Arc<Services>) {
         handoff: AtomicBool::new(false),
         drained: Notify::new(),
         ended: Notify::new(),
+        max_msg_size: broker.opts.max_msg_size.max(1) as usize,
     });
     let mut conn = Connection {
         broker,
@@ -870,6 +880,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut compressed: Vec<u8> = Vec::new();
     let mut heartbeat = heartbeat_of(client);
     let mut next_heartbeat = Instant::now() + heartbeat;
+    let mut largest_frame = shared.max_msg_size + MESSAGE_FRAME_OVERHEAD;
     loop {
         let client_wake = client.wake.notified();
         tokio::pin!(client_wake);
@@ -897,7 +908,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let closing = shared.ending();
         if let (false, Some((_, channel))) = (closing, subscription) {
             if client.state.load(Ordering::Acquire) == ClientState::Subscribed as u8 {
-                let window = client.window().min(MAX_TAKE);
+                let fit = (BATCH_BYTES / largest_frame).max(1);
+                let window = client.window().min(MAX_TAKE).min(fit);
                 if window > 0 {
                     let (msg_timeout, sample_rate) = {
                         let s = client.settings.read();
@@ -910,6 +922,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     client
                         .message_count
                         .fetch_add(messages.len() as u64, Ordering::Relaxed);
+                    if let Some(largest) = messages.iter().map(|m| m.body.len()).max() {
+                        largest_frame = largest + MESSAGE_FRAME_OVERHEAD;
+                    }
                     for m in &messages {
                         put_message_frame(&mut buf, m.timestamp_ns, m.attempts, m.id, &m.body);
                     }
