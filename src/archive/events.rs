@@ -11,88 +11,119 @@ pub const EVENTS_TOPIC: &str = "nsqrs.events";
 /// Fields that become columns rather than `detail`.
 const COLUMNS: &[&str] = &["ev", "ts", "nsqd", "topic", "ids", "channel", "client"];
 
-/// The rows one body holds. Lines that are not a group (not JSON, or without `ev`, `ts` or
-/// `ids`) are skipped and counted, so one bad line cannot wedge the archiver on a message it
-/// would requeue forever. So are lines that would take the body past `MAX_ROWS_PER_BODY` rows
-/// or `MAX_COPIED_BYTES_PER_BODY` bytes: a few hundred bytes of runs can stand for millions
-/// of rows, and each row copies the group's shared fields.
+/// Most rows one body may explode into. A broker flushes its groups every few milliseconds, so
+/// a real body holds far fewer; the bound is what keeps a hostile or corrupt body from making
+/// the archiver allocate without limit (a few bytes of `"first-last"` stand for many rows).
+pub const MAX_ROWS_PER_BODY: usize = 1 << 20;
+
+/// Most bytes the rows of one body may hold in their strings. Each row copies its group's
+/// shared fields, so a long shared field times many IDs is refused before any row is built.
+/// A million rows of a real group (short names and details) take under a tenth of this.
+pub const MAX_ROW_BYTES_PER_BODY: usize = 128 << 20;
+
+/// The rows one body holds. Lines that are not a group (not JSON, without `ev`, `ts` or
+/// `ids`, or that would take the body past `MAX_ROWS_PER_BODY` or `MAX_ROW_BYTES_PER_BODY`)
+/// are skipped and counted, so one bad line cannot wedge the archiver on a message it would
+/// requeue forever, nor exhaust its memory.
 pub fn explode(body: &[u8]) -> (Vec<EventRow>, usize) {
+    let budget = Budget {
+        rows: MAX_ROWS_PER_BODY,
+        bytes: MAX_ROW_BYTES_PER_BODY,
+    };
+    explode_within(body, budget)
+}
+
+fn explode_within(body: &[u8], mut budget: Budget) -> (Vec<EventRow>, usize) {
     let mut rows = Vec::new();
     let mut skipped = 0;
-    let mut budget = Budget {
-        rows: MAX_ROWS_PER_BODY,
-        bytes: MAX_COPIED_BYTES_PER_BODY,
-    };
     for line in body.split(|&b| b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         match serde_json::from_slice::<Map<String, Value>>(line) {
-            Ok(group) if explode_group(&group, &mut budget, &mut rows) => {}
+            Ok(group) if explode_group(&group, &mut rows, &mut budget) => {}
             _ => skipped += 1,
         }
     }
     (rows, skipped)
 }
 
-/// Most IDs one `"first-last"` run may stand for: a run is consecutive IDs of one ~1 ms tick
-/// of a topic's GUID factory, whose sequence has 12 bits.
-const MAX_RUN: u64 = 4096;
-
-/// Most rows one body may explode into: far more than a broker writes in one flush (50 ms of
-/// events), few enough that a hostile body cannot exhaust the archiver's memory.
-pub const MAX_ROWS_PER_BODY: usize = 1 << 20;
-
-/// Most bytes the rows of one body may copy from their groups (the shared fields and columns
-/// each row repeats), for the same reason.
-pub const MAX_COPIED_BYTES_PER_BODY: usize = 256 << 20;
-
-/// What is left of a body's allowance of rows and copied bytes.
+/// What is left of a body's allowance for rows.
 struct Budget {
     rows: usize,
     bytes: usize,
 }
 
-/// How many message IDs `ids` stands for, with each `"first-last"` run of consecutive IDs
-/// counted out. None when an element is neither an ID nor a sane run.
-fn count_ids(ids: &[Value]) -> Option<usize> {
-    let mut count = 0usize;
+/// A parsed `"first-last"` run or a single ID.
+enum IdElement<'a> {
+    One(&'a str),
+    Run(u64, u64),
+}
+
+/// The elements of `ids` with the number of IDs they stand for, or None when an element is
+/// neither an ID nor a forward run.
+fn parse_ids(ids: &[Value]) -> Option<(Vec<IdElement<'_>>, u64)> {
+    let hex = |s: &str| (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok()).flatten();
+    let mut elements = Vec::with_capacity(ids.len());
+    let mut count: u64 = 0;
     for element in ids {
-        count += match element.as_str()?.split_once('-') {
-            None => 1,
+        let element = element.as_str()?;
+        match element.split_once('-') {
+            None => {
+                elements.push(IdElement::One(element));
+                count = count.saturating_add(1);
+            }
             Some((first, last)) => {
-                let (first, last) = (hex_id(first)?, hex_id(last)?);
-                if last < first || last - first >= MAX_RUN {
+                let (first, last) = (hex(first)?, hex(last)?);
+                if last < first {
                     return None;
                 }
-                (last - first + 1) as usize
-            }
-        };
-    }
-    Some(count)
-}
-
-fn hex_id(s: &str) -> Option<u64> {
-    (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok()).flatten()
-}
-
-/// The message IDs of `ids` (checked by `count_ids`), with the runs spelled out.
-fn expand_ids(ids: &[Value], count: usize) -> Vec<String> {
-    let mut out = Vec::with_capacity(count);
-    for element in ids.iter().filter_map(Value::as_str) {
-        match element.split_once('-') {
-            None => out.push(element.to_ascii_lowercase()),
-            Some((first, last)) => {
-                if let (Some(first), Some(last)) = (hex_id(first), hex_id(last)) {
-                    out.extend((first..=last).map(|id| format!("{id:016x}")));
-                }
+                elements.push(IdElement::Run(first, last));
+                count = count.saturating_add(last - first).saturating_add(1);
             }
         }
     }
-    out
+    Some((elements, count))
 }
 
-fn explode_group(g: &Map<String, Value>, budget: &mut Budget, rows: &mut Vec<EventRow>) -> bool {
+/// Counts the bytes serde_json would write, without keeping them.
+#[derive(Default)]
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_len(v: &Value) -> usize {
+    let mut n = ByteCount::default();
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
+}
+
+/// About how many string bytes each of a group's `n` rows holds: its ID, the shared columns,
+/// and its detail (shared values whole, per-message arrays one element's share).
+fn row_bytes(g: &Map<String, Value>, n: usize) -> usize {
+    let mut bytes = 16;
+    for (k, v) in g {
+        bytes += match v {
+            _ if k == "ids" => 0,
+            Value::String(s) if COLUMNS.contains(&k.as_str()) => s.len(),
+            _ if COLUMNS.contains(&k.as_str()) => 0,
+            Value::Array(a) if a.len() == n => k.len() + 4 + json_len(v) / n.max(1),
+            _ => k.len() + 4 + json_len(v),
+        };
+    }
+    bytes
+}
+
+fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>, budget: &mut Budget) -> bool {
     let (Some(kind), Some(ts), Some(ids)) = (
         g.get("ev").and_then(Value::as_str),
         g.get("ts").and_then(Value::as_i64),
@@ -100,29 +131,31 @@ fn explode_group(g: &Map<String, Value>, budget: &mut Budget, rows: &mut Vec<Eve
     ) else {
         return false;
     };
-    let Some(count) = count_ids(ids).filter(|&n| n <= budget.rows) else {
+    let Some((elements, count)) = parse_ids(ids) else {
         return false;
     };
-    // Every row repeats the columns and the fields that are not per-message arrays.
-    let copied_per_row: usize = g
-        .iter()
-        .map(|(k, v)| match v {
-            Value::String(s) if COLUMNS.contains(&k.as_str()) => s.len(),
-            _ if COLUMNS.contains(&k.as_str()) => 0,
-            Value::Array(a) if a.len() == count => k.len(),
-            other => k.len() + json_len(other),
-        })
-        .sum::<usize>()
-        + std::mem::size_of::<EventRow>();
-    let copied = copied_per_row.saturating_mul(count);
-    if copied > budget.bytes {
+    // Refuse the whole line before building any of it: a group is archived whole or not at all.
+    if count > budget.rows as u64 {
+        return false;
+    }
+    let count = count as usize;
+    let bytes = row_bytes(g, count).saturating_mul(count);
+    if bytes > budget.bytes {
         return false;
     }
     budget.rows -= count;
-    budget.bytes -= copied;
-    let ids = expand_ids(ids, count);
+    budget.bytes -= bytes;
+    let ids = elements.iter().flat_map(|e| {
+        let (one, run) = match *e {
+            IdElement::One(id) => (Some(id.to_ascii_lowercase()), None),
+            IdElement::Run(first, last) => (None, Some(first..=last)),
+        };
+        one.into_iter()
+            .chain(run.into_iter().flatten().map(|id| format!("{id:016x}")))
+    });
     let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    for (i, id) in ids.iter().enumerate() {
+    rows.reserve(count);
+    for (i, id) in ids.enumerate() {
         let mut detail = Map::new();
         for (k, v) in g {
             if COLUMNS.contains(&k.as_str()) {
@@ -130,14 +163,14 @@ fn explode_group(g: &Map<String, Value>, budget: &mut Budget, rows: &mut Vec<Eve
             }
             // Per-message values are arrays parallel to `ids`; this row keeps its own.
             let v = match v {
-                Value::Array(a) if a.len() == ids.len() => a[i].clone(),
+                Value::Array(a) if a.len() == count => a[i].clone(),
                 other => other.clone(),
             };
             detail.insert(k.clone(), v);
         }
         let attempt = detail.get("attempts").and_then(Value::as_i64).unwrap_or(0);
         rows.push(EventRow {
-            id: id.clone(),
+            id,
             topic: text("topic"),
             channel: text("channel"),
             kind: kind.to_string(),
@@ -149,23 +182,6 @@ fn explode_group(g: &Map<String, Value>, budget: &mut Budget, rows: &mut Vec<Eve
         });
     }
     true
-}
-
-/// Bytes `v` takes as JSON text, without writing it out.
-fn json_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, v);
-    count.0
 }
 
 #[cfg(test)]
@@ -227,6 +243,48 @@ not json
             let line = format!(r#"{{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":["{bad}"]}}"#);
             assert_eq!(explode(line.as_bytes()), (vec![], 1), "{bad}");
         }
+    }
+
+    fn row_bytes_of(line: &str) -> usize {
+        let g: Map<String, Value> = serde_json::from_str(line).unwrap();
+        row_bytes(&g, 6)
+    }
+
+    #[test]
+    fn a_body_cannot_explode_past_its_budget() {
+        // 64 runs of 2^20 IDs each: a few hundred bytes standing for 2^26 rows.
+        let run = r#""0000000000000000-00000000000fffff""#;
+        let line = format!(
+            r#"{{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":[{}]}}"#,
+            vec![run; 64].join(",")
+        );
+        assert_eq!(explode(line.as_bytes()), (vec![], 1));
+        // Fewer rows, but each copies a long shared field: refused by bytes.
+        let runs: Vec<String> = (0..100u64)
+            .map(|i| format!(r#""{:016x}-{:016x}""#, i << 20, (i << 20) + 4095))
+            .collect();
+        let line = format!(
+            r#"{{"ev":"finished","ts":5,"nsqd":"h","topic":"t","client":"{}","ids":[{}]}}"#,
+            "c".repeat(600),
+            runs.join(",")
+        );
+        assert_eq!(explode(line.as_bytes()), (vec![], 1));
+        // The budget is per body: lines that each fit but not all together keep the first ones.
+        let six =
+            r#"{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":["0000000000000000-0000000000000005"]}"#;
+        let body = format!("{six}\n{six}\n{six}\n");
+        let budget = Budget {
+            rows: 13,
+            bytes: 1 << 20,
+        };
+        let (rows, skipped) = explode_within(body.as_bytes(), budget);
+        assert_eq!((rows.len(), skipped), (12, 1));
+        let budget = Budget {
+            rows: 100,
+            bytes: 12 * row_bytes_of(six) + 1,
+        };
+        let (rows, skipped) = explode_within(body.as_bytes(), budget);
+        assert_eq!((rows.len(), skipped), (12, 1));
     }
 
     #[test]

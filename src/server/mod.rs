@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod lookup_peer;
+pub mod reclaim;
 pub mod statsd;
 pub mod tcp;
 pub mod tls;
@@ -29,7 +30,10 @@ pub fn run(opts: NsqdOptions) -> i32 {
 /// Runs a server's main future on a multi-threaded runtime; its output is the exit code.
 pub fn run_until_exit(main: impl std::future::Future<Output = i32>) -> i32 {
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(main),
+        Ok(runtime) => runtime.block_on(async {
+            reclaim::start();
+            main.await
+        }),
         Err(e) => {
             eprintln!("nsqrs: failed to start runtime - {e}");
             1

@@ -219,6 +219,21 @@ impl Nsqd {
     pub fn connect(&self) -> Conn {
         Conn::connect(&self.tcp)
     }
+
+    /// The broker's process id, for reading its memory in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `RssAnon`, ...).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 impl Drop for Nsqd {
@@ -284,9 +299,15 @@ pub fn http_exchange(
         body.len()
     );
     s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    // A server may answer before reading all of a body it refuses (nsqd does for a declared
+    // length over its limit) and close the connection: the answer is still there to read.
+    let sent = s.write_all(body);
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
+    let read = s.read_to_end(&mut resp);
+    if resp.is_empty() {
+        sent?;
+        read?;
+    }
     let split = resp
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -508,6 +529,11 @@ impl Lookupd {
         let (code, body) = self.get(path);
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// The lookupd's process id, for reading its memory in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A protocol V1 connection, magic sent.
