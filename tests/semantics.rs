@@ -187,3 +187,67 @@ fn a_requeued_message_coming_due_goes_behind_the_messages_already_queued() {
     }
     assert_eq!(order, vec![("m3".to_string(), 1), ("m1".to_string(), 2)]);
 }
+
+fn depth(n: &Nsqd, topic: &str, channel: &str) -> u64 {
+    channel_stats(n, topic, channel)["depth"].as_u64().unwrap()
+}
+
+#[test]
+fn channels_created_while_the_backlog_is_read_get_all_of_it() {
+    let n = Nsqd::start(&[]);
+    let mut p = n.connect();
+    let bodies: Vec<Vec<u8>> = (0..3000).map(|i| format!("b{i}").into_bytes()).collect();
+    p.mpub("bk", &bodies);
+    p.expect_ok();
+    // The main consumer starts on the backlog and gets part way.
+    let mut main = n.connect();
+    main.subscribe("bk", "main", 10);
+    for _ in 0..100 {
+        let (id, _, _) = next_message(&mut main);
+        main.cmd(&format!("FIN {id}"));
+    }
+    main.cmd("RDY 0");
+    // Published after the first channel: for every channel that exists.
+    p.cmd_body("PUB bk", b"after");
+    p.expect_ok();
+    // An archiver joins a moment later, and one more over HTTP.
+    let mut archive = n.connect();
+    archive.subscribe("bk", "archive", 0);
+    n.post("/channel/create?topic=bk&channel=audit", b"");
+    assert_eq!(depth(&n, "bk", "archive"), 3001);
+    assert_eq!(depth(&n, "bk", "audit"), 3001);
+    // Survives a restart while the backlog is still being read.
+    let data = n.data.clone();
+    drop((main, archive));
+    let tmp = n.kill9();
+    let n = Nsqd::start_in(&data, &[]);
+    n.post("/channel/create?topic=bk&channel=late", b"");
+    assert_eq!(depth(&n, "bk", "late"), 3001);
+    // Once every channel has read the whole backlog, a new channel starts at the head.
+    let mut seen = 0;
+    for ch in ["main", "archive", "audit", "late"] {
+        let want = depth(&n, "bk", ch);
+        let mut c = n.connect();
+        c.subscribe("bk", ch, 2500);
+        for _ in 0..want {
+            let (id, _, _) = next_message(&mut c);
+            c.cmd(&format!("FIN {id}"));
+            seen += 1;
+        }
+        c.close();
+    }
+    assert!(seen >= 3 * 3001 + 2901, "{seen}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        n.post("/channel/create?topic=bk&channel=after_all", b"");
+        let d = depth(&n, "bk", "after_all");
+        if d == 0 {
+            break;
+        }
+        // FINs are processed asynchronously: until the last one lands, the window is open.
+        n.post("/channel/delete?topic=bk&channel=after_all", b"");
+        assert!(Instant::now() < deadline, "a channel created after the backlog was read got {d}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(tmp);
+}

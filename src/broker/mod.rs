@@ -150,6 +150,7 @@ impl Broker {
                 .open_topic(&tm.name)
                 .map_err(|e| format!("failed to open topic {} - {e}", tm.name))?;
             topic.set_paused(tm.paused);
+            topic.load_backlog();
             let dir = topic.dir.clone().unwrap();
             if let Ok(text) = fs::read_to_string(orphan_file(&dir)) {
                 let mut parts = text.split_whitespace().filter_map(|v| v.parse::<u64>().ok());
