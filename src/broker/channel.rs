@@ -168,8 +168,6 @@ pub struct Channel {
     deleted: AtomicBool,
     pub requeue_count: AtomicU64,
     pub timeout_count: AtomicU64,
-    /// Messages that entered the channel before this process started (imported backlog).
-    extra_message_count: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
     dir: Option<PathBuf>,
     pub e2e: Mutex<super::stats::E2eWindow>,
@@ -275,7 +273,6 @@ impl Channel {
             deleted: AtomicBool::new(false),
             requeue_count: AtomicU64::new(0),
             timeout_count: AtomicU64::new(0),
-            extra_message_count: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             dir,
             e2e: Mutex::new(super::stats::E2eWindow::new(&topic.e2e)),
@@ -285,11 +282,10 @@ impl Channel {
 
     /// Adds a closed stretch of the log to read before anything else (imported backlog that
     /// belongs to this channel only).
-    pub fn prepend_range(&self, range: CursorRange, count: u64) {
+    pub fn prepend_range(&self, range: CursorRange) {
         let mut st = self.state.lock();
         st.ranges.push_front(range);
         st.dirty = true;
-        self.extra_message_count.fetch_add(count, Ordering::Relaxed);
     }
 
     pub fn topic_name(&self) -> &str {
@@ -883,8 +879,7 @@ impl Channel {
             depth: depth.saturating_sub(unread_deferred),
             in_flight: st.in_flight.len() as u64,
             deferred: st.deferred.len() as u64 + unread_deferred,
-            message_count: head.seq.saturating_sub(st.base_seq)
-                + self.extra_message_count.load(Ordering::Relaxed),
+            message_count: head.seq.saturating_sub(st.base_seq),
         }
     }
 
