@@ -246,7 +246,10 @@ fn channels_created_while_the_backlog_is_read_get_all_of_it() {
         }
         // FINs are processed asynchronously: until the last one lands, the window is open.
         n.post("/channel/delete?topic=bk&channel=after_all", b"");
-        assert!(Instant::now() < deadline, "a channel created after the backlog was read got {d}");
+        assert!(
+            Instant::now() < deadline,
+            "a channel created after the backlog was read got {d}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(tmp);

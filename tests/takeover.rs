@@ -208,7 +208,11 @@ fn a_directory_go_nsqd_1_3_0_wrote_is_taken_over() {
     let tmp = go_fixture();
     let n = Nsqd::start_in(tmp.path(), &[]);
     assert!(
-        n.log.lock().unwrap().iter().any(|l| l.contains("took over Go nsqd data")),
+        n.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("took over Go nsqd data")),
         "no takeover line"
     );
     assert_fixture_delivered(&n);
@@ -218,7 +222,11 @@ fn a_directory_go_nsqd_1_3_0_wrote_is_taken_over() {
     let stats = n.stats();
     for t in stats["topics"].as_array().unwrap() {
         for c in t["channels"].as_array().unwrap() {
-            assert_eq!(c["depth"], 0, "re-imported into {}/{}", t["topic_name"], c["channel_name"]);
+            assert_eq!(
+                c["depth"], 0,
+                "re-imported into {}/{}",
+                t["topic_name"], c["channel_name"]
+            );
         }
     }
 }
@@ -256,7 +264,10 @@ fn failed_start(data: &Path, max_file_bytes: Option<u64>) -> String {
     }
     let out = common::wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(30));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "started although the takeover must fail: {stderr}");
+    assert!(
+        !out.status.success(),
+        "started although the takeover must fail: {stderr}"
+    );
     stderr
 }
 
@@ -275,10 +286,17 @@ fn a_takeover_that_fails_on_a_damaged_go_file_is_done_again_once_it_is_repaired(
     let original = std::fs::read(&queue_meta).unwrap();
     std::fs::write(&queue_meta, b"not a diskqueue\n").unwrap();
     let stderr = failed_start(dir, None);
-    assert!(!dir.join("nsqrs").exists(), "a failed takeover left nsqrs/ behind");
+    assert!(
+        !dir.join("nsqrs").exists(),
+        "a failed takeover left nsqrs/ behind"
+    );
     assert!(stderr.contains("failed to take over Go nsqd data"), "{stderr}");
     assert!(stderr.contains(&format!("{last}.diskqueue.meta.dat")), "{stderr}");
-    assert_eq!(std::fs::read(dir.join("nsqd.dat")).unwrap(), go_meta, "nsqd.dat changed");
+    assert_eq!(
+        std::fs::read(dir.join("nsqd.dat")).unwrap(),
+        go_meta,
+        "nsqd.dat changed"
+    );
     std::fs::write(&queue_meta, original).unwrap();
     let n = Nsqd::start_in(dir, &[]);
     assert_fixture_delivered(&n);
@@ -290,7 +308,10 @@ fn a_takeover_cut_short_by_a_full_disk_is_done_again() {
     let dir = tmp.path();
     // Topic logs are tens of kB; the limit lets the takeover start and stops it part way.
     let stderr = failed_start(dir, Some(12_000));
-    assert!(!dir.join("nsqrs").exists(), "a failed takeover left nsqrs/ behind");
+    assert!(
+        !dir.join("nsqrs").exists(),
+        "a failed takeover left nsqrs/ behind"
+    );
     assert!(stderr.contains("failed to take over Go nsqd data"), "{stderr}");
     assert!(
         dir.join("nsqrs.takeover").exists(),
@@ -298,7 +319,11 @@ fn a_takeover_cut_short_by_a_full_disk_is_done_again() {
     );
     let n = Nsqd::start_in(dir, &[]);
     assert!(
-        n.log.lock().unwrap().iter().any(|l| l.contains("starting it again")),
+        n.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("starting it again")),
         "the partial store was not noticed"
     );
     assert_fixture_delivered(&n);

@@ -72,7 +72,8 @@ mod tests {
 
     #[test]
     fn go_nil_lists_read_as_empty() {
-        let text = r#"{"topics":[{"name":"lonely","paused":false,"channels":null},{"name":"t"}],"version":"1.3.0"}"#;
+        let text =
+            r#"{"topics":[{"name":"lonely","paused":false,"channels":null},{"name":"t"}],"version":"1.3.0"}"#;
         let meta: Metadata = serde_json::from_str(text).unwrap();
         assert!(meta.topics[0].channels.is_empty() && meta.topics[1].channels.is_empty());
         let meta: Metadata = serde_json::from_str(r#"{"topics":null,"version":"1.3.0"}"#).unwrap();

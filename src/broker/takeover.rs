@@ -117,8 +117,7 @@ pub fn take_over(broker: &Arc<Broker>) -> Result<(), String> {
             "[nsqd] WARNING: takeover: {} is left from a takeover that did not finish; starting it again",
             staging.display()
         );
-        fs::remove_dir_all(&staging)
-            .map_err(|e| format!("failed to remove {} - {e}", staging.display()))?;
+        fs::remove_dir_all(&staging).map_err(|e| format!("failed to remove {} - {e}", staging.display()))?;
     }
     let (meta, imported) = import(broker, &staging.join(TOPICS_DIR))
         .map_err(|e| format!("failed to take over Go nsqd data in {} - {e}", dir.display()))?;

@@ -414,8 +414,7 @@ impl Topic {
             }
             start
         } else {
-            self.backlog_in_progress(&channels)
-                .map_or(head, |b| b.start)
+            self.backlog_in_progress(&channels).map_or(head, |b| b.start)
         };
         let ch = Channel::create(self.core.clone(), name, start, self.channel_dir(name), fsync)?;
         channels.insert(name.to_string(), ch.clone());
@@ -431,7 +430,10 @@ impl Topic {
                 backlog.start.pos, backlog.start.seq, backlog.end.pos, backlog.end.seq
             );
             if let Err(e) = std::fs::write(backlog_file(dir), text) {
-                eprintln!("[nsqd] ERROR: topic {}: failed to record its backlog - {e}", self.core.name);
+                eprintln!(
+                    "[nsqd] ERROR: topic {}: failed to record its backlog - {e}",
+                    self.core.name
+                );
             }
         }
     }
