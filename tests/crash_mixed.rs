@@ -430,7 +430,7 @@ fn repeated_kill_9_under_mixed_load_loses_nothing_and_keeps_every_due_time() {
     let seed: u64 = std::env::var("NSQRS_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::random());
+        .unwrap_or_else(rand::random);
     eprintln!("crash_mixed: {rounds} kills, NSQRS_CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();
