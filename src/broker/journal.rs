@@ -60,7 +60,10 @@ pub struct ChannelSnapshot {
     pub entries: Vec<OutstandingEntry>,
 }
 
-/// A journalled change.
+/// A journalled change. A `Set` may name a position the snapshot's cursor has not passed yet
+/// (the message was read, delivered and requeued with a delay after that snapshot): restoring
+/// takes such a message out of the stretches still to read, so the journal's copy is the only
+/// one and the message keeps its due time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JournalRecord {
     Set(OutstandingEntry),

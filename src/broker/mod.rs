@@ -50,6 +50,11 @@ pub enum Registration {
     },
 }
 
+/// nsqrs's own store inside the data directory (beside Go nsqd's files and `nsqd.dat`).
+const STORE_DIR: &str = "nsqrs";
+/// The topics' folders inside the store.
+const TOPICS_DIR: &str = "topics";
+
 /// How often channel state is checkpointed; bounds redelivery after a crash.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// How often recorded lifecycle events are published.
@@ -103,10 +108,9 @@ impl Broker {
                 data_dir.display()
             ));
         }
-        let store_dir = data_dir.join("nsqrs");
-        let topics_dir = store_dir.join("topics");
+        let store_dir = data_dir.join(STORE_DIR);
+        let topics_dir = store_dir.join(TOPICS_DIR);
         let fresh = !store_dir.exists();
-        fs::create_dir_all(&topics_dir).map_err(|e| e.to_string())?;
         // The command line validated both; a library caller's bad values mean "off" / "all topics".
         let events = Arc::new(events::EventSink::new(
             events::EventMode::parse(&opts.lifecycle_events).unwrap_or(events::EventMode::Off),
@@ -129,11 +133,14 @@ impl Broker {
             events,
             _dir_lock: dir_lock,
         });
+        // `nsqrs/` appears only once a takeover is complete (it is built aside and renamed into
+        // place), so a takeover that failed or was interrupted is simply done again.
         if fresh && takeover::has_go_data(&broker.data_dir) {
-            takeover::import(&broker)?;
-        } else {
-            broker.load()?;
+            takeover::take_over(&broker)?;
         }
+        fs::create_dir_all(&broker.topics_dir)
+            .map_err(|e| format!("failed to create {} - {e}", broker.topics_dir.display()))?;
+        broker.load()?;
         broker.persist_metadata();
         Ok(broker)
     }
@@ -150,6 +157,7 @@ impl Broker {
                 .open_topic(&tm.name)
                 .map_err(|e| format!("failed to open topic {} - {e}", tm.name))?;
             topic.set_paused(tm.paused);
+            topic.load_backlog();
             let dir = topic.dir.clone().unwrap();
             if let Ok(text) = fs::read_to_string(orphan_file(&dir)) {
                 let mut parts = text.split_whitespace().filter_map(|v| v.parse::<u64>().ok());
@@ -186,6 +194,12 @@ impl Broker {
     }
 
     fn open_topic(&self, name: &str) -> std::io::Result<Arc<Topic>> {
+        self.open_topic_in(&self.topics_dir, name)
+    }
+
+    /// Opens topic `name` with its files under `topics_dir` (the takeover builds its topics
+    /// aside before they become the broker's).
+    fn open_topic_in(&self, topics_dir: &Path, name: &str) -> std::io::Result<Arc<Topic>> {
         if is_ephemeral(name) {
             let log = MemLog::new(self.opts.mem_queue_size.max(1) as usize);
             return Ok(Arc::new(Topic::new(
@@ -198,7 +212,7 @@ impl Broker {
                 None,
             )));
         }
-        let dir = topic_dir(&self.topics_dir, name);
+        let dir = topic_dir(topics_dir, name);
         let log = DiskLog::open(
             &dir,
             self.opts.max_bytes_per_file.max(1) as u64,
