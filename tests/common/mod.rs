@@ -88,7 +88,9 @@ impl Nsqd {
         Nsqd::spawn(cmd, data)
     }
 
-    fn spawn(mut cmd: Command, data: &Path) -> Nsqd {
+    /// Spawns `cmd`, whose stderr must be piped (the listeners are read from it), and waits
+    /// until the broker serves.
+    pub fn spawn(mut cmd: Command, data: &Path) -> Nsqd {
         let mut child = cmd.spawn().expect("spawn nsqrs");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
