@@ -3,6 +3,7 @@
 //! an exit code. The benchmark itself is `nsqrs::bench`.
 
 use clap::{Args, ValueEnum};
+use nsqrs::errln;
 use nsqrs::bench::{self, null_server, wire::IdentifyOptions, Config, Mode};
 use std::time::Duration;
 
@@ -129,7 +130,7 @@ pub fn run(args: BenchArgs) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("nsqrs bench: cannot start runtime: {e}");
+            errln!("nsqrs bench: cannot start runtime: {e}");
             return 1;
         }
     };
@@ -143,7 +144,7 @@ pub fn run(args: BenchArgs) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("nsqrs bench: {e}");
+            errln!("nsqrs bench: {e}");
             1
         }
     }
@@ -204,8 +205,8 @@ async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
     };
     let report = bench::run(cfg).await?;
     match args.format {
-        Format::Table => print!("{}", report.to_table()),
-        Format::Json => println!("{}", report.to_json()),
+        Format::Table => outln!("{}", report.to_table().trim_end_matches('\n')),
+        Format::Json => outln!("{}", report.to_json()),
     }
     Ok(())
 }
@@ -218,7 +219,7 @@ async fn serve_null(args: &BenchArgs) -> bench::Result<()> {
         .await
         .map_err(|e| format!("listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!("TCP: listening on {addr}");
+    errln!("TCP: listening on {addr}");
     let mut term = signal(SignalKind::terminate())?;
     let opts = null_server::NullOptions { body_size: args.size };
     tokio::select! {

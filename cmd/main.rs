@@ -5,6 +5,12 @@
 //! command lines, scripts and test harnesses work unchanged. Under the name `nsqlookupd` it
 //! takes nsqlookupd's role (`nsqrs lookupd`) the same way.
 
+// Output goes through `outln!` and `errln!`, which survive a closed pipe (cmd/tools.rs).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod tools;
+
 mod bench;
 #[cfg(test)]
 mod docs;
@@ -16,13 +22,13 @@ mod stat;
 mod tail;
 mod to_db;
 mod to_file;
-mod tools;
 mod trace;
 
 use std::ffi::OsString;
 use std::path::Path;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use nsqrs::errln;
 use lookupd::LookupdArgs;
 use serve::ServeArgs;
 
@@ -84,7 +90,7 @@ fn run() -> i32 {
     let argv = match collect_args(std::env::args_os()) {
         Ok(argv) => argv,
         Err(msg) => {
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             return 2;
         }
     };
@@ -154,7 +160,7 @@ fn usage_error(argv: &[String], e: clap::Error) -> i32 {
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .filter(|l| !l.is_empty())
         .collect();
-    eprintln!("{}", line.join(" "));
+    errln!("{}", line.join(" "));
     2
 }
 
@@ -217,11 +223,11 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
 
 fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed_lookupd: bool) -> i32 {
     if args.version {
-        println!("{}", serve::nsqd_version_string());
+        outln!("{}", serve::nsqd_version_string());
         return 0;
     }
     if !args.trailing.is_empty() {
-        eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+        errln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
     }
     match args.into_options(matches) {
         Ok(mut opts) => {
@@ -230,7 +236,7 @@ fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed_lookupd: bool) ->
         }
         Err(msg) => {
             // The contract with scripts is one line on stderr, whatever the message holds.
-            eprintln!("error: {}", msg.replace('\n', " "));
+            errln!("error: {}", msg.replace('\n', " "));
             2
         }
     }
@@ -238,16 +244,16 @@ fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed_lookupd: bool) ->
 
 fn lookupd_main(args: LookupdArgs, matches: &ArgMatches) -> i32 {
     if args.version {
-        println!("{}", lookupd::nsqlookupd_version_string());
+        outln!("{}", lookupd::nsqlookupd_version_string());
         return 0;
     }
     if !args.trailing.is_empty() {
-        eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+        errln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
     }
     match args.into_options(matches) {
         Ok(opts) => nsqrs::lookup::run(opts),
         Err(msg) => {
-            eprintln!("error: {}", msg.replace('\n', " "));
+            errln!("error: {}", msg.replace('\n', " "));
             2
         }
     }

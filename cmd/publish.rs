@@ -66,7 +66,7 @@ const PIPELINE: usize = 16;
 
 pub fn run(args: PubArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("to_nsq"));
+        outln!("{}", tools::tool_version("to_nsq"));
         return 0;
     }
     let topic = args.topic.clone().unwrap_or_default();
@@ -91,7 +91,7 @@ pub fn run(args: PubArgs) -> i32 {
         match publish_all(&args, &topic, delimiter, config).await {
             Ok(lines) => {
                 for line in lines {
-                    println!("{line}");
+                    outln!("{line}");
                 }
                 0
             }

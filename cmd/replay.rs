@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Args};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nsqrs::errln;
 use nsqrs::archive::replay::{self, Batch, FileSource, Limits, Published, Run, Source, Window};
 use nsqrs::archive::store::{Location, OpenMode};
 use nsqrs::archive::trace::{format_ts, valid_id};
@@ -205,7 +206,7 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
             upto: None,
         };
         let first = source.read(&store, run.cursor.as_ref(), one).await?;
-        println!(
+        outln!(
             "would replay {remaining} messages from topic {} to topic {}{}",
             run.from_topic,
             run.to_topic,
@@ -217,7 +218,7 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
         return Ok(());
     }
     if existing.is_some() {
-        eprintln!(
+        errln!(
             "resuming replay run {} after {} of {} messages",
             run.run_id, run.done, run.total
         );
@@ -273,7 +274,7 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
             };
             let batch = source.read(&store, read_cursor.as_ref(), limits).await?;
             if upto.is_some() && !batch.is_empty() {
-                eprintln!(
+                errln!(
                     "note: the previous attempt stopped before the broker's reply to {} messages was \
                      recorded; sending them again (the broker may hold them twice)",
                     batch.len()
@@ -335,12 +336,12 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     replay::checkpoint(&store, &run, None).await?;
     bar.finish_and_clear();
     producer.stop().await;
-    println!(
+    outln!(
         "replayed {} messages from topic {} to topic {} (run {})",
         run.done, run.from_topic, run.to_topic, run.run_id
     );
     if unknown_ids > 0 {
-        eprintln!(
+        errln!(
             "note: the broker did not return the new message IDs; {unknown_ids} replays are recorded with their new ID unknown"
         );
     }

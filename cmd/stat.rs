@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 use comfy_table::{presets, CellAlignment, Table};
+use nsqrs::errln;
 use nsqrs::client::http::{get_json, query_escape, HttpTimeouts};
 use nsqrs::client::lookup::{self, ACCEPT_V1};
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
@@ -76,7 +77,7 @@ const HEADER_EVERY: u64 = 25;
 
 pub fn run(args: StatArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("nsq_stat"));
+        outln!("{}", tools::tool_version("nsq_stat"));
         return 0;
     }
     if let Err(e) = validate(&args) {
@@ -234,7 +235,7 @@ async fn poll(args: &StatArgs) -> i32 {
             // transient for a monitor, which keeps going.
             Err(e) if previous.is_none() => return tools::fail(e),
             Err(e) => {
-                eprintln!("warning: {}", e.replace('\n', " "));
+                errln!("warning: {}", e.replace('\n', " "));
                 continue;
             }
         };

@@ -70,7 +70,7 @@ pub struct TailArgs {
 
 pub fn run(args: TailArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("nsq_tail"));
+        outln!("{}", tools::tool_version("nsq_tail"));
         return 0;
     }
     if args.topic.is_empty() {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgAction, Args};
+use nsqrs::errln;
 use nsqrs::archive::events::{self, EVENTS_TOPIC};
 use nsqrs::archive::store::OpenMode;
 use nsqrs::archive::{now_ns, EventRow, MessageRow, Store};
@@ -276,7 +277,7 @@ async fn commit(store: &Store, kind: &Kind, batch: Vec<Message>) -> Result<(), S
             for m in &batch {
                 let (exploded, skipped) = events::explode(&m.body);
                 if skipped > 0 {
-                    eprintln!(
+                    errln!(
                         "warning: {skipped} unreadable line(s) in {EVENTS_TOPIC} message {}",
                         m.id_str()
                     );

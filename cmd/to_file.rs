@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use clap::{ArgAction, Args, ValueEnum};
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use nsqrs::errln;
 use nsqrs::client::http::HttpTimeouts;
 use nsqrs::client::{lookup, Config, Consumer, Message};
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
@@ -168,7 +169,7 @@ struct Settings {
 impl Settings {
     fn log(&self, msg: impl std::fmt::Display) {
         if self.verbose {
-            eprintln!("{}{msg}", self.log_prefix);
+            errln!("{}{msg}", self.log_prefix);
         }
     }
 }
@@ -275,7 +276,7 @@ fn resolve(args: &ToFileArgs) -> Result<Settings, String> {
 
 pub fn run(args: ToFileArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("nsq_to_file"));
+        outln!("{}", tools::tool_version("nsq_to_file"));
         return 0;
     }
     let settings = match resolve(&args) {

@@ -1,9 +1,42 @@
-//! What the client tools (`pub`, `tail`, `to-file`, `stat`) share on the command line: Go
-//! flag syntax, the one-line error contract, the runtime they run on, go-nsq option pairs,
-//! and waiting for SIGINT/SIGTERM.
+//! What the client tools share on the command line: Go flag syntax, the one-line error
+//! contract, output that ends quietly when its reader goes away, the runtime they run on,
+//! go-nsq option pairs, and waiting for SIGINT/SIGTERM.
+
+use std::io::Write;
 
 use nsqrs::client::Config;
+use nsqrs::errln;
 use nsqrs::goflags::normalize_go_args;
+
+/// `println!` for a tool's output: see `out_line`. Every line the binary prints goes through
+/// it (clippy's `print_stdout` lint, denied in main.rs, keeps it that way).
+macro_rules! outln {
+    () => {
+        $crate::tools::out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::tools::out_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line of output. Output is what a tool is for: once its reader has gone
+/// (`nsqrs trace … | head -1`), there is nothing left to do, and the process ends quietly
+/// with status 0, as `tail` and `stat` end. Rust ignores SIGPIPE (a vectored write to a reset
+/// TCP connection would raise it too), so the closed pipe arrives here as an EPIPE error
+/// rather than as a signal. Any other write error (a full disk) is one error line and status 1.
+pub fn out_line(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
+    if let Err(e) = written {
+        std::process::exit(match e.kind() {
+            std::io::ErrorKind::BrokenPipe => 0,
+            _ => fail(format!("writing output: {e}")),
+        });
+    }
+}
 
 /// The subcommands that imitate a Go tool, with the flags Go treats as booleans.
 pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
@@ -37,13 +70,13 @@ pub fn tool_version(tool: &str) -> String {
 
 /// Reports a failure the way scripts expect: one stderr line, exit status 1.
 pub fn fail(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {}", msg.to_string().replace('\n', " "));
+    errln!("error: {}", msg.to_string().replace('\n', " "));
     1
 }
 
 /// A usage error found after parsing: one stderr line, exit status 2 like clap's.
 pub fn usage(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {}", msg.to_string().replace('\n', " "));
+    errln!("error: {}", msg.to_string().replace('\n', " "));
     2
 }
 

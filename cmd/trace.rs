@@ -179,24 +179,24 @@ fn is_not_held(body: &[u8]) -> bool {
 }
 
 fn print_live(addr: &str, live: &Live) {
-    println!();
+    outln!();
     let v = match live {
         Live::NotHeld => {
-            println!("live state on {addr}: nothing pending (done on every channel, or never there)");
+            outln!("live state on {addr}: nothing pending (done on every channel, or never there)");
             return;
         }
         Live::Unavailable(why) => {
-            println!("live state unavailable: {why}");
+            outln!("live state unavailable: {why}");
             return;
         }
         Live::State(v) => v,
     };
-    println!("live state on {addr}");
+    outln!("live state on {addr}");
     if v["held_by_topic"].as_bool() == Some(true) {
-        println!("  held by the topic until its first channel exists");
+        outln!("  held by the topic until its first channel exists");
     }
     if v["topic_paused"].as_bool() == Some(true) {
-        println!("  the topic is paused");
+        outln!("  the topic is paused");
     }
     let channels = v["channels"].as_array().cloned().unwrap_or_default();
     if channels.is_empty() {
@@ -232,7 +232,7 @@ fn print_live(addr: &str, live: &Live) {
         }
         table.add_row([c["channel"].as_str().unwrap_or(""), state, &attempts, &detail]);
     }
-    println!("{table}");
+    outln!("{table}");
 }
 
 fn live_json(live: &Live) -> serde_json::Value {
@@ -264,7 +264,7 @@ fn print_matches(found: &[MessageRow], format: TraceFormat) {
     match format {
         TraceFormat::Json => {
             let v: Vec<_> = found.iter().map(message_json).collect();
-            println!("{}", json!({ "matches": v }));
+            outln!("{}", json!({ "matches": v }));
         }
         TraceFormat::Table => {
             let mut table = Table::new();
@@ -279,8 +279,8 @@ fn print_matches(found: &[MessageRow], format: TraceFormat) {
                     preview(&m.body),
                 ]);
             }
-            println!("{} messages match; trace one by its id", found.len());
-            println!("{table}");
+            outln!("{} messages match; trace one by its id", found.len());
+            outln!("{table}");
         }
     }
 }
@@ -295,23 +295,23 @@ fn message_json(m: &MessageRow) -> serde_json::Value {
 }
 
 fn print_table(t: &Trace, id: &str) {
-    println!("message {id}");
+    outln!("message {id}");
     for m in &t.messages {
-        println!("  topic      {}", m.topic);
-        println!("  nsqd       {}", m.nsqd);
-        println!("  published  {}", format_ts(m.ts));
-        println!("  size       {} bytes", m.body.len());
-        println!("  body       {}", preview(&m.body));
+        outln!("  topic      {}", m.topic);
+        outln!("  nsqd       {}", m.nsqd);
+        outln!("  published  {}", format_ts(m.ts));
+        outln!("  size       {} bytes", m.body.len());
+        outln!("  body       {}", preview(&m.body));
     }
     if t.messages.is_empty() {
-        println!("  (body not archived: only its events are)");
+        outln!("  (body not archived: only its events are)");
     }
     for (channel, steps) in trace::timelines(t) {
-        println!();
+        outln!();
         if channel.is_empty() {
-            println!("timeline (no channel events archived)");
+            outln!("timeline (no channel events archived)");
         } else {
-            println!("channel {channel}");
+            outln!("channel {channel}");
         }
         let mut table = Table::new();
         table.load_style(presets::UTF8_FULL_CONDENSED);
@@ -324,10 +324,10 @@ fn print_table(t: &Trace, id: &str) {
                 s.client,
             ]);
         }
-        println!("{table}");
+        outln!("{table}");
     }
     if !t.replays.is_empty() {
-        println!();
+        outln!();
         let mut table = Table::new();
         table.load_style(presets::UTF8_FULL_CONDENSED);
         table.set_header(["time", "event", "run"]);
@@ -348,10 +348,10 @@ fn print_table(t: &Trace, id: &str) {
                 r.run_id.clone(),
             ]);
         }
-        println!("replays");
-        println!("{table}");
+        outln!("replays");
+        outln!("{table}");
         if unknown {
-            println!("(the broker did not return the new IDs when these were replayed)");
+            outln!("(the broker did not return the new IDs when these were replayed)");
         }
     }
 }
@@ -387,5 +387,5 @@ fn print_json(t: &Trace, id: &str, live: Option<&Live>) {
     if let Some(live) = live {
         out["live"] = live_json(live);
     }
-    println!("{out}");
+    outln!("{out}");
 }

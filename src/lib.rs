@@ -4,6 +4,7 @@ pub mod archive;
 pub mod bench;
 pub mod broker;
 pub mod client;
+pub mod console;
 pub mod goflags;
 pub mod http;
 pub mod http_client;

@@ -258,7 +258,7 @@ impl Store {
                     .map_err(|e| format!("connect to {}: {}", redact(&url), db_err(e)))?;
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
-                        eprintln!("error: postgres connection: {}", db_err(e));
+                        crate::errln!("error: postgres connection: {}", db_err(e));
                     }
                 });
                 Store::Postgres(tokio::sync::Mutex::new(client))
