@@ -320,8 +320,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4161")]
     pub embedded_lookupd_http_address: String,
 
-    /// nsqrs: report message lifecycle events on topic nsqrs.events: off, publish or all
-    #[arg(long, value_name = "MODE", default_value = "publish")]
+    /// nsqrs: report what happens to messages as JSON lines on topic nsqrs.events (kept only
+    /// while that topic has a channel; docs/events.md): all (publishes, deliveries, requeues,
+    /// timeouts, finishes, ...), publish (publishes only), or off
+    #[arg(long, value_name = "MODE", default_value = "all")]
     pub lifecycle_events: String,
 
     /// nsqrs: only topics matching this regex report lifecycle events [default: all]

@@ -52,9 +52,9 @@ pub struct TraceArgs {
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
 
-    /// At most this many search results
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub limit: usize,
+    /// List at most this many matches, the newest (the count of all is still given) [default: 20]
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 
     /// Also ask this nsqd (HTTP) for the message's live state (best effort)
     #[arg(long, value_name = "ADDR")]
@@ -69,6 +69,19 @@ pub fn run(args: TraceArgs) -> i32 {
     if let Some(id) = &args.id {
         if !trace::valid_id(id) {
             return tools::usage(format!("{id:?} is not a message ID (16 hex characters)"));
+        }
+        // They narrow a search; with an ID there is nothing to search, and quietly ignoring
+        // them would answer a question the user did not ask.
+        let search_flags = [
+            ("--grep", args.grep.is_some()),
+            ("--where", field.is_some()),
+            ("--since", args.since.is_some()),
+            ("--limit", args.limit.is_some()),
+        ];
+        if let Some((flag, _)) = search_flags.iter().find(|(_, given)| *given) {
+            return tools::usage(format!(
+                "{flag} searches for messages when the ID is not known; give it without {id}"
+            ));
         }
     } else if args.grep.is_none() && field.is_none() {
         return tools::usage("give a message ID, or --grep/--where to search for one");
@@ -94,12 +107,12 @@ async fn trace_main(args: TraceArgs, field: Option<(String, String)>) -> Result<
                 field,
                 since_ns: args.since.map(|d| now_ns() - d.as_nanos() as i64),
                 topic: args.topic.clone(),
-                limit: args.limit,
+                limit: args.limit.unwrap_or(20),
             };
             let found = trace::search(&store, &search).await?;
-            match found.len() {
+            match found.total {
                 0 => return Err("no archived message matches".into()),
-                1 => found[0].id.clone(),
+                1 => found.messages[0].id.clone(),
                 _ => {
                     print_matches(&found, args.format);
                     return Ok(());
@@ -108,18 +121,19 @@ async fn trace_main(args: TraceArgs, field: Option<(String, String)>) -> Result<
         }
     };
     let t = trace::by_id(&store, &id).await?;
+    let notes = trace::gaps(&store, &t).await?;
     let live = match &args.nsqd_http_address {
         Some(addr) => Some((addr, live_state(addr, &t, &id, args.topic.as_deref()).await)),
         None => None,
     };
     match args.format {
         TraceFormat::Table => {
-            print_table(&t, &id);
+            print_table(&t, &id, &notes);
             if let Some((addr, live)) = &live {
                 print_live(addr, live);
             }
         }
-        TraceFormat::Json => print_json(&t, &id, live.as_ref().map(|(_, l)| l)),
+        TraceFormat::Json => print_json(&t, &id, &notes, live.as_ref().map(|(_, l)| l)),
     }
     Ok(())
 }
@@ -260,17 +274,17 @@ fn preview(body: &[u8]) -> String {
     }
 }
 
-fn print_matches(found: &[MessageRow], format: TraceFormat) {
+fn print_matches(found: &trace::Found, format: TraceFormat) {
     match format {
         TraceFormat::Json => {
-            let v: Vec<_> = found.iter().map(message_json).collect();
-            outln!("{}", json!({ "matches": v }));
+            let v: Vec<_> = found.messages.iter().map(message_json).collect();
+            outln!("{}", json!({ "matches": v, "total": found.total }));
         }
         TraceFormat::Table => {
             let mut table = Table::new();
             table.load_style(presets::UTF8_FULL_CONDENSED);
             table.set_header(["id", "topic", "nsqd", "published", "body"]);
-            for m in found {
+            for m in &found.messages {
                 table.add_row([
                     m.id.clone(),
                     m.topic.clone(),
@@ -279,7 +293,15 @@ fn print_matches(found: &[MessageRow], format: TraceFormat) {
                     preview(&m.body),
                 ]);
             }
-            outln!("{} messages match; trace one by its id", found.len());
+            if found.messages.len() < found.total {
+                outln!(
+                    "{} messages match; the newest {} are listed (--limit); trace one by its id",
+                    found.total,
+                    found.messages.len()
+                );
+            } else {
+                outln!("{} messages match; trace one by its id", found.total);
+            }
             outln!("{table}");
         }
     }
@@ -294,7 +316,7 @@ fn message_json(m: &MessageRow) -> serde_json::Value {
     })
 }
 
-fn print_table(t: &Trace, id: &str) {
+fn print_table(t: &Trace, id: &str, notes: &[String]) {
     outln!("message {id}");
     for m in &t.messages {
         outln!("  topic      {}", m.topic);
@@ -305,6 +327,9 @@ fn print_table(t: &Trace, id: &str) {
     }
     if t.messages.is_empty() {
         outln!("  (body not archived: only its events are)");
+    }
+    for note in notes {
+        outln!("note: {note}");
     }
     for (channel, steps) in trace::timelines(t) {
         outln!();
@@ -356,7 +381,7 @@ fn print_table(t: &Trace, id: &str) {
     }
 }
 
-fn print_json(t: &Trace, id: &str, live: Option<&Live>) {
+fn print_json(t: &Trace, id: &str, notes: &[String], live: Option<&Live>) {
     let timelines: Vec<_> = trace::timelines(t)
         .into_iter()
         .map(|(channel, steps)| {
@@ -383,6 +408,7 @@ fn print_json(t: &Trace, id: &str, live: Option<&Live>) {
         "messages": t.messages.iter().map(message_json).collect::<Vec<_>>(),
         "timelines": timelines,
         "replays": replays,
+        "notes": notes,
     });
     if let Some(live) = live {
         out["live"] = live_json(live);

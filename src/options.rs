@@ -144,7 +144,7 @@ impl Default for NsqdOptions {
             embedded_lookupd: true,
             embedded_lookupd_tcp_address: "0.0.0.0:4160".into(),
             embedded_lookupd_http_address: "0.0.0.0:4161".into(),
-            lifecycle_events: "publish".into(),
+            lifecycle_events: "all".into(),
             lifecycle_events_topics: String::new(),
             http_admin_token: String::new(),
         }

@@ -173,7 +173,7 @@ fn to_db_trace_and_replay() {
         "--events",
         "--flush-interval=100ms",
     ]);
-    wait_for("to-db on the events topic", || n.events_have_a_reader());
+    wait_for("to-db on the events topic", || n.events_archivers() == 1);
     // An unreadable line makes to-db warn on its (closed) stderr.
     publish(&n, "nsqrs.events", &["not json"]);
     publish(&n, "t", &["one", "two"]);

@@ -1,9 +1,29 @@
 //! Reading `nsqrs.events` bodies (docs/events.md): newline-separated JSON groups, each
-//! exploded into one row per message ID.
+//! exploded into one row per message ID, and the `batch` lines that say which broker wrote
+//! them in which mode.
 
 use serde_json::{Map, Value};
 
 use super::store::EventRow;
+
+/// A broker's `batch` line: it reported events in `mode` (and only for topics matching
+/// `topics`, when not empty) at `ts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSeen {
+    pub nsqd: String,
+    pub mode: String,
+    pub topics: String,
+    pub ts: i64,
+}
+
+/// What one body holds.
+#[derive(Debug, Default, PartialEq)]
+pub struct Exploded {
+    pub rows: Vec<EventRow>,
+    pub sources: Vec<SourceSeen>,
+    /// Lines that are not a group, counted rather than failing the body.
+    pub skipped: usize,
+}
 
 /// The topic the broker publishes lifecycle events on.
 pub const EVENTS_TOPIC: &str = "nsqrs.events";
@@ -11,22 +31,40 @@ pub const EVENTS_TOPIC: &str = "nsqrs.events";
 /// Fields that become columns rather than `detail`.
 const COLUMNS: &[&str] = &["ev", "ts", "nsqd", "topic", "ids", "channel", "client"];
 
-/// The rows one body holds. Lines that are not a group (not JSON, or without `ev`, `ts` or
-/// `ids`) are skipped and counted, so one bad line cannot wedge the archiver on a message it
-/// would requeue forever.
-pub fn explode(body: &[u8]) -> (Vec<EventRow>, usize) {
-    let mut rows = Vec::new();
-    let mut skipped = 0;
+/// The rows and sources one body holds. Lines that are not a group (not JSON, or without
+/// `ev`, `ts` or `ids`) are skipped and counted, so one bad line cannot wedge the archiver on
+/// a message it would requeue forever.
+pub fn explode(body: &[u8]) -> Exploded {
+    let mut out = Exploded::default();
     for line in body.split(|&b| b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Map<String, Value>>(line) {
-            Ok(group) if explode_group(&group, &mut rows) => {}
-            _ => skipped += 1,
+        let Ok(group) = serde_json::from_slice::<Map<String, Value>>(line) else {
+            out.skipped += 1;
+            continue;
+        };
+        if !explode_group(&group, &mut out.rows) {
+            out.skipped += 1;
+        } else if let Some(source) = batch_source(&group) {
+            out.sources.push(source);
         }
     }
-    (rows, skipped)
+    out
+}
+
+/// The source a `batch` line names (it has no IDs, so it made no rows).
+fn batch_source(g: &Map<String, Value>) -> Option<SourceSeen> {
+    if g.get("ev").and_then(Value::as_str) != Some("batch") {
+        return None;
+    }
+    let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Some(SourceSeen {
+        nsqd: text("nsqd"),
+        mode: text("mode"),
+        topics: text("topics"),
+        ts: g.get("ts").and_then(Value::as_i64)?,
+    })
 }
 
 /// Most IDs one `"first-last"` run may stand for: more than any broker writes in one group,
@@ -106,8 +144,13 @@ mod tests {
 {"ev":"finished","ts":1795324200000900000,"nsqd":"host:4150","topic":"orders","channel":"billing","client":"127.0.0.1:50130","ids":["18a3ea5e4ea69000-18a3ea5e4ea69002","18a3ea5e4ea69010"]}
 not json
 "#;
-        let (rows, skipped) = explode(body);
+        let Exploded {
+            rows,
+            sources,
+            skipped,
+        } = explode(body);
         assert_eq!(skipped, 1);
+        assert!(sources.is_empty(), "a body from before batch lines");
         assert_eq!(rows.len(), 7);
         let finished: Vec<&str> = rows[3..].iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
@@ -132,7 +175,7 @@ not json
     #[test]
     fn runs_of_consecutive_ids_are_spelled_out() {
         let body = br#"{"ev":"delivered","ts":5,"nsqd":"h","topic":"t","channel":"c","ids":["18a3ea5e4ea690fe-18a3ea5e4ea69101","18a3ea5e4ea69200"],"attempts":[1,1,2,1,3]}"#;
-        let (rows, skipped) = explode(body);
+        let Exploded { rows, skipped, .. } = explode(body);
         assert_eq!(skipped, 0);
         let got: Vec<(&str, i64)> = rows.iter().map(|r| (r.id.as_str(), r.attempt)).collect();
         assert_eq!(
@@ -152,14 +195,43 @@ not json
             "xyz-18a3ea5e4ea690fe",
         ] {
             let line = format!(r#"{{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":["{bad}"]}}"#);
-            assert_eq!(explode(line.as_bytes()), (vec![], 1), "{bad}");
+            let e = explode(line.as_bytes());
+            assert_eq!((e.rows.len(), e.skipped), (0, 1), "{bad}");
         }
     }
 
     #[test]
     fn empty_ids_make_no_rows() {
-        let (rows, skipped) = explode(br#"{"ev":"deleted","ts":1,"nsqd":"h","topic":"t","ids":[]}"#);
-        assert!(rows.is_empty());
-        assert_eq!(skipped, 0);
+        let e = explode(br#"{"ev":"deleted","ts":1,"nsqd":"h","topic":"t","ids":[]}"#);
+        assert!(e.rows.is_empty());
+        assert!(e.sources.is_empty());
+        assert_eq!(e.skipped, 0);
+    }
+
+    #[test]
+    fn batch_lines_name_their_source() {
+        let body = br#"{"ev":"batch","ts":7,"nsqd":"h:4150","mode":"publish","topics":"^o","ids":[]}
+{"ev":"published","ts":6,"nsqd":"h:4150","topic":"o","ids":["18a3ea5e4ea69000"]}
+{"ev":"batch","ts":9,"nsqd":"g:4150","mode":"all","ids":[]}
+"#;
+        let e = explode(body);
+        assert_eq!((e.rows.len(), e.skipped), (1, 0));
+        assert_eq!(
+            e.sources,
+            vec![
+                SourceSeen {
+                    nsqd: "h:4150".into(),
+                    mode: "publish".into(),
+                    topics: "^o".into(),
+                    ts: 7
+                },
+                SourceSeen {
+                    nsqd: "g:4150".into(),
+                    mode: "all".into(),
+                    topics: String::new(),
+                    ts: 9
+                },
+            ]
+        );
     }
 }

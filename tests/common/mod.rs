@@ -206,9 +206,32 @@ impl Nsqd {
 
     /// True once some consumer (to-db with `--events`, say) has a channel on `nsqrs.events`.
     pub fn events_have_a_reader(&self) -> bool {
-        self.stats()["topics"].as_array().unwrap().iter().any(|t| {
-            t["topic_name"] == "nsqrs.events" && t["channels"].as_array().is_some_and(|c| !c.is_empty())
-        })
+        self.events_channels() > 0
+    }
+
+    /// How many channels of `nsqrs.events` a `to-db --events` reads (by their default names).
+    pub fn events_archivers(&self) -> usize {
+        self.stats()["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["topic_name"] == "nsqrs.events")
+            .flat_map(|t| t["channels"].as_array().cloned().unwrap_or_default())
+            .filter(|c| {
+                c["channel_name"].as_str().is_some_and(|n| n.starts_with("nsqrs_to_db."))
+                    && c["client_count"].as_i64() > Some(0)
+            })
+            .count()
+    }
+
+    fn events_channels(&self) -> usize {
+        self.stats()["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["topic_name"] == "nsqrs.events")
+            .map(|t| t["channels"].as_array().map_or(0, Vec::len))
+            .sum()
     }
 
     pub fn stats(&self) -> serde_json::Value {
