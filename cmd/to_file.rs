@@ -614,6 +614,13 @@ impl FileLogger {
         };
         self.s.log(format!("opening {}", path.display()));
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // A gzip file with no member is not gzip (`zcat` refuses it), and one may be left
+        // behind by a file closed before any message, or by a crash right after opening:
+        // each file opens with an empty member, so it is valid from its first byte.
+        let file = match self.s.gzip_level {
+            Some(level) => GzEncoder::new(file, Compression::new(level)).finish()?,
+            None => file,
+        };
         self.out = Some(Output {
             file: Some(file),
             gz: None,
@@ -632,9 +639,9 @@ impl FileLogger {
         }
         if !self.pending.is_empty() {
             self.s.log(format!(
-                "[{}] syncing {} records to disk",
+                "[{}] syncing {} to disk",
                 self.topic,
-                self.pending.len()
+                tools::count(self.pending.len(), "record")
             ));
         }
         for m in self.pending.drain(..) {

@@ -68,6 +68,40 @@ pub fn tool_version(tool: &str) -> String {
     format!("{tool} v1.3.0 (built w/nsqrs-{})", env!("CARGO_PKG_VERSION"))
 }
 
+/// "1 message", "2 messages": a count and its noun, plural when it is not one.
+pub fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+/// A rate for people: `2,992 msg/s`, `12.5 msg/s`; whole numbers once the fraction no longer
+/// matters.
+pub fn per_second(rate: f64, unit: &str) -> String {
+    if !rate.is_finite() || rate < 0.0 {
+        return format!("- {unit}/s");
+    }
+    if rate >= 100.0 {
+        format!("{} {unit}/s", thousands(rate.round() as u64))
+    } else {
+        format!("{rate:.1} {unit}/s")
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Reports a failure the way scripts expect: one stderr line, exit status 1.
 pub fn fail(msg: impl std::fmt::Display) -> i32 {
     errln!("error: {}", msg.to_string().replace('\n', " "));
@@ -99,13 +133,22 @@ pub fn client_config(opts: &[String]) -> Result<Config, String> {
     Ok(config)
 }
 
-/// The nsq tools' source rule: exactly one of the two address kinds.
+/// The nsq tools' source rule: exactly one of the two address kinds, lookupd's in a form
+/// `check_http_addresses` takes.
 pub fn check_sources(nsqd: &[String], lookupd: &[String]) -> Result<(), String> {
     match (nsqd.is_empty(), lookupd.is_empty()) {
         (true, true) => Err("--nsqd-tcp-address or --lookupd-http-address required".into()),
         (false, false) => Err("use --nsqd-tcp-address or --lookupd-http-address not both".into()),
-        _ => Ok(()),
+        _ => check_http_addresses("--lookupd-http-address", lookupd),
     }
+}
+
+/// Every tool takes an HTTP address as `host:port` or `http://host:port`.
+pub fn check_http_addresses(flag: &str, addrs: &[String]) -> Result<(), String> {
+    for a in addrs {
+        nsqrs::client::http::check_http_address(a).map_err(|e| format!("{flag}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -116,5 +159,23 @@ pub async fn terminated() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_rates_read_well() {
+        assert_eq!(count(1, "message"), "1 message");
+        assert_eq!(count(0, "message"), "0 messages");
+        assert_eq!(count(2, "message ID"), "2 message IDs");
+        assert_eq!(per_second(2992.1188, "msg"), "2,992 msg/s");
+        assert_eq!(per_second(1_234_567.4, "msg"), "1,234,567 msg/s");
+        assert_eq!(per_second(12.3456, "msg"), "12.3 msg/s");
+        assert_eq!(per_second(f64::NAN, "msg"), "- msg/s");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
     }
 }

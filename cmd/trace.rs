@@ -89,6 +89,10 @@ pub fn run(args: TraceArgs) -> i32 {
     if let Err(e) = nsqrs::archive::store::Location::parse(&args.db) {
         return tools::usage(e);
     }
+    let live_from: Vec<String> = args.nsqd_http_address.iter().cloned().collect();
+    if let Err(e) = tools::check_http_addresses("--nsqd-http-address", &live_from) {
+        return tools::usage(e);
+    }
     tools::runtime().block_on(async move {
         match trace_main(args, field).await {
             Ok(()) => 0,
@@ -322,7 +326,7 @@ fn print_table(t: &Trace, id: &str, notes: &[String]) {
         outln!("  topic      {}", m.topic);
         outln!("  nsqd       {}", m.nsqd);
         outln!("  published  {}", format_ts(m.ts));
-        outln!("  size       {} bytes", m.body.len());
+        outln!("  size       {}", tools::count(m.body.len(), "byte"));
         outln!("  body       {}", preview(&m.body));
     }
     if t.messages.is_empty() {

@@ -175,6 +175,38 @@ fn one_clear_line_for_each_error() {
         "0123456789abcdef",
     );
     one_error_line(&nsqrs(&["trace", "--db", db, "--where", "nokey"]), "key=value");
+    one_error_line(
+        &nsqrs(&["trace", "0123456789abcdef", "--db", db, "--nsqd-http-address=https://h:1"]),
+        "https://",
+    );
+
+    // replay: windows and IDs that hold nothing are said, not replayed as nothing.
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay", "--db", db, "--dry-run"];
+        args.extend_from_slice(extra);
+        nsqrs(&args)
+    };
+    let o = replay(&["--topic=t", "--since=1h", "--until=2h"]);
+    assert_eq!(o.status.code(), Some(2));
+    one_error_line(&o, "--until 2h is not after --since 1h");
+    one_error_line(
+        &replay(&["--topic=t", "--id=0123456789abcdef"]),
+        "1 message ID not archived for topic t in the window: 0123456789abcdef",
+    );
+    one_error_line(
+        &replay(&["--topic=typo", "--since=1h"]),
+        "the archive holds no message of topic typo",
+    );
+    let o = replay(&["--topic=t", "--since=1h", "--until=30m"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    assert!(stderr(&o).starts_with("warning: no archived message of topic t"), "{}", stderr(&o));
+    let o = replay(&["--topic=t", "--since=1h"]);
+    assert!(
+        stdout(&o).starts_with("would replay 1 message from topic t to topic t"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// Archives `bodies` on topic `t` with events on, and returns (db dir, db path, ids by body).
