@@ -22,6 +22,8 @@ mod stat;
 mod tail;
 mod to_db;
 mod to_file;
+mod to_http;
+mod to_nsq;
 mod trace;
 
 use std::ffi::OsString;
@@ -80,6 +82,12 @@ enum Commands {
     /// Republish archived messages of a time window in publish order, resumable, optionally to another topic
     #[command(disable_version_flag = true)]
     Replay(Box<replay::ReplayArgs>),
+    /// Forward topics to other nsqd, finishing each message only once a destination took it (nsq_to_nsq)
+    #[command(name = "to-nsq", disable_version_flag = true)]
+    ToNsq(Box<to_nsq::ToNsqArgs>),
+    /// Send each message of a topic to HTTP endpoints, finishing it only once one answered 2xx (nsq_to_http)
+    #[command(name = "to-http", disable_version_flag = true)]
+    ToHttp(Box<to_http::ToHttpArgs>),
 }
 
 fn main() {
@@ -141,6 +149,8 @@ fn run() -> i32 {
         Commands::ToDb(args) => to_db::run(*args),
         Commands::Trace(args) => trace::run(*args),
         Commands::Replay(args) => replay::run(*args),
+        Commands::ToNsq(args) => to_nsq::run(*args),
+        Commands::ToHttp(args) => to_http::run(*args),
     }
 }
 

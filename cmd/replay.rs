@@ -277,7 +277,7 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
             ProgressStyle::with_template("{bar:40} {pos}/{len} {rate} ETA {eta}")
                 .expect("static template")
                 .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = w.write_str(&tools::per_second(state.per_sec(), "msg"));
+                    let _ = w.write_str(&nsqrs::console::per_second(state.per_sec(), "msg"));
                 }),
         );
         bar.set_position(run.done as u64);

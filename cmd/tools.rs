@@ -47,6 +47,7 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
         "stat" => Some(&["version"]),
         "to-db" => Some(&["events"]),
         "replay" => Some(&["dry-run"]),
+        "to-nsq" | "to-http" => Some(&["version"]),
         _ => None,
     }
 }
@@ -76,32 +77,6 @@ pub fn count(n: usize, noun: &str) -> String {
     }
 }
 
-/// A rate for people: `2,992 msg/s`, `12.5 msg/s`; whole numbers once the fraction no longer
-/// matters.
-pub fn per_second(rate: f64, unit: &str) -> String {
-    if !rate.is_finite() || rate < 0.0 {
-        return format!("- {unit}/s");
-    }
-    if rate >= 100.0 {
-        format!("{} {unit}/s", thousands(rate.round() as u64))
-    } else {
-        format!("{rate:.1} {unit}/s")
-    }
-}
-
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Reports a failure the way scripts expect: one stderr line, exit status 1.
 pub fn fail(msg: impl std::fmt::Display) -> i32 {
     errln!("error: {}", msg.to_string().replace('\n', " "));
@@ -126,6 +101,21 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// files are read here, so a wrong path fails before anything connects).
 pub fn client_config(opts: &[String]) -> Result<Config, String> {
     let mut config = Config::default();
+    for pair in opts {
+        config.set_opt(pair)?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// `client_config` for the tools that forward messages (to-nsq, to-http): they finish a
+/// message only once it is delivered, and go-nsq's default of giving up after 5 attempts
+/// would finish undelivered ones, so they never give up unless `max_attempts` is set.
+pub fn relay_config(opts: &[String]) -> Result<Config, String> {
+    let mut config = Config {
+        max_attempts: 0,
+        ..Config::default()
+    };
     for pair in opts {
         config.set_opt(pair)?;
     }
@@ -167,15 +157,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_and_rates_read_well() {
+    fn counts_read_well() {
         assert_eq!(count(1, "message"), "1 message");
         assert_eq!(count(0, "message"), "0 messages");
         assert_eq!(count(2, "message ID"), "2 message IDs");
-        assert_eq!(per_second(2992.1188, "msg"), "2,992 msg/s");
-        assert_eq!(per_second(1_234_567.4, "msg"), "1,234,567 msg/s");
-        assert_eq!(per_second(12.3456, "msg"), "12.3 msg/s");
-        assert_eq!(per_second(f64::NAN, "msg"), "- msg/s");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
     }
 }

@@ -120,6 +120,7 @@ fn pub_publishes_everything_and_ends_quietly() {
 #[test]
 fn tail_and_stat_end_quietly() {
     let n = Nsqd::start(&[]);
+    n.post("/topic/create?topic=t", b"");
     n.post("/channel/create?topic=t&channel=c", b"");
     publish(&n, "t", &["a", "b", "c"]);
     assert_quiet(&["tail", "--topic", "t", "--nsqd-tcp-address", &n.tcp, "-n", "3"]);

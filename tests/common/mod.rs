@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod auth_server;
+pub mod http_server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
