@@ -123,7 +123,17 @@ fn tail_and_stat_end_quietly() {
     n.post("/topic/create?topic=t", b"");
     n.post("/channel/create?topic=t&channel=c", b"");
     publish(&n, "t", &["a", "b", "c"]);
-    assert_quiet(&["tail", "--topic", "t", "--nsqd-tcp-address", &n.tcp, "-n", "3"]);
+    assert_quiet(&[
+        "tail",
+        "--topic",
+        "t",
+        "--channel",
+        "c",
+        "--nsqd-tcp-address",
+        &n.tcp,
+        "-n",
+        "3",
+    ]);
     assert_quiet(&[
         "stat",
         "--topic",
