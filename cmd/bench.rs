@@ -3,8 +3,8 @@
 //! an exit code. The benchmark itself is `nsqrs::bench`.
 
 use clap::{Args, ValueEnum};
-use nsqrs::errln;
 use nsqrs::bench::{self, null_server, wire::IdentifyOptions, Config, Mode};
+use nsqrs::errln;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -23,7 +23,9 @@ pub enum ModeArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Tables for people
     Table,
+    /// One JSON object
     Json,
 }
 
@@ -32,8 +34,10 @@ pub struct BenchArgs {
     /// <addr>:<port> of the nsqd TCP endpoint to load
     #[arg(long, default_value = "127.0.0.1:4150")]
     pub nsqd_tcp_address: String,
+    /// Topic the writers publish to and the readers consume
     #[arg(long, default_value = "sub_bench")]
     pub topic: String,
+    /// Channel the readers consume on
     #[arg(long, default_value = "ch")]
     pub channel: String,
     /// Message body size in bytes
@@ -57,11 +61,14 @@ pub struct BenchArgs {
     /// Stop after this many messages (writers share it out; readers stop once it is reached)
     #[arg(long)]
     pub count: Option<u64>,
+    /// What to run
     #[arg(long, value_enum, default_value_t = ModeArg::Both)]
     pub mode: ModeArg,
+    /// How the report is printed
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Sample this process's VmRSS/VmHWM (e.g. the broker) during the run
+    /// Sample this process's resident memory, now and at its peak (the broker's, say),
+    /// during the run
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// IDENTIFY output_buffer_size for every connection (-1 = unbuffered) [default: server's]

@@ -14,6 +14,7 @@ mod tools;
 mod bench;
 #[cfg(test)]
 mod docs;
+mod help;
 mod lookupd;
 mod publish;
 mod replay;
@@ -29,9 +30,9 @@ mod trace;
 use std::ffi::OsString;
 use std::path::Path;
 
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use nsqrs::errln;
+use clap::{ArgMatches, FromArgMatches, Parser, Subcommand};
 use lookupd::LookupdArgs;
+use nsqrs::errln;
 use serve::ServeArgs;
 
 #[derive(Parser)]
@@ -50,42 +51,88 @@ struct Cli {
 #[derive(Subcommand)]
 enum Commands {
     /// Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)
+    ///
+    /// Speaks nsqd's TCP protocol and HTTP API and takes every nsqd flag, in Go's flag syntax
+    /// too. An OK to a publish means the message is on disk: a crash loses no acknowledged
+    /// message. Without --lookupd-tcp-address it also runs a lookupd on 4160/4161. It reports
+    /// what happens to each message on the topic nsqrs.events (--lifecycle-events), which
+    /// `nsqrs to-db --events` archives for `nsqrs trace`.
     // `--version` here is nsqd's flag, which prints nsqd's version string, not clap's.
     #[command(disable_version_flag = true)]
     Serve(Box<ServeArgs>),
     /// Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked
     /// as `nsqlookupd`)
+    ///
+    /// nsqlookupd's TCP protocol, HTTP API and flags; brokers register with it, consumers ask
+    /// it where topics are.
     // As for serve, `--version` is nsqlookupd's own flag.
     #[command(disable_version_flag = true)]
     Lookupd(Box<LookupdArgs>),
     /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
+    ///
+    /// Writers publish MPUB batches on several connections, readers consume with a large RDY
+    /// and finish every message; the report gives messages and bytes per second, or
+    /// publish-to-delivery latency quantiles with --mode latency.
     Bench(Box<bench::BenchArgs>),
     /// Publish messages from arguments or stdin to nsqd (to_nsq)
     ///
-    /// Once every message is acknowledged, prints `OK <count> <nsqd address>` for each nsqd.
+    /// Every message goes to every --nsqd-tcp-address. Once every message is acknowledged,
+    /// prints each message's ID (where the broker returns it, as nsqrs does) and `OK <count>
+    /// <nsqd address>` for each nsqd. A message the broker refuses stops the run: what was
+    /// published before it is printed as for a success, the refusal on stderr, status 1.
     #[command(disable_version_flag = true)]
     Pub(Box<publish::PubArgs>),
     /// Print the messages of one or more topics as they arrive (nsq_tail)
+    ///
+    /// Reads on a new #ephemeral channel unless --channel says otherwise, so it sees only new
+    /// messages and takes none from other consumers. Each message is finished once printed.
     #[command(disable_version_flag = true)]
     Tail(Box<tail::TailArgs>),
     /// Archive topics to rotating (optionally gzip) files, finishing only what is fsync'ed (nsq_to_file)
+    ///
+    /// A crash can write a message twice, never lose one. Every file left behind is valid for
+    /// its format (gzip files decompress even when empty).
     #[command(disable_version_flag = true)]
     ToFile(Box<to_file::ToFileArgs>),
     /// Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)
+    ///
+    /// With --topic and --channel, nsq_stat's columns summed over every nsqd; without
+    /// --channel, a table of every topic and channel. A topic or channel no nsqd has is an
+    /// error, not a row of zeros.
     #[command(disable_version_flag = true)]
     Stat(Box<stat::StatArgs>),
     /// Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed
+    ///
+    /// Its channels are named after the topic and the archive, so it keeps its place across
+    /// restarts and shares messages or events with no other archiver. A channel left behind
+    /// by a retired archiver keeps collecting: delete it (nsqd's /channel/delete).
     #[command(name = "to-db")]
     ToDb(Box<to_db::ToDbArgs>),
     /// Show a message's history from the archive: publish, deliveries, requeues, finishes, replays
+    ///
+    /// With an ID, the message and a timeline per channel, and a note when the broker's event
+    /// mode means steps may be missing; without one, --grep or --where find it (the newest
+    /// --limit are listed when several match).
     Trace(Box<trace::TraceArgs>),
     /// Republish archived messages of a time window in publish order, resumable, optionally to another topic
+    ///
+    /// Each MPUB batch is checkpointed in the archive, so an interrupted run resumes where it
+    /// stopped (--resume, or the same command again). A window or an ID the archive does not
+    /// hold is said, not replayed as nothing.
     #[command(disable_version_flag = true)]
     Replay(Box<replay::ReplayArgs>),
     /// Forward topics to other nsqd, finishing each message only once a destination took it (nsq_to_nsq)
+    ///
+    /// A refusal or a lost connection requeues the message with backoff, and nothing is given
+    /// up after some number of attempts unless --consumer-opt max_attempts,N asks. The
+    /// destination gives each message a new ID.
     #[command(name = "to-nsq", disable_version_flag = true)]
     ToNsq(Box<to_nsq::ToNsqArgs>),
     /// Send each message of a topic to HTTP endpoints, finishing it only once one answered 2xx (nsq_to_http)
+    ///
+    /// Any other answer, a timeout or a lost connection requeues the message with backoff;
+    /// nothing is given up unless --consumer-opt max_attempts,N asks. HTTPS trusts the
+    /// system's certificate authorities (SSL_CERT_FILE names others).
     #[command(name = "to-http", disable_version_flag = true)]
     ToHttp(Box<to_http::ToHttpArgs>),
 }
@@ -121,7 +168,7 @@ fn run() -> i32 {
     }
 
     let argv = normalize_subcommand_args(argv);
-    let mut cmd = Cli::command();
+    let mut cmd = help::command();
     let matches = match cmd.try_get_matches_from_mut(&argv) {
         Ok(m) => m,
         Err(e) => return usage_error(&argv, e),
@@ -276,6 +323,8 @@ fn start_broker(opts: nsqrs::options::NsqdOptions) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn argv(args: &[&str]) -> Vec<String> {

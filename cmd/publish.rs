@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::tools;
 
-/// Prints `OK <count> <nsqd address>` for each nsqd once everything is acknowledged.
+// Prints `OK <count> <nsqd address>` for each nsqd once everything is acknowledged.
 #[derive(Debug, Args)]
 #[command(args_override_self = true)]
 pub struct PubArgs {

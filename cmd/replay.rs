@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Args};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nsqrs::errln;
 use nsqrs::archive::replay::{self, Batch, FileSource, Limits, Published, Run, Source, Window};
 use nsqrs::archive::store::{Location, OpenMode};
 use nsqrs::archive::trace::{format_ts, valid_id};
 use nsqrs::archive::{now_ns, Store};
 use nsqrs::client::{PendingReply, Producer, Publish};
+use nsqrs::errln;
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 
 use crate::tools;
@@ -223,7 +223,10 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     if remaining == 0 && existing.is_none() {
         if let Source::Archive(_) = &source {
             if !replay::topic_archived(&store, &run.from_topic).await? {
-                return Err(format!("the archive holds no message of topic {}", run.from_topic));
+                return Err(format!(
+                    "the archive holds no message of topic {}",
+                    run.from_topic
+                ));
             }
         }
         errln!(
@@ -276,9 +279,12 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
         bar.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} {rate} ETA {eta}")
                 .expect("static template")
-                .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = w.write_str(&nsqrs::console::per_second(state.per_sec(), "msg"));
-                }),
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&nsqrs::console::per_second(state.per_sec(), "msg"));
+                    },
+                ),
         );
         bar.set_position(run.done as u64);
         bar

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 use comfy_table::{presets, CellAlignment, Table};
-use nsqrs::errln;
 use nsqrs::client::http::{get_json, query_escape, HttpTimeouts};
 use nsqrs::client::lookup::{self, ACCEPT_V1};
+use nsqrs::errln;
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use serde_json::{json, Value};
 
@@ -56,12 +56,15 @@ pub struct StatArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub count: u64,
 
+    /// How each report is printed
     #[arg(long, value_enum, default_value_t = StatFormat::Table)]
     pub format: StatFormat,
 
+    /// Time allowed to connect to an nsqd or lookupd
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_go_duration)]
     pub http_client_connect_timeout: Duration,
 
+    /// Time allowed for each /stats or lookupd request
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
     pub http_client_request_timeout: Duration,
 
@@ -286,9 +289,7 @@ fn absent(args: &StatArgs, snap: &Snapshot) -> Option<String> {
         return Some(format!("topic {topic} does not exist {whom}"));
     };
     match &args.channel {
-        Some(c) if !channels.contains_key(c) => {
-            Some(format!("topic {topic} has no channel {c} {whom}"))
-        }
+        Some(c) if !channels.contains_key(c) => Some(format!("topic {topic} has no channel {c} {whom}")),
         _ => None,
     }
 }

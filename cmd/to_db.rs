@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgAction, Args};
-use nsqrs::errln;
 use nsqrs::archive::events::{self, EVENTS_TOPIC};
 use nsqrs::archive::store::OpenMode;
 use nsqrs::archive::{now_ns, EventRow, MessageRow, Store};
 use nsqrs::client::{Consumer, Message};
+use nsqrs::errln;
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use tokio::sync::mpsc;
 
@@ -46,7 +46,8 @@ pub struct ToDbArgs {
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_tcp_address: Vec<String>,
 
-    /// nsqlookupd HTTP address (may be given multiple times); follows the topic on every nsqd
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times);
+    /// follows the topic on every nsqd it knows
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -136,7 +137,9 @@ async fn archive(args: ToDbArgs, config: nsqrs::client::Config) -> Result<(), St
     let mut said = format!("archiving topic {} on channel {channel}", args.topic);
     if args.events {
         let events_channel = args.events_channel.clone().unwrap_or(derived);
-        said.push_str(&format!(", its events on {EVENTS_TOPIC} channel {events_channel}"));
+        said.push_str(&format!(
+            ", its events on {EVENTS_TOPIC} channel {events_channel}"
+        ));
         consumers.push((
             Consumer::new(EVENTS_TOPIC, &events_channel, config)?,
             Kind::Events(args.topic.clone()),
@@ -337,8 +340,16 @@ mod tests {
         let a = default_channel("orders", "00000000000000aa");
         assert_eq!(a, default_channel("orders", "00000000000000aa"), "stable");
         assert!(a.starts_with("nsqrs_to_db.orders."));
-        assert_ne!(a, default_channel("orders", "00000000000000ab"), "another archive");
-        assert_ne!(a, default_channel("payments", "00000000000000aa"), "another topic");
+        assert_ne!(
+            a,
+            default_channel("orders", "00000000000000ab"),
+            "another archive"
+        );
+        assert_ne!(
+            a,
+            default_channel("payments", "00000000000000aa"),
+            "another topic"
+        );
         let long = "t".repeat(64);
         let eph = "x".repeat(54) + "#ephemeral";
         for t in ["orders", &long, &eph, "a.b-c_d"] {

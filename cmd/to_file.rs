@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use clap::{ArgAction, Args, ValueEnum};
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use nsqrs::errln;
 use nsqrs::client::http::HttpTimeouts;
 use nsqrs::client::{lookup, Config, Consumer, Message};
+use nsqrs::errln;
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use regex::Regex;
 use tokio::sync::watch;
@@ -55,7 +55,7 @@ pub struct ToFileArgs {
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_tcp_address: Vec<String>,
 
-    /// nsqlookupd HTTP address (may be given multiple times)
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -119,9 +119,11 @@ pub struct ToFileArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_go_duration)]
     pub sync_interval: Duration,
 
+    /// Time allowed to connect to lookupd
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_go_duration)]
     pub http_client_connect_timeout: Duration,
 
+    /// Time allowed for each lookupd request
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
     pub http_client_request_timeout: Duration,
 

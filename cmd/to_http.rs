@@ -121,7 +121,10 @@ fn plan(args: &ToHttpArgs) -> Result<Plan, String> {
         return Err(format!("--topic {topic:?} is not a valid topic name"));
     }
     if !is_valid_channel_name(&args.channel) {
-        return Err(format!("--channel {:?} is not a valid channel name", args.channel));
+        return Err(format!(
+            "--channel {:?} is not a valid channel name",
+            args.channel
+        ));
     }
     tools::check_sources(&args.nsqd_tcp_address, &args.lookupd_http_address)?;
     let (method, urls) = match (args.post.is_empty(), args.get.is_empty()) {
@@ -213,7 +216,10 @@ async fn forward(args: ToHttpArgs, plan: Plan) -> i32 {
     });
     let shared = Arc::new(Shared {
         pool: Pool::new(plan.mode, plan.targets.len()),
-        progress: Progress::new(plan.targets.iter().map(|t| t.url.clone()).collect(), args.status_every),
+        progress: Progress::new(
+            plan.targets.iter().map(|t| t.url.clone()).collect(),
+            args.status_every,
+        ),
         targets: plan.targets,
         sender: plan.sender,
         sample: args.sample,

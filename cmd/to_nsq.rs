@@ -114,7 +114,10 @@ fn plan(args: &ToNsqArgs) -> Result<Plan, String> {
         }
     }
     if !is_valid_channel_name(&args.channel) {
-        return Err(format!("--channel {:?} is not a valid channel name", args.channel));
+        return Err(format!(
+            "--channel {:?} is not a valid channel name",
+            args.channel
+        ));
     }
     tools::check_sources(&args.nsqd_tcp_address, &args.lookupd_http_address)?;
     if args.destination_nsqd_tcp_address.is_empty() {
@@ -134,7 +137,8 @@ fn plan(args: &ToNsqArgs) -> Result<Plan, String> {
     let mut consumer = tools::relay_config(&args.consumer_opt).map_err(|e| format!("--consumer-opt: {e}"))?;
     consumer.max_in_flight = args.max_in_flight;
     consumer.user_agent = user_agent.clone();
-    let mut producer = tools::client_config(&args.producer_opt).map_err(|e| format!("--producer-opt: {e}"))?;
+    let mut producer =
+        tools::client_config(&args.producer_opt).map_err(|e| format!("--producer-opt: {e}"))?;
     producer.user_agent = user_agent;
     Ok(Plan {
         mode,
@@ -236,7 +240,10 @@ async fn dispatch(shared: &Arc<Shared>, topic: &str, m: Message) {
         Verdict::Pass(body) => Bytes::from(body),
         Verdict::Skip(reason) => {
             if reason == SkipReason::NotJson {
-                errln!("warning: message {} is not a JSON object: finished unsent", m.id_str());
+                errln!(
+                    "warning: message {} is not a JSON object: finished unsent",
+                    m.id_str()
+                );
             }
             shared.progress.skipped();
             m.finish();

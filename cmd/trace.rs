@@ -18,7 +18,9 @@ use crate::tools;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TraceFormat {
+    /// The message, then a table per channel
     Table,
+    /// One JSON object with every row, timeline and note
     Json,
 }
 
@@ -33,6 +35,7 @@ pub struct TraceArgs {
     #[arg(long, value_name = "PATH|URL", default_value = "nsqrs.db")]
     pub db: String,
 
+    /// How the history is printed
     #[arg(long, value_enum, default_value_t = TraceFormat::Table)]
     pub format: TraceFormat,
 
@@ -56,7 +59,8 @@ pub struct TraceArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 
-    /// Also ask this nsqd (HTTP) for the message's live state (best effort)
+    /// Also ask this nsqd (HTTP, host:port or http://host:port) for the message's live state
+    /// (best effort)
     #[arg(long, value_name = "ADDR")]
     pub nsqd_http_address: Option<String>,
 }

@@ -32,7 +32,10 @@ fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
         .spawn()
         .unwrap();
     let out = wait_bounded(child, LIMIT);
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn assert_quiet(args: &[&str]) {
@@ -198,7 +201,14 @@ fn to_db_trace_and_replay() {
     assert_quiet(&["trace", &id, "--db", db_arg]);
     assert_quiet(&["trace", "--grep", "o", "--db", db_arg]);
     assert_quiet(&[
-        "replay", "--topic", "t", "--since", "1h", "--db", db_arg, "--dry-run",
+        "replay",
+        "--topic",
+        "t",
+        "--since",
+        "1h",
+        "--db",
+        db_arg,
+        "--dry-run",
     ]);
 }
 

@@ -176,7 +176,13 @@ fn one_clear_line_for_each_error() {
     );
     one_error_line(&nsqrs(&["trace", "--db", db, "--where", "nokey"]), "key=value");
     one_error_line(
-        &nsqrs(&["trace", "0123456789abcdef", "--db", db, "--nsqd-http-address=https://h:1"]),
+        &nsqrs(&[
+            "trace",
+            "0123456789abcdef",
+            "--db",
+            db,
+            "--nsqd-http-address=https://h:1",
+        ]),
         "https://",
     );
 
@@ -200,7 +206,11 @@ fn one_clear_line_for_each_error() {
     let o = replay(&["--topic=t", "--since=1h", "--until=30m"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).is_empty());
-    assert!(stderr(&o).starts_with("warning: no archived message of topic t"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("warning: no archived message of topic t"),
+        "{}",
+        stderr(&o)
+    );
     let o = replay(&["--topic=t", "--since=1h"]);
     assert!(
         stdout(&o).starts_with("would replay 1 message from topic t to topic t"),
@@ -381,9 +391,20 @@ fn trace_shows_every_step_in_order() {
         "{}",
         stdout(&o)
     );
-    let o = nsqrs(&["trace", "--db", &db, "--grep", "ann", "--limit=1", "--format=json"]);
+    let o = nsqrs(&[
+        "trace",
+        "--db",
+        &db,
+        "--grep",
+        "ann",
+        "--limit=1",
+        "--format=json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((v["matches"].as_array().unwrap().len(), &v["total"]), (1, &serde_json::json!(5)));
+    assert_eq!(
+        (v["matches"].as_array().unwrap().len(), &v["total"]),
+        (1, &serde_json::json!(5))
+    );
     one_error_line(
         &nsqrs(&["trace", "--db", &db, "--grep", "bob"]),
         "no archived message",
@@ -997,7 +1018,11 @@ fn two_archivers_each_get_every_event_and_keep_their_place() {
         .unwrap();
     let o = nsqrs(&["trace", &id, "--db", &db_a, "--format=json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["notes"], serde_json::json!([]), "a whole timeline needs no note");
+    assert_eq!(
+        v["notes"],
+        serde_json::json!([]),
+        "a whole timeline needs no note"
+    );
 
     assert_eq!(to_a.terminate(), Some(0));
     publish(&n, "a", &numbered("later", 10));
@@ -1006,8 +1031,14 @@ fn two_archivers_each_get_every_event_and_keep_their_place() {
     wait_for("the steps taken while the archiver was away", 30, || {
         with_event(&db_a, "a", "finished") == 50
     });
-    wait_for("the archiver back on nsqrs.events", 30, || n.events_archivers() == 2);
-    assert_eq!(nsqrs_events_channels(&n).len(), 2, "the restart reused its channel");
+    wait_for("the archiver back on nsqrs.events", 30, || {
+        n.events_archivers() == 2
+    });
+    assert_eq!(
+        nsqrs_events_channels(&n).len(),
+        2,
+        "the restart reused its channel"
+    );
     assert_eq!(with_event(&db_b, "a", "published"), 0, "b archives only b");
     assert_eq!(to_a.terminate(), Some(0));
     assert_eq!(to_b.terminate(), Some(0));

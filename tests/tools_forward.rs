@@ -112,7 +112,11 @@ fn unfinished(n: &Nsqd, t: &str, channel: &str) -> i64 {
 /// A topic with its channel, so what is published before the tool starts waits for it.
 fn prepare(n: &Nsqd, t: &str, channel: &str) {
     assert_eq!(n.post(&format!("/topic/create?topic={t}"), b"").0, 200);
-    assert_eq!(n.post(&format!("/channel/create?topic={t}&channel={channel}"), b"").0, 200);
+    assert_eq!(
+        n.post(&format!("/channel/create?topic={t}&channel={channel}"), b"")
+            .0,
+        200
+    );
 }
 
 fn publish(n: &Nsqd, t: &str, bodies: &[String]) {
@@ -173,14 +177,22 @@ fn to_nsq_finishes_only_what_the_destination_took() {
         let t = topic(&source, "t");
         t["channels"][0]["requeue_count"].as_i64().unwrap_or(0) >= 3
     });
-    wait_for("only the refused ones left", || unfinished(&source, "t", "nsq_to_nsq") == 3);
+    wait_for("only the refused ones left", || {
+        unfinished(&source, "t", "nsq_to_nsq") == 3
+    });
     assert_eq!(count(&dest, "copy"), 200, "nothing refused was counted as sent");
-    assert_eq!(bodies_on(&dest, "copy", "check", 200), small.into_iter().collect());
-    assert_eq!(tool.terminate_and_log_has(&[
-        "[aggregate] 50 sent",
-        "failed (E_BAD_MESSAGE",
-        "to-nsq: forwarded 200",
-    ]), Some(0));
+    assert_eq!(
+        bodies_on(&dest, "copy", "check", 200),
+        small.into_iter().collect()
+    );
+    assert_eq!(
+        tool.terminate_and_log_has(&[
+            "[aggregate] 50 sent",
+            "failed (E_BAD_MESSAGE",
+            "to-nsq: forwarded 200",
+        ]),
+        Some(0)
+    );
 }
 
 impl Tool {
@@ -225,12 +237,18 @@ fn to_nsq_filters_json_and_takes_turns_between_destinations() {
         "--whitelist-json-field=kind",
         "--whitelist-json-field=id",
     ]);
-    wait_for("ten orders forwarded", || count(&d1, "in") + count(&d2, "in") == 10);
-    wait_for("the others finished unsent", || unfinished(&source, "in", "nsq_to_nsq") == 0);
+    wait_for("ten orders forwarded", || {
+        count(&d1, "in") + count(&d2, "in") == 10
+    });
+    wait_for("the others finished unsent", || {
+        unfinished(&source, "in", "nsq_to_nsq") == 0
+    });
     assert_eq!((count(&d1, "in"), count(&d2, "in")), (5, 5), "in turn");
     let mut got = bodies_on(&d1, "in", "check", 5);
     got.extend(bodies_on(&d2, "in", "check", 5));
-    let want: BTreeSet<String> = (0..10).map(|i| format!(r#"{{"id":{i},"kind":"order"}}"#)).collect();
+    let want: BTreeSet<String> = (0..10)
+        .map(|i| format!(r#"{{"id":{i},"kind":"order"}}"#))
+        .collect();
     assert_eq!(got, want, "only the whitelisted fields");
     assert_eq!(
         tool.terminate_and_log_has(&["is not a JSON object", "forwarded 10", "skipped 6"]),
@@ -265,7 +283,9 @@ fn to_nsq_into_go_nsqd() {
         &dest.tcp,
     ]);
     wait_for("everything in Go nsqd", || count(&dest, "t") == 300);
-    wait_for("everything finished", || unfinished(&source, "t", "nsq_to_nsq") == 0);
+    wait_for("everything finished", || {
+        unfinished(&source, "t", "nsq_to_nsq") == 0
+    });
     assert_eq!(bodies_on(&dest, "t", "check", 300), bodies.into_iter().collect());
     assert_eq!(tool.terminate(), Some(0));
 }
@@ -322,7 +342,11 @@ fn to_http_posts_every_message_and_retries_what_failed() {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/in?src=nsq"));
         assert_eq!(r.headers["content-type"], "text/plain");
         assert_eq!(r.headers["x-source"], "nsqrs test");
-        assert!(r.headers["user-agent"].starts_with("nsq_to_http"), "{:?}", r.headers);
+        assert!(
+            r.headers["user-agent"].starts_with("nsq_to_http"),
+            "{:?}",
+            r.headers
+        );
     }
     assert!(
         server.accepted().len() <= 105 + 4,
@@ -344,13 +368,21 @@ fn to_http_get_multicast_and_sample() {
         format!("http://{}/hit?m=%s", a.addr),
         format!("http://{}/hit/%s", b.addr),
     );
-    let tool = Tool::start(&to_http_args(&n, &["--get", &ua, "--get", &ub, "--mode=multicast"]));
-    wait_for("both endpoints got both", || a.accepted().len() == 2 && b.accepted().len() == 2);
+    let tool = Tool::start(&to_http_args(
+        &n,
+        &["--get", &ua, "--get", &ub, "--mode=multicast"],
+    ));
+    wait_for("both endpoints got both", || {
+        a.accepted().len() == 2 && b.accepted().len() == 2
+    });
     wait_for("all finished", || unfinished(&n, "t", "nsq_to_http") == 0);
     let paths: BTreeSet<String> = a.requests().into_iter().map(|r| r.path).collect();
     assert!(paths.contains("/hit?m=a%20b%26c%3Dd%2F%C3%A9"), "{paths:?}");
     assert!(paths.contains("/hit?m=plain"), "{paths:?}");
-    assert!(b.requests().iter().all(|r| r.method == "GET" && r.headers.get("content-type").is_none()));
+    assert!(b
+        .requests()
+        .iter()
+        .all(|r| r.method == "GET" && r.headers.get("content-type").is_none()));
     assert_eq!(tool.terminate(), Some(0));
 
     // --sample=0 sends nothing and finishes everything.
@@ -379,35 +411,119 @@ fn to_http_over_tls() {
 #[test]
 fn bad_flags_give_one_error_line() {
     let cases: &[(&[&str], &str)] = &[
-        (&["to-nsq", "--nsqd-tcp-address=a:1", "--destination-nsqd-tcp-address=b:1"], "--topic"),
-        (&["to-nsq", "--topic=t", "--nsqd-tcp-address=a:1"], "--destination-nsqd-tcp-address"),
-        (&["to-nsq", "--topic=t", "--destination-nsqd-tcp-address=b:1"], "--lookupd-http-address"),
         (
-            &["to-nsq", "--topic=t", "--nsqd-tcp-address=a:1", "--destination-nsqd-tcp-address=b:1", "--mode=multicast"],
+            &[
+                "to-nsq",
+                "--nsqd-tcp-address=a:1",
+                "--destination-nsqd-tcp-address=b:1",
+            ],
+            "--topic",
+        ),
+        (
+            &["to-nsq", "--topic=t", "--nsqd-tcp-address=a:1"],
+            "--destination-nsqd-tcp-address",
+        ),
+        (
+            &["to-nsq", "--topic=t", "--destination-nsqd-tcp-address=b:1"],
+            "--lookupd-http-address",
+        ),
+        (
+            &[
+                "to-nsq",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--destination-nsqd-tcp-address=b:1",
+                "--mode=multicast",
+            ],
             "--mode",
         ),
         (
-            &["to-nsq", "--topic=t", "--nsqd-tcp-address=a:1", "--destination-nsqd-tcp-address=b:1", "--require-json-value=x"],
+            &[
+                "to-nsq",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--destination-nsqd-tcp-address=b:1",
+                "--require-json-value=x",
+            ],
             "--require-json-field",
         ),
         (
-            &["to-nsq", "--topic=t", "--nsqd-tcp-address=a:1", "--destination-nsqd-tcp-address=b:1", "--destination-topic=a b"],
+            &[
+                "to-nsq",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--destination-nsqd-tcp-address=b:1",
+                "--destination-topic=a b",
+            ],
             "a b",
         ),
-        (&["to-http", "--topic=t", "--nsqd-tcp-address=a:1"], "--get or --post"),
-        (&["to-http", "--topic=t", "--nsqd-tcp-address=a:1", "--get=http://h/x"], "%s"),
-        (&["to-http", "--topic=t", "--nsqd-tcp-address=a:1", "--post=h:1/x"], "scheme"),
         (
-            &["to-http", "--topic=t", "--nsqd-tcp-address=a:1", "--post=http://h/", "--get=http://h/%s"],
+            &["to-http", "--topic=t", "--nsqd-tcp-address=a:1"],
+            "--get or --post",
+        ),
+        (
+            &[
+                "to-http",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--get=http://h/x",
+            ],
+            "%s",
+        ),
+        (
+            &["to-http", "--topic=t", "--nsqd-tcp-address=a:1", "--post=h:1/x"],
+            "scheme",
+        ),
+        (
+            &[
+                "to-http",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--post=http://h/",
+                "--get=http://h/%s",
+            ],
             "not both",
         ),
         (
-            &["to-http", "--topic=t", "--nsqd-tcp-address=a:1", "--get=http://h/%s", "--content-type=text/plain"],
+            &[
+                "to-http",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--get=http://h/%s",
+                "--content-type=text/plain",
+            ],
             "--content-type",
         ),
-        (&["to-http", "--topic=t", "--nsqd-tcp-address=a:1", "--post=http://h/", "--sample=2"], "--sample"),
-        (&["to-http", "--topic=t", "--nsqd-tcp-address=a:1", "--post=http://h/", "--header=x"], "key:value"),
-        (&["to-http", "--topic=t", "--nsqd-tcp-address=a:1", "--post=http://h/", "--mode=all"], "--mode"),
+        (
+            &[
+                "to-http",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--post=http://h/",
+                "--sample=2",
+            ],
+            "--sample",
+        ),
+        (
+            &[
+                "to-http",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--post=http://h/",
+                "--header=x",
+            ],
+            "key:value",
+        ),
+        (
+            &[
+                "to-http",
+                "--topic=t",
+                "--nsqd-tcp-address=a:1",
+                "--post=http://h/",
+                "--mode=all",
+            ],
+            "--mode",
+        ),
     ];
     for (args, want) in cases {
         let out = Command::new(BIN).args(*args).output().unwrap();

@@ -222,7 +222,12 @@ fn addresses_with_the_http_scheme() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v["total"], 8);
 }
@@ -233,12 +238,24 @@ fn addresses_with_the_http_scheme() {
 fn a_topic_or_channel_nobody_has_is_an_error() {
     let (a, b) = cluster();
     for (args, want) in [
-        (vec!["--topic=nope", "--channel=c"], "topic nope does not exist on nsqd"),
-        (vec!["--topic=t", "--channel=nope"], "topic t has no channel nope on nsqd"),
+        (
+            vec!["--topic=nope", "--channel=c"],
+            "topic nope does not exist on nsqd",
+        ),
+        (
+            vec!["--topic=t", "--channel=nope"],
+            "topic t has no channel nope on nsqd",
+        ),
         (vec!["--topic=nope"], "topic nope does not exist on nsqd"),
     ] {
         let out = Command::new(BIN)
-            .args(["stat", "--nsqd-http-address", &a.http, "--nsqd-http-address", &b.http])
+            .args([
+                "stat",
+                "--nsqd-http-address",
+                &a.http,
+                "--nsqd-http-address",
+                &b.http,
+            ])
             .args(&args)
             .args(["--interval=100ms", "--count=1"])
             .output()

@@ -253,18 +253,17 @@ fn every_gzip_file_left_behind_is_valid_even_when_empty() {
     wait_for("a rotation", || files(out.path()).len() >= 2);
     assert_eq!(tf.terminate(), Some(0));
     let names = files(out.path());
-    let zcat = Command::new("gzip")
-        .arg("-dc")
-        .args(&names)
-        .output()
-        .unwrap();
+    let zcat = Command::new("gzip").arg("-dc").args(&names).output().unwrap();
     assert!(
         zcat.status.success(),
         "{names:?}: {}",
         String::from_utf8_lossy(&zcat.stderr)
     );
     let text = String::from_utf8(zcat.stdout).unwrap();
-    assert_eq!(text.lines().map(String::from).collect::<Vec<_>>(), numbered(0..10));
+    assert_eq!(
+        text.lines().map(String::from).collect::<Vec<_>>(),
+        numbered(0..10)
+    );
 }
 
 #[test]

@@ -296,13 +296,20 @@ impl Source {
             Source::Archive(w) => {
                 let (filter, params) = w.filter(None);
                 let rows = store
-                    .query(&format!("SELECT DISTINCT id FROM messages WHERE {filter}"), params)
+                    .query(
+                        &format!("SELECT DISTINCT id FROM messages WHERE {filter}"),
+                        params,
+                    )
                     .await?;
                 (&w.ids, rows.into_iter().map(|r| r[0].text()).collect())
             }
             Source::Files(f) => (&f.ids, f.rows.iter().map(|m| m.id.clone()).collect()),
         };
-        Ok(wanted.iter().filter(|id| !present.contains(*id)).cloned().collect())
+        Ok(wanted
+            .iter()
+            .filter(|id| !present.contains(*id))
+            .cloned()
+            .collect())
     }
 
     pub async fn count(&self, store: &Store, after: Option<&Cursor>) -> Result<i64, String> {
@@ -385,7 +392,10 @@ impl Run {
 /// not a typo; one of a topic it never saw probably is).
 pub async fn topic_archived(store: &Store, topic: &str) -> Result<bool, String> {
     let rows = store
-        .query("SELECT 1 FROM messages WHERE topic = $1 LIMIT 1", vec![topic.into()])
+        .query(
+            "SELECT 1 FROM messages WHERE topic = $1 LIMIT 1",
+            vec![topic.into()],
+        )
         .await?;
     Ok(!rows.is_empty())
 }

@@ -504,9 +504,7 @@ impl Store {
         let rows = rows.into_iter().map(EventRow::into_row).collect();
         let mut spans: std::collections::BTreeMap<(&str, &str, &str), (i64, i64)> = Default::default();
         for s in sources {
-            let span = spans
-                .entry((&s.nsqd, &s.mode, &s.topics))
-                .or_insert((s.ts, s.ts));
+            let span = spans.entry((&s.nsqd, &s.mode, &s.topics)).or_insert((s.ts, s.ts));
             *span = (span.0.min(s.ts), span.1.max(s.ts));
         }
         let spans: Vec<Row> = spans

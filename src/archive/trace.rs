@@ -203,15 +203,19 @@ pub async fn gaps(store: &Store, t: &Trace) -> Result<Vec<String>, String> {
                 .is_empty();
         for span in spans {
             let (mode, topics) = (span[0].text(), span[1].text());
-            let when = format!("from {} to {}", format_ts(span[2].int()), format_ts(span[3].int()));
+            let when = format!(
+                "from {} to {}",
+                format_ts(span[2].int()),
+                format_ts(span[3].int())
+            );
             if mode != "all" {
                 notes.push(format!(
                     "the timeline may be incomplete: {nsqd} ran with --lifecycle-events={mode} {when}, \
                      so deliveries, requeues, timeouts and finishes then were not reported"
                 ));
             }
-            let reported = topics.is_empty()
-                || regex::Regex::new(&topics).is_ok_and(|re| re.is_match(&topic));
+            let reported =
+                topics.is_empty() || regex::Regex::new(&topics).is_ok_and(|re| re.is_match(&topic));
             if !reported {
                 notes.push(format!(
                     "the timeline may be incomplete: {nsqd} reported only topics matching \

@@ -40,7 +40,11 @@ pub fn host_port(addr: &str) -> &str {
 /// optional trailing slash (how go-nsq configurations often spell lookupd addresses). Other
 /// schemes, paths and missing ports are refused here, before anything connects.
 pub fn check_http_address(addr: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("address {addr:?} {why}: give host:port or http://host:port"));
+    let bad = |why: &str| {
+        Err(format!(
+            "address {addr:?} {why}: give host:port or http://host:port"
+        ))
+    };
     let hp = host_port(addr);
     if let Some((scheme, _)) = hp.split_once("://") {
         return bad(&format!("has the scheme {scheme}://, which is not supported"));
@@ -136,7 +140,12 @@ mod tests {
 
     #[test]
     fn http_addresses_with_or_without_the_scheme() {
-        for good in ["127.0.0.1:4161", "http://127.0.0.1:4161", "http://lookupd:4161/", "[::1]:4161"] {
+        for good in [
+            "127.0.0.1:4161",
+            "http://127.0.0.1:4161",
+            "http://lookupd:4161/",
+            "[::1]:4161",
+        ] {
             assert!(check_http_address(good).is_ok(), "{good}");
             assert!(!host_port(good).contains("http"), "{good}");
         }

@@ -96,14 +96,20 @@ mod tests {
 
     #[test]
     fn without_filters_everything_passes_unparsed() {
-        assert_eq!(filter(None, None, &[]).apply(b"not json"), Verdict::Pass(b"not json".to_vec()));
+        assert_eq!(
+            filter(None, None, &[]).apply(b"not json"),
+            Verdict::Pass(b"not json".to_vec())
+        );
     }
 
     #[test]
     fn required_field_and_value() {
         let f = filter(Some("kind"), Some("order"), &[]);
         assert!(matches!(f.apply(br#"{"kind":"order","n":1}"#), Verdict::Pass(_)));
-        assert_eq!(f.apply(br#"{"kind":"refund"}"#), Verdict::Skip(SkipReason::NoMatch));
+        assert_eq!(
+            f.apply(br#"{"kind":"refund"}"#),
+            Verdict::Skip(SkipReason::NoMatch)
+        );
         assert_eq!(f.apply(br#"{"n":1}"#), Verdict::Skip(SkipReason::NoMatch));
         assert_eq!(f.apply(b"[1,2]"), Verdict::Skip(SkipReason::NotJson));
         let n = filter(Some("n"), Some("5"), &[]);

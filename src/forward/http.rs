@@ -218,10 +218,7 @@ impl Sender {
             .map_err(|e| format!("connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
         if target.https {
-            let tls = self
-                .tls
-                .as_ref()
-                .ok_or("an https:// target without TLS set up")?;
+            let tls = self.tls.as_ref().ok_or("an https:// target without TLS set up")?;
             let name = rustls::pki_types::ServerName::try_from(target.host.clone())
                 .map_err(|e| format!("{:?} cannot be a TLS server name: {e}", target.host))?;
             let stream = tokio::time::timeout(self.timeouts.connect, tls.connect(name, tcp))
@@ -263,7 +260,10 @@ mod tests {
     #[test]
     fn targets() {
         let t = Target::parse("http://h:8080/a/b?x=1", Method::Post).unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("h", 8080, "/a/b?x=1"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("h", 8080, "/a/b?x=1")
+        );
         assert_eq!(t.authority, "h:8080");
         let t = Target::parse("https://h?msg=%s", Method::Get).unwrap();
         assert_eq!((t.port, t.path.as_str(), t.is_https()), (443, "/?msg=%s", true));

@@ -27,7 +27,10 @@ impl Progress {
         let each = if names.len() > 1 { every } else { 0 };
         Progress {
             aggregate: Status::new("[aggregate]", every),
-            destinations: names.iter().map(|n| Status::new(format!("[{n}]"), each)).collect(),
+            destinations: names
+                .iter()
+                .map(|n| Status::new(format!("[{n}]"), each))
+                .collect(),
             failing: names.iter().map(|_| AtomicBool::new(false)).collect(),
             names,
             started: Instant::now(),

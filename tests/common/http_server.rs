@@ -45,14 +45,13 @@ impl HttpServer {
         let key = rustls_pemfile::private_key(&mut BufReader::new(std::fs::File::open(key).unwrap()))
             .unwrap()
             .unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
         HttpServer::serve(Arc::new(respond), Some(Arc::new(config)))
     }
 
@@ -133,13 +132,9 @@ fn serve_connection<S: Read + Write>(stream: S, respond: &Respond, log: &Mutex<V
         req.status = respond(&req);
         log.lock().unwrap().push(req.clone());
         let out = r.get_mut();
-        if write!(
-            out,
-            "HTTP/1.1 {} X\r\nContent-Length: 2\r\n\r\nok",
-            req.status
-        )
-        .and_then(|_| out.flush())
-        .is_err()
+        if write!(out, "HTTP/1.1 {} X\r\nContent-Length: 2\r\n\r\nok", req.status)
+            .and_then(|_| out.flush())
+            .is_err()
         {
             return;
         }

@@ -219,7 +219,9 @@ impl Nsqd {
             .filter(|t| t["topic_name"] == "nsqrs.events")
             .flat_map(|t| t["channels"].as_array().cloned().unwrap_or_default())
             .filter(|c| {
-                c["channel_name"].as_str().is_some_and(|n| n.starts_with("nsqrs_to_db."))
+                c["channel_name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("nsqrs_to_db."))
                     && c["client_count"].as_i64() > Some(0)
             })
             .count()
