@@ -55,15 +55,10 @@ fn render_man(cmd: &Command, examples_of: &str, see_also: &[String]) -> Vec<u8> 
         .source(format!("nsqrs {VERSION}"))
         .manual("nsqrs manual");
     let mut buf = Vec::new();
-    let sections: [fn(&Man, &mut dyn std::io::Write) -> std::io::Result<()>; 4] = [
-        Man::render_title,
-        Man::render_name_section,
-        Man::render_synopsis_section,
-        Man::render_description_section,
-    ];
-    for render in sections {
-        render(&man, &mut buf).expect("render man page");
-    }
+    man.render_title(&mut buf).expect("render man page");
+    man.render_name_section(&mut buf).expect("render man page");
+    man.render_synopsis_section(&mut buf).expect("render man page");
+    man.render_description_section(&mut buf).expect("render man page");
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut buf).expect("render man page");
     }

@@ -382,7 +382,7 @@ fn to_http_get_multicast_and_sample() {
     assert!(b
         .requests()
         .iter()
-        .all(|r| r.method == "GET" && r.headers.get("content-type").is_none()));
+        .all(|r| r.method == "GET" && !r.headers.contains_key("content-type")));
     assert_eq!(tool.terminate(), Some(0));
 
     // --sample=0 sends nothing and finishes everything.

@@ -69,6 +69,13 @@ impl Target {
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        if authority.contains('@') {
+            return Err(bad(
+                "credentials in the URL are not sent: give them with --header \
+                            'Authorization: …'"
+                    .into(),
+            ));
+        }
         // The path as written (the parsed one has `x` where `%s` was).
         let after_authority = &url[url.find("://").map_or(0, |i| i + 3)..];
         let path = match after_authority.find(['/', '?']) {
@@ -159,10 +166,11 @@ impl Sender {
                 false => Err(format!("status {status}")),
             }
         };
-        tokio::time::timeout(self.timeouts.request, attempt)
-            .await
-            .map_err(|_| format!("no answer within {:?}", self.timeouts.request))?
-            .map_err(|e| format!("{} {}: {e}", self.method_name(), target.url))
+        let outcome = match tokio::time::timeout(self.timeouts.request, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer within {:?}", self.timeouts.request)),
+        };
+        outcome.map_err(|e| format!("{} {}: {e}", self.method_name(), target.url))
     }
 
     fn method_name(&self) -> &'static str {
@@ -275,6 +283,7 @@ mod tests {
             ("ftp://h/x", Method::Post, "ftp"),
             ("http://h/x", Method::Get, "%s exactly once"),
             ("http://h/%s/%s", Method::Get, "%s exactly once"),
+            ("http://u:p@h/x", Method::Post, "credentials"),
         ] {
             let e = Target::parse(url, method).unwrap_err();
             assert!(e.contains(why), "{url}: {e}");
