@@ -82,7 +82,7 @@ fn topic_dir(topics_dir: &Path, name: &str) -> PathBuf {
 /// The folder in the data directory that holds nsqrs's own files (topic logs, channel
 /// journals). It was once `nsqrs`, the binary's own name, which made `./nsqrs serve` fail
 /// where the binary lives; such a folder is renamed on the first start that finds it.
-pub const STORE_DIR: &str = "nsqrs-data";
+const STORE_DIR: &str = "nsqrs-data";
 const LEGACY_STORE_DIR: &str = "nsqrs";
 
 /// Where nsqrs keeps its files in `data_dir`, after moving a folder of the old name there.
