@@ -118,12 +118,12 @@ impl Target {
 fn report(what: &str, r: Result<Vec<String>, String>) -> i32 {
     match r {
         Ok(warnings) if warnings.is_empty() => {
-            println!("OK {what}");
+            outln!("OK {what}");
             0
         }
         Ok(warnings) => {
             for w in &warnings {
-                eprintln!("warning: {}", w.replace('\n', " "));
+                errln!("warning: {}", w.replace('\n', " "));
             }
             tools::fail(format!("{what}: {} node(s) failed", warnings.len()))
         }

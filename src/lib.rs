@@ -5,6 +5,8 @@ pub mod archive;
 pub mod bench;
 pub mod broker;
 pub mod client;
+pub mod console;
+pub mod forward;
 pub mod goflags;
 pub mod http;
 pub mod http_client;

@@ -63,7 +63,7 @@ fn corrupt_segment_is_set_aside_and_the_rest_served() {
         p.expect_ok();
     }
     let tmp = n.kill9();
-    let dir = data.join("nsqrs/topics/t_dmg");
+    let dir = data.join("nsqrs-data/topics/t_dmg");
     let mut segments: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

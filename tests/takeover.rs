@@ -287,8 +287,8 @@ fn a_takeover_that_fails_on_a_damaged_go_file_is_done_again_once_it_is_repaired(
     std::fs::write(&queue_meta, b"not a diskqueue\n").unwrap();
     let stderr = failed_start(dir, None);
     assert!(
-        !dir.join("nsqrs").exists(),
-        "a failed takeover left nsqrs/ behind"
+        !dir.join("nsqrs-data").exists(),
+        "a failed takeover left nsqrs-data/ behind"
     );
     assert!(stderr.contains("failed to take over Go nsqd data"), "{stderr}");
     assert!(stderr.contains(&format!("{last}.diskqueue.meta.dat")), "{stderr}");
@@ -309,8 +309,8 @@ fn a_takeover_cut_short_by_a_full_disk_is_done_again() {
     // Topic logs are tens of kB; the limit lets the takeover start and stops it part way.
     let stderr = failed_start(dir, Some(12_000));
     assert!(
-        !dir.join("nsqrs").exists(),
-        "a failed takeover left nsqrs/ behind"
+        !dir.join("nsqrs-data").exists(),
+        "a failed takeover left nsqrs-data/ behind"
     );
     assert!(stderr.contains("failed to take over Go nsqd data"), "{stderr}");
     assert!(

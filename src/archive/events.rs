@@ -1,9 +1,29 @@
 //! Reading `nsqrs.events` bodies (docs/events.md): newline-separated JSON groups, each
-//! exploded into one row per message ID.
+//! exploded into one row per message ID, and the `batch` lines that say which broker wrote
+//! them in which mode.
 
 use serde_json::{Map, Value};
 
 use super::store::EventRow;
+
+/// A broker's `batch` line: it reported events in `mode` (and only for topics matching
+/// `topics`, when not empty) at `ts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSeen {
+    pub nsqd: String,
+    pub mode: String,
+    pub topics: String,
+    pub ts: i64,
+}
+
+/// What one body holds.
+#[derive(Debug, Default, PartialEq)]
+pub struct Exploded {
+    pub rows: Vec<EventRow>,
+    pub sources: Vec<SourceSeen>,
+    /// Lines that are not a group, counted rather than failing the body.
+    pub skipped: usize,
+}
 
 /// The topic the broker publishes lifecycle events on.
 pub const EVENTS_TOPIC: &str = "nsqrs.events";
@@ -21,11 +41,11 @@ pub const MAX_ROWS_PER_BODY: usize = 1 << 20;
 /// A million rows of a real group (short names and details) take under a tenth of this.
 pub const MAX_ROW_BYTES_PER_BODY: usize = 128 << 20;
 
-/// The rows one body holds. Lines that are not a group (not JSON, without `ev`, `ts` or
+/// The rows and sources one body holds. Lines that are not a group (not JSON, without `ev`, `ts` or
 /// `ids`, or that would take the body past `MAX_ROWS_PER_BODY` or `MAX_ROW_BYTES_PER_BODY`)
 /// are skipped and counted, so one bad line cannot wedge the archiver on a message it would
 /// requeue forever, nor exhaust its memory.
-pub fn explode(body: &[u8]) -> (Vec<EventRow>, usize) {
+pub fn explode(body: &[u8]) -> Exploded {
     let budget = Budget {
         rows: MAX_ROWS_PER_BODY,
         bytes: MAX_ROW_BYTES_PER_BODY,
@@ -33,19 +53,37 @@ pub fn explode(body: &[u8]) -> (Vec<EventRow>, usize) {
     explode_within(body, budget)
 }
 
-fn explode_within(body: &[u8], mut budget: Budget) -> (Vec<EventRow>, usize) {
-    let mut rows = Vec::new();
-    let mut skipped = 0;
+fn explode_within(body: &[u8], mut budget: Budget) -> Exploded {
+    let mut out = Exploded::default();
     for line in body.split(|&b| b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Map<String, Value>>(line) {
-            Ok(group) if explode_group(&group, &mut rows, &mut budget) => {}
-            _ => skipped += 1,
+        let Ok(group) = serde_json::from_slice::<Map<String, Value>>(line) else {
+            out.skipped += 1;
+            continue;
+        };
+        if !explode_group(&group, &mut out.rows, &mut budget) {
+            out.skipped += 1;
+        } else if let Some(source) = batch_source(&group) {
+            out.sources.push(source);
         }
     }
-    (rows, skipped)
+    out
+}
+
+/// The source a `batch` line names (it has no IDs, so it made no rows).
+fn batch_source(g: &Map<String, Value>) -> Option<SourceSeen> {
+    if g.get("ev").and_then(Value::as_str) != Some("batch") {
+        return None;
+    }
+    let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Some(SourceSeen {
+        nsqd: text("nsqd"),
+        mode: text("mode"),
+        topics: text("topics"),
+        ts: g.get("ts").and_then(Value::as_i64)?,
+    })
 }
 
 /// What is left of a body's allowance for rows.
@@ -188,6 +226,10 @@ fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>, budget: &mut 
 mod tests {
     use super::*;
 
+    fn pair(e: Exploded) -> (Vec<EventRow>, usize) {
+        (e.rows, e.skipped)
+    }
+
     #[test]
     fn the_documented_example() {
         let body = br#"{"ev":"published","ts":1795324200000000000,"nsqd":"host:4150","topic":"orders","client":"127.0.0.1:50122","ua":"pynsq/0.9.1","ids":["18a3ea5e4ea69000","18a3ea5e4ea69001"],"sizes":[12,9],"timestamps":[1795324200000000000,1795324200000000000],"deliver_at":0}
@@ -195,7 +237,7 @@ mod tests {
 {"ev":"finished","ts":1795324200000900000,"nsqd":"host:4150","topic":"orders","channel":"billing","client":"127.0.0.1:50130","ids":["18a3ea5e4ea69000-18a3ea5e4ea69002","18a3ea5e4ea69010"]}
 not json
 "#;
-        let (rows, skipped) = explode(body);
+        let (rows, skipped) = pair(explode(body));
         assert_eq!(skipped, 1);
         assert_eq!(rows.len(), 7);
         let finished: Vec<&str> = rows[3..].iter().map(|r| r.id.as_str()).collect();
@@ -221,7 +263,7 @@ not json
     #[test]
     fn runs_of_consecutive_ids_are_spelled_out() {
         let body = br#"{"ev":"delivered","ts":5,"nsqd":"h","topic":"t","channel":"c","ids":["18a3ea5e4ea690fe-18a3ea5e4ea69101","18a3ea5e4ea69200"],"attempts":[1,1,2,1,3]}"#;
-        let (rows, skipped) = explode(body);
+        let (rows, skipped) = pair(explode(body));
         assert_eq!(skipped, 0);
         let got: Vec<(&str, i64)> = rows.iter().map(|r| (r.id.as_str(), r.attempt)).collect();
         assert_eq!(
@@ -241,7 +283,7 @@ not json
             "xyz-18a3ea5e4ea690fe",
         ] {
             let line = format!(r#"{{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":["{bad}"]}}"#);
-            assert_eq!(explode(line.as_bytes()), (vec![], 1), "{bad}");
+            assert_eq!(pair(explode(line.as_bytes())), (vec![], 1), "{bad}");
         }
     }
 
@@ -258,7 +300,7 @@ not json
             r#"{{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":[{}]}}"#,
             vec![run; 64].join(",")
         );
-        assert_eq!(explode(line.as_bytes()), (vec![], 1));
+        assert_eq!(pair(explode(line.as_bytes())), (vec![], 1));
         // Fewer rows, but each copies a long shared field: refused by bytes.
         let runs: Vec<String> = (0..100u64)
             .map(|i| format!(r#""{:016x}-{:016x}""#, i << 20, (i << 20) + 4095))
@@ -268,7 +310,7 @@ not json
             "c".repeat(600),
             runs.join(",")
         );
-        assert_eq!(explode(line.as_bytes()), (vec![], 1));
+        assert_eq!(pair(explode(line.as_bytes())), (vec![], 1));
         // The budget is per body: lines that each fit but not all together keep the first ones.
         let six =
             r#"{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":["0000000000000000-0000000000000005"]}"#;
@@ -277,20 +319,47 @@ not json
             rows: 13,
             bytes: 1 << 20,
         };
-        let (rows, skipped) = explode_within(body.as_bytes(), budget);
+        let (rows, skipped) = pair(explode_within(body.as_bytes(), budget));
         assert_eq!((rows.len(), skipped), (12, 1));
         let budget = Budget {
             rows: 100,
             bytes: 12 * row_bytes_of(six) + 1,
         };
-        let (rows, skipped) = explode_within(body.as_bytes(), budget);
+        let (rows, skipped) = pair(explode_within(body.as_bytes(), budget));
         assert_eq!((rows.len(), skipped), (12, 1));
     }
 
     #[test]
     fn empty_ids_make_no_rows() {
-        let (rows, skipped) = explode(br#"{"ev":"deleted","ts":1,"nsqd":"h","topic":"t","ids":[]}"#);
+        let (rows, skipped) = pair(explode(br#"{"ev":"deleted","ts":1,"nsqd":"h","topic":"t","ids":[]}"#));
         assert!(rows.is_empty());
         assert_eq!(skipped, 0);
+    }
+
+    #[test]
+    fn batch_lines_name_their_source() {
+        let body = br#"{"ev":"batch","ts":7,"nsqd":"h:4150","mode":"publish","topics":"^o","ids":[]}
+{"ev":"published","ts":6,"nsqd":"h:4150","topic":"o","ids":["18a3ea5e4ea69000"]}
+{"ev":"batch","ts":9,"nsqd":"g:4150","mode":"all","ids":[]}
+"#;
+        let e = explode(body);
+        assert_eq!((e.rows.len(), e.skipped), (1, 0));
+        assert_eq!(
+            e.sources,
+            vec![
+                SourceSeen {
+                    nsqd: "h:4150".into(),
+                    mode: "publish".into(),
+                    topics: "^o".into(),
+                    ts: 7
+                },
+                SourceSeen {
+                    nsqd: "g:4150".into(),
+                    mode: "all".into(),
+                    topics: String::new(),
+                    ts: 9
+                },
+            ]
+        );
     }
 }

@@ -50,8 +50,6 @@ pub enum Registration {
     },
 }
 
-/// nsqrs's own store inside the data directory (beside Go nsqd's files and `nsqd.dat`).
-const STORE_DIR: &str = "nsqrs";
 /// The topics' folders inside the store.
 const TOPICS_DIR: &str = "topics";
 
@@ -84,6 +82,31 @@ fn topic_dir(topics_dir: &Path, name: &str) -> PathBuf {
     topics_dir.join(format!("t_{name}"))
 }
 
+/// The folder in the data directory that holds nsqrs's own files (topic logs, channel
+/// journals). It was once `nsqrs`, the binary's own name, which made `./nsqrs serve` fail
+/// where the binary lives; such a folder is renamed on the first start that finds it.
+const STORE_DIR: &str = "nsqrs-data";
+const LEGACY_STORE_DIR: &str = "nsqrs";
+
+/// Where nsqrs keeps its files in `data_dir`, after moving a folder of the old name there.
+/// Anything at the old name that is not nsqrs's folder (the `nsqrs` binary itself) is left
+/// alone.
+fn store_dir(data_dir: &Path) -> Result<PathBuf, String> {
+    let store = data_dir.join(STORE_DIR);
+    let legacy = data_dir.join(LEGACY_STORE_DIR);
+    if !store.exists() && legacy.join("topics").is_dir() {
+        fs::rename(&legacy, &store)
+            .map_err(|e| format!("failed to move {} to {} - {e}", legacy.display(), store.display()))?;
+    }
+    if store.exists() && !store.is_dir() {
+        return Err(format!(
+            "{} is not a directory: nsqrs keeps its topic logs there (move it, or use --data-path)",
+            store.display()
+        ));
+    }
+    Ok(store)
+}
+
 fn orphan_file(dir: &Path) -> PathBuf {
     dir.join("orphan_start")
 }
@@ -93,7 +116,9 @@ impl Broker {
     /// loads every topic and channel.
     pub fn open(opts: NsqdOptions) -> Result<Arc<Broker>, String> {
         let data_dir = if opts.data_path.is_empty() {
-            std::env::current_dir().map_err(|e| e.to_string())?
+            std::env::current_dir().map_err(|e| {
+                format!("failed to find the current directory (the default --data-path) - {e}")
+            })?
         } else {
             PathBuf::from(&opts.data_path)
         };
@@ -108,7 +133,7 @@ impl Broker {
                 data_dir.display()
             ));
         }
-        let store_dir = data_dir.join(STORE_DIR);
+        let store_dir = store_dir(&data_dir)?;
         let topics_dir = store_dir.join(TOPICS_DIR);
         let fresh = !store_dir.exists();
         // The command line validated both; a library caller's bad values mean "off" / "all topics".
@@ -133,7 +158,7 @@ impl Broker {
             events,
             _dir_lock: dir_lock,
         });
-        // `nsqrs/` appears only once a takeover is complete (it is built aside and renamed into
+        // `nsqrs-data/` appears only once a takeover is complete (it is built aside and renamed into
         // place), so a takeover that failed or was interrupted is simply done again.
         if fresh && takeover::has_go_data(&broker.data_dir) {
             takeover::take_over(&broker)?;
@@ -153,9 +178,10 @@ impl Broker {
             if !crate::protocol::names::is_valid_topic_name(&tm.name) || is_ephemeral(&tm.name) {
                 continue;
             }
-            let topic = self
-                .open_topic(&tm.name)
-                .map_err(|e| format!("failed to open topic {} - {e}", tm.name))?;
+            let topic = self.open_topic(&tm.name).map_err(|e| {
+                let dir = topic_dir(&self.topics_dir, &tm.name);
+                format!("failed to open topic {} in {} - {e}", tm.name, dir.display())
+            })?;
             topic.set_paused(tm.paused);
             topic.load_backlog();
             let dir = topic.dir.clone().unwrap();
@@ -177,7 +203,15 @@ impl Broker {
                     start,
                     self.fsync_state(),
                 )
-                .map_err(|e| format!("failed to restore channel {}:{} - {e}", tm.name, cm.name))?;
+                .map_err(|e| {
+                    let dir = dir.join("channels");
+                    format!(
+                        "failed to restore channel {}:{} in {} - {e}",
+                        tm.name,
+                        cm.name,
+                        dir.display()
+                    )
+                })?;
                 ch.set_paused(cm.paused);
                 topic.insert_channel(ch);
             }

@@ -4,7 +4,7 @@
 //! are left in place untouched; `nsqd.dat` is rewritten in the same format.
 //!
 //! The takeover is atomic: the new store is built in `nsqrs.takeover/`, synced, and renamed to
-//! `nsqrs/` as the last step. Until that rename nothing tells a later start that the takeover
+//! `nsqrs-data/` as the last step. Until that rename nothing tells a later start that the takeover
 //! happened, so one that failed (bad Go file, full disk) or was killed is started over from
 //! scratch; after it the import never runs again.
 //!
@@ -27,7 +27,7 @@ use crate::protocol::names::{is_ephemeral, is_valid_channel_name, is_valid_topic
 use crate::protocol::MessageId;
 
 const META_SUFFIX: &str = ".diskqueue.meta.dat";
-/// Where the new store is built before it is renamed to `nsqrs/`.
+/// Where the new store is built before it is renamed to `nsqrs-data/`.
 const STAGING_DIR: &str = "nsqrs.takeover";
 
 /// True when the directory holds Go nsqd's metadata or queues.

@@ -56,6 +56,28 @@ pub struct Request<'a> {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
+/// Checks an HTTP address as every tool takes it: `host:port`, or `http://host:port` with an
+/// optional trailing slash (how go-nsq configurations often spell lookupd addresses). Other
+/// schemes, paths and missing ports are refused here, before anything connects.
+pub fn check_http_address(addr: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "address {addr:?} {why}: give host:port or http://host:port"
+        ))
+    };
+    let hp = host_port(addr);
+    if let Some((scheme, _)) = hp.split_once("://") {
+        return bad(&format!("has the scheme {scheme}://, which is not supported"));
+    }
+    if hp.contains('/') {
+        return bad("has a path");
+    }
+    match hp.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => bad("has no port"),
+    }
+}
+
 /// GETs `path` (with query) from `addr`; returns the status and the whole body.
 pub async fn get(
     addr: &str,
@@ -173,4 +195,32 @@ pub fn query_escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_addresses_with_or_without_the_scheme() {
+        for good in [
+            "127.0.0.1:4161",
+            "http://127.0.0.1:4161",
+            "http://lookupd:4161/",
+            "[::1]:4161",
+        ] {
+            assert!(check_http_address(good).is_ok(), "{good}");
+            assert!(!host_port(good).contains("http"), "{good}");
+        }
+        for (bad, why) in [
+            ("https://h:4161", "scheme https://"),
+            ("h:4161/stats", "path"),
+            ("h", "no port"),
+            ("http://h:port", "no port"),
+            (":4161", "no port"),
+        ] {
+            let e = check_http_address(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 }

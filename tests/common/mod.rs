@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod auth_server;
+pub mod http_server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -91,7 +92,9 @@ impl Nsqd {
         Nsqd::spawn(cmd, data)
     }
 
-    fn spawn(mut cmd: Command, data: &Path) -> Nsqd {
+    /// Spawns `cmd`, whose stderr must be piped (the listeners are read from it), and waits
+    /// until the broker serves.
+    pub fn spawn(mut cmd: Command, data: &Path) -> Nsqd {
         let mut child = cmd.spawn().expect("spawn nsqrs");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -207,9 +210,34 @@ impl Nsqd {
 
     /// True once some consumer (to-db with `--events`, say) has a channel on `nsqrs.events`.
     pub fn events_have_a_reader(&self) -> bool {
-        self.stats()["topics"].as_array().unwrap().iter().any(|t| {
-            t["topic_name"] == "nsqrs.events" && t["channels"].as_array().is_some_and(|c| !c.is_empty())
-        })
+        self.events_channels() > 0
+    }
+
+    /// How many channels of `nsqrs.events` a `to-db --events` reads (by their default names).
+    pub fn events_archivers(&self) -> usize {
+        self.stats()["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["topic_name"] == "nsqrs.events")
+            .flat_map(|t| t["channels"].as_array().cloned().unwrap_or_default())
+            .filter(|c| {
+                c["channel_name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("nsqrs_to_db."))
+                    && c["client_count"].as_i64() > Some(0)
+            })
+            .count()
+    }
+
+    fn events_channels(&self) -> usize {
+        self.stats()["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["topic_name"] == "nsqrs.events")
+            .map(|t| t["channels"].as_array().map_or(0, Vec::len))
+            .sum()
     }
 
     pub fn stats(&self) -> serde_json::Value {
