@@ -65,6 +65,18 @@ pub fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
             ("POST every message of a topic as JSON", "nsqrs to-http --topic orders --nsqd-tcp-address 127.0.0.1:4150 --post https://billing.local/orders --content-type application/json"),
             ("GET a URL with the message in it, ten at a time", "nsqrs to-http --topic pings --nsqd-tcp-address 127.0.0.1:4150 --get 'http://hooks.local/ping?m=%s' -n 10"),
         ],
+        "admin" => &[
+            ("The web UI of a cluster, reading two lookupd", "nsqrs admin --lookupd-http-address lookupd1:4161 --lookupd-http-address lookupd2:4161"),
+            ("With archived messages to search and replay, and actions behind a token", "nsqrs admin --nsqd-http-address 127.0.0.1:4151 --db orders.db --http-admin-token s3cret"),
+        ],
+        "topic" => &[
+            ("Pause a topic on every broker that holds it", "nsqrs topic pause orders --lookupd-http-address 127.0.0.1:4161"),
+            ("Delete a topic from the whole cluster, in the safe order", "nsqrs topic delete orders --lookupd-http-address 127.0.0.1:4161"),
+        ],
+        "channel" => &[
+            ("Empty a channel on one broker", "nsqrs channel empty orders billing --nsqd-http-address 127.0.0.1:4151"),
+            ("Create a channel everywhere its topic lives, before its consumers start", "nsqrs channel create orders audit --lookupd-http-address 127.0.0.1:4161"),
+        ],
         _ => &[],
     }
 }

@@ -25,9 +25,9 @@ mod stat;
 mod tail;
 mod to_db;
 mod to_file;
-mod topic;
 mod to_http;
 mod to_nsq;
+mod topic;
 mod trace;
 
 use std::ffi::OsString;
@@ -352,16 +352,16 @@ fn lookupd_main(args: LookupdArgs, matches: &ArgMatches) -> i32 {
 
 fn admin_main(args: admin::AdminArgs, matches: &ArgMatches) -> i32 {
     if args.version {
-        println!("{}", admin::nsqadmin_version_string());
+        outln!("{}", admin::nsqadmin_version_string());
         return 0;
     }
     if !args.trailing.is_empty() {
-        eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+        errln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
     }
     match args.into_options(matches) {
         Ok(opts) => nsqrs::admin::run(opts),
         Err(msg) => {
-            eprintln!("error: {}", msg.replace('\n', " "));
+            errln!("error: {}", msg.replace('\n', " "));
             2
         }
     }

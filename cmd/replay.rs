@@ -25,7 +25,7 @@ use nsqrs::archive::trace::{format_ts, valid_id};
 use nsqrs::archive::{now_ns, Store};
 use nsqrs::client::Producer;
 use nsqrs::errln;
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::goflags::parse_go_bool;
 
 use crate::tools;
 

@@ -16,8 +16,14 @@ _nsqrs() {
             ",$1")
                 cmd="nsqrs"
                 ;;
+            nsqrs,admin)
+                cmd="nsqrs__subcmd__admin"
+                ;;
             nsqrs,bench)
                 cmd="nsqrs__subcmd__bench"
+                ;;
+            nsqrs,channel)
+                cmd="nsqrs__subcmd__channel"
                 ;;
             nsqrs,help)
                 cmd="nsqrs__subcmd__help"
@@ -52,11 +58,20 @@ _nsqrs() {
             nsqrs,to-nsq)
                 cmd="nsqrs__subcmd__to__subcmd__nsq"
                 ;;
+            nsqrs,topic)
+                cmd="nsqrs__subcmd__topic"
+                ;;
             nsqrs,trace)
                 cmd="nsqrs__subcmd__trace"
                 ;;
+            nsqrs__subcmd__help,admin)
+                cmd="nsqrs__subcmd__help__subcmd__admin"
+                ;;
             nsqrs__subcmd__help,bench)
                 cmd="nsqrs__subcmd__help__subcmd__bench"
+                ;;
+            nsqrs__subcmd__help,channel)
+                cmd="nsqrs__subcmd__help__subcmd__channel"
                 ;;
             nsqrs__subcmd__help,help)
                 cmd="nsqrs__subcmd__help__subcmd__help"
@@ -91,6 +106,9 @@ _nsqrs() {
             nsqrs__subcmd__help,to-nsq)
                 cmd="nsqrs__subcmd__help__subcmd__to__subcmd__nsq"
                 ;;
+            nsqrs__subcmd__help,topic)
+                cmd="nsqrs__subcmd__help__subcmd__topic"
+                ;;
             nsqrs__subcmd__help,trace)
                 cmd="nsqrs__subcmd__help__subcmd__trace"
                 ;;
@@ -101,12 +119,142 @@ _nsqrs() {
 
     case "${cmd}" in
         nsqrs)
-            opts="-h -V --help --version serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help"
+            opts="-h -V --help --version serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__admin)
+            opts="-h --version --config --log-level --log-prefix --verbose --http-address --base-path --dev-static-dir --graphite-url --proxy-graphite --statsd-counter-format --statsd-gauge-format --statsd-prefix --statsd-interval --notification-http-endpoint --http-client-connect-timeout --http-client-request-timeout --http-client-tls-insecure-skip-verify --http-client-tls-root-ca-file --http-client-tls-cert --http-client-tls-key --allow-config-from-cidr --acl-http-header --lookupd-http-address --nsqd-http-address --admin-user --http-admin-token --db --stats-sample-interval --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verbose)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --base-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dev-static-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --graphite-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-graphite)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statsd-counter-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statsd-gauge-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statsd-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statsd-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --notification-http-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-tls-insecure-skip-verify)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-tls-root-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-config-from-cidr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --acl-http-header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nsqd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stats-sample-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -196,8 +344,42 @@ _nsqrs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nsqrs__subcmd__channel)
+            opts="-h --nsqd-http-address --lookupd-http-address --http-admin-token --http-client-connect-timeout --http-client-request-timeout --help create delete empty pause unpause"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --nsqd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nsqrs__subcmd__help)
-            opts="serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help"
+            opts="serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,7 +392,35 @@ _nsqrs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nsqrs__subcmd__help__subcmd__admin)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nsqrs__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__channel)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -365,6 +575,20 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__help__subcmd__to__subcmd__nsq)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__topic)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -559,7 +783,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__serve)
-            opts="-h --version --config --log-level --log-prefix --verbose --node-id --worker-id --tcp-address --http-address --https-address --auth-http-address --auth-http-request-method --broadcast-address --broadcast-tcp-port --broadcast-http-port --lookupd-tcp-address --http-client-connect-timeout --http-client-request-timeout --topology-region --topology-zone --data-path --mem-queue-size --max-bytes-per-file --sync-every --sync-timeout --queue-scan-worker-pool-max --queue-scan-selection-count --msg-timeout --max-msg-timeout --max-msg-size --max-req-timeout --max-body-size --max-heartbeat-interval --max-rdy-count --max-output-buffer-size --max-output-buffer-timeout --min-output-buffer-timeout --output-buffer-timeout --max-channel-consumers --statsd-address --statsd-interval --statsd-mem-stats --statsd-prefix --statsd-udp-packet-size --statsd-exclude-ephemeral --e2e-processing-latency-percentile --e2e-processing-latency-window-time --tls-cert --tls-key --tls-client-auth-policy --tls-root-ca-file --tls-required --tls-min-version --deflate --max-deflate-level --embedded-lookupd --embedded-lookupd-tcp-address --embedded-lookupd-http-address --lifecycle-events --lifecycle-events-topics --snappy --enable-experiment --http-admin-token --help"
+            opts="-h --version --config --log-level --log-prefix --verbose --node-id --worker-id --tcp-address --http-address --https-address --auth-http-address --auth-http-request-method --broadcast-address --broadcast-tcp-port --broadcast-http-port --lookupd-tcp-address --http-client-connect-timeout --http-client-request-timeout --topology-region --topology-zone --data-path --mem-queue-size --max-bytes-per-file --sync-every --sync-timeout --queue-scan-worker-pool-max --queue-scan-selection-count --msg-timeout --max-msg-timeout --max-msg-size --max-req-timeout --max-body-size --max-heartbeat-interval --max-rdy-count --max-output-buffer-size --max-output-buffer-timeout --min-output-buffer-timeout --output-buffer-timeout --max-channel-consumers --statsd-address --statsd-interval --statsd-mem-stats --statsd-prefix --statsd-udp-packet-size --statsd-exclude-ephemeral --e2e-processing-latency-percentile --e2e-processing-latency-window-time --tls-cert --tls-key --tls-client-auth-policy --tls-root-ca-file --tls-required --tls-min-version --deflate --max-deflate-level --embedded-lookupd --embedded-lookupd-tcp-address --embedded-lookupd-http-address --embedded-admin --embedded-admin-http-address --lifecycle-events --lifecycle-events-topics --snappy --enable-experiment --http-admin-token --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -794,6 +1018,14 @@ _nsqrs() {
                     return 0
                     ;;
                 --embedded-lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --embedded-admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --embedded-admin-http-address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1258,6 +1490,44 @@ _nsqrs() {
                     return 0
                     ;;
                 --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__topic)
+            opts="-h --node --nsqd-http-address --lookupd-http-address --http-admin-token --http-client-connect-timeout --http-client-request-timeout --help create delete empty pause unpause tombstone"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nsqd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -28,6 +28,7 @@ complete -c nsqrs -n "__fish_nsqrs_needs_command" -s h -l help -d 'Print help (s
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -s V -l version -d 'Print version'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "admin" -d 'Run the nsqadmin-compatible web UI, with archived messages, deferred messages and replays (what runs when this binary is invoked as `nsqadmin`)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
@@ -36,6 +37,8 @@ complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "stat" -d 'Rates and dep
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "to-db" -d 'Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "trace" -d 'Show a message\'s history from the archive: publish, deliveries, requeues, finishes, replays'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "replay" -d 'Republish archived messages of a time window in publish order, resumable, optionally to another topic'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "topic" -d 'Create, delete, empty, pause, unpause or tombstone a topic on a broker or the cluster'
+complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "channel" -d 'Create, delete, empty, pause or unpause a channel on a broker or the cluster'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "to-nsq" -d 'Forward topics to other nsqd, finishing each message only once a destination took it (nsq_to_nsq)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "to-http" -d 'Send each message of a topic to HTTP endpoints, finishing it only once one answered 2xx (nsq_to_http)'
 complete -c nsqrs -n "__fish_nsqrs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -97,6 +100,8 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l max-deflate-level 
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd -d 'nsqrs: also run a lookupd in this process and register with it, when no --lookupd-tcp-address is given (never in the `nsqd` role)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd-tcp-address -d 'nsqrs: <addr>:<port> of the embedded lookupd\'s TCP listener' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-lookupd-http-address -d 'nsqrs: <addr>:<port> of the embedded lookupd\'s HTTP listener' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-admin -d 'nsqrs: also serve the admin web UI (nsqadmin) in this process (never in the `nsqd` role)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l embedded-admin-http-address -d 'nsqrs: <addr>:<port> of the embedded admin web UI' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l lifecycle-events -d 'nsqrs: report what happens to messages as JSON lines on topic nsqrs.events (kept only while that topic has a channel; docs/events.md): all (publishes, deliveries, requeues, timeouts, finishes, ...), publish (publishes only), or off' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l lifecycle-events-topics -d 'nsqrs: only topics matching this regex report lifecycle events [default: all]' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand serve" -l snappy -d 'Enable snappy feature negotiation (client compression)' -r
@@ -114,6 +119,36 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l broadcast-addres
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l inactive-producer-timeout -d 'Duration of time a producer will remain in the active list since its last ping' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -l tombstone-lifetime -d 'Duration of time a producer will remain tombstoned if registration remains' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand lookupd" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l config -d 'Path to a TOML config file; keys are flag names with \'-\' as \'_\' [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l log-level -d 'Log verbosity: debug, info, warn, error, or fatal' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l log-prefix -d 'Log message prefix' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l verbose -d '[deprecated] has no effect, use --log-level' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l http-address -d '<addr>:<port> to listen on for HTTP clients' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l base-path -d 'URL base path' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l dev-static-dir -d '(development use only; nsqrs serves its assets from the binary)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l graphite-url -d 'Graphite HTTP address (accepted for nsqadmin compatibility; the charts come from the admin\'s own samples of /stats) [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l proxy-graphite -d 'Proxy HTTP requests to graphite (accepted for nsqadmin compatibility)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l statsd-counter-format -d 'The counter stats key formatting of statsd (accepted for nsqadmin compatibility)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l statsd-gauge-format -d 'The gauge stats key formatting of statsd (accepted for nsqadmin compatibility)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l statsd-prefix -d 'Prefix used for keys sent to statsd (accepted for nsqadmin compatibility)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l statsd-interval -d 'Time interval nsqd is configured to push to statsd (accepted for nsqadmin compatibility)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l notification-http-endpoint -d 'HTTP endpoint (fully qualified) to which POST notifications of admin actions will be sent [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l http-client-connect-timeout -d 'Timeout for HTTP connect' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l http-client-request-timeout -d 'Timeout for HTTP request' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l http-client-tls-insecure-skip-verify -d 'Configure the HTTP client to skip verification of TLS certificates (https:// addresses)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l http-client-tls-root-ca-file -d 'Path to CA file for the HTTP client [default: the system\'s]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l http-client-tls-cert -d 'Path to certificate file for the HTTP client [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l http-client-tls-key -d 'Path to key file for the HTTP client [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l allow-config-from-cidr -d 'A CIDR from which to allow HTTP requests to the /config endpoint' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l acl-http-header -d 'HTTP header to check for authenticated admin users' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l lookupd-http-address -d 'lookupd HTTP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l nsqd-http-address -d 'nsqd HTTP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l admin-user -d 'Admin user (may be given multiple times; if specified, only these users will be able to perform privileged actions; acl-http-header is used to determine the authenticated user)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l http-admin-token -d 'nsqrs: bearer token actions must carry (Authorization: Bearer TOKEN), also sent to the brokers (their --http-admin-token) [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l db -d 'nsqrs: the to-db archive (SQLite file or postgres:// URL) for the messages pages and replays [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -l stats-sample-interval -d 'nsqrs: how often the brokers\' /stats are sampled for the charts (one hour is kept)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand admin" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l nsqd-tcp-address -d '<addr>:<port> of the nsqd TCP endpoint to load' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l topic -d 'Topic the writers publish to and the readers consume' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand bench" -l channel -d 'Channel the readers consume on' -r
@@ -234,6 +269,19 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l batch-size -d 'Me
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l resume -d 'Continue this run (its window and target come from the run)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -l producer-opt -d 'go-nsq producer option key,value (may be given multiple times)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand replay" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand topic" -l node -d 'The node to tombstone, as lookupd names it: broadcast_address:http_port' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand topic" -l nsqd-http-address -d 'nsqd HTTP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand topic" -l lookupd-http-address -d 'nsqlookupd HTTP address: act on the whole cluster (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand topic" -l http-admin-token -d 'Bearer token the brokers require (their --http-admin-token) [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand topic" -l http-client-connect-timeout -d 'How long to wait for each HTTP connection to a broker or lookupd' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand topic" -l http-client-request-timeout -d 'How long to wait for each HTTP answer from a broker or lookupd' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand topic" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand channel" -l nsqd-http-address -d 'nsqd HTTP address (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand channel" -l lookupd-http-address -d 'nsqlookupd HTTP address: act on the whole cluster (may be given multiple times)' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand channel" -l http-admin-token -d 'Bearer token the brokers require (their --http-admin-token) [default: none]' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand channel" -l http-client-connect-timeout -d 'How long to wait for each HTTP connection to a broker or lookupd' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand channel" -l http-client-request-timeout -d 'How long to wait for each HTTP answer from a broker or lookupd' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand channel" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-nsq" -l topic -d 'Topic to consume (may be given multiple times)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-nsq" -l channel -d 'Channel to consume each topic on' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-nsq" -l nsqd-tcp-address -d 'nsqd TCP address to consume from (may be given multiple times)' -r
@@ -268,16 +316,19 @@ complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-http" -l http-client-requ
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-http" -l consumer-opt -d 'go-nsq consumer option key,value (may be given multiple times)' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-http" -l version -d 'Print version string and exit' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-http" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "to-db" -d 'Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "trace" -d 'Show a message\'s history from the archive: publish, deliveries, requeues, finishes, replays'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "replay" -d 'Republish archived messages of a time window in publish order, resumable, optionally to another topic'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "to-nsq" -d 'Forward topics to other nsqd, finishing each message only once a destination took it (nsq_to_nsq)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "to-http" -d 'Send each message of a topic to HTTP endpoints, finishing it only once one answered 2xx (nsq_to_http)'
-complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd bench pub tail to-file stat to-db trace replay to-nsq to-http help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "serve" -d 'Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "lookupd" -d 'Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked as `nsqlookupd`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "admin" -d 'Run the nsqadmin-compatible web UI, with archived messages, deferred messages and replays (what runs when this binary is invoked as `nsqadmin`)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "bench" -d 'Load generator and latency meter for any NSQ-compatible server (NSQ\'s bench method)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "pub" -d 'Publish messages from arguments or stdin to nsqd (to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "tail" -d 'Print the messages of one or more topics as they arrive (nsq_tail)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "to-file" -d 'Archive topics to rotating (optionally gzip) files, finishing only what is fsync\'ed (nsq_to_file)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "stat" -d 'Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "to-db" -d 'Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "trace" -d 'Show a message\'s history from the archive: publish, deliveries, requeues, finishes, replays'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "replay" -d 'Republish archived messages of a time window in publish order, resumable, optionally to another topic'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "topic" -d 'Create, delete, empty, pause, unpause or tombstone a topic on a broker or the cluster'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "channel" -d 'Create, delete, empty, pause or unpause a channel on a broker or the cluster'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "to-nsq" -d 'Forward topics to other nsqd, finishing each message only once a destination took it (nsq_to_nsq)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "to-http" -d 'Send each message of a topic to HTTP endpoints, finishing it only once one answered 2xx (nsq_to_http)'
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand help; and not __fish_seen_subcommand_from serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

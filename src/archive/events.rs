@@ -331,7 +331,9 @@ not json
 
     #[test]
     fn empty_ids_make_no_rows() {
-        let (rows, skipped) = pair(explode(br#"{"ev":"deleted","ts":1,"nsqd":"h","topic":"t","ids":[]}"#));
+        let (rows, skipped) = pair(explode(
+            br#"{"ev":"deleted","ts":1,"nsqd":"h","topic":"t","ids":[]}"#,
+        ));
         assert!(rows.is_empty());
         assert_eq!(skipped, 0);
     }

@@ -65,7 +65,8 @@ pub fn check_http_address(addr: &str) -> Result<(), String> {
             "address {addr:?} {why}: give host:port or http://host:port"
         ))
     };
-    let hp = host_port(addr);
+    // The tools speak plain HTTP only: `https://` is refused with the other schemes.
+    let hp = addr.strip_prefix("http://").unwrap_or(addr).trim_end_matches('/');
     if let Some((scheme, _)) = hp.split_once("://") {
         return bad(&format!("has the scheme {scheme}://, which is not supported"));
     }

@@ -43,6 +43,17 @@ pub fn run_until_exit(main: impl std::future::Future<Output = i32>) -> i32 {
 
 async fn serve(opts: NsqdOptions) -> i32 {
     let prefix = opts.log_prefix.clone();
+    let mut signals = match ExitSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            log(
+                &prefix,
+                "FATAL",
+                &format!("failed to install signal handlers - {e}"),
+            );
+            return 1;
+        }
+    };
     let broker = match Broker::open(opts) {
         Ok(b) => b,
         Err(e) => {
@@ -184,7 +195,7 @@ async fn serve(opts: NsqdOptions) -> i32 {
         tokio::spawn(statsd::run(broker.clone(), http_port));
     }
     let admin = start_embedded_admin(&broker, embedded.as_ref(), http_addr, &prefix).await;
-    wait_for_signal().await;
+    signals.recv().await;
     if let Some(running) = admin {
         running.stop();
     }
@@ -327,13 +338,29 @@ async fn serve_https(listener: TcpListener, config: Arc<rustls::ServerConfig>, a
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment `install` returns. A daemon installs them before
+/// it starts anything, so a signal sent while it is still starting (a supervisor stopping it
+/// right after its listener line appeared) shuts it down gracefully instead of killing it.
+pub struct ExitSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ExitSignals {
+    pub fn install() -> std::io::Result<ExitSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ExitSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the first of the two.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 
