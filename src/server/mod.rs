@@ -39,6 +39,8 @@ pub fn run_until_exit(main: impl std::future::Future<Output = i32>) -> i32 {
 
 async fn serve(opts: NsqdOptions) -> i32 {
     let prefix = opts.log_prefix.clone();
+    // Before the broker sizes its file cache from the limit.
+    crate::broker::files::raise_descriptor_limit();
     let broker = match Broker::open(opts) {
         Ok(b) => b,
         Err(e) => {
