@@ -413,3 +413,42 @@ fn damaged_metadata_orphan_start_and_an_unopenable_topic_leave_the_rest_served()
     assert_eq!(n.get("/ping"), (200, "OK".to_string()));
     drop(tmp);
 }
+
+#[test]
+fn a_channel_that_cannot_be_restored_is_set_aside_retried_and_deletable() {
+    let (n, unfinished) = two_topics();
+    let data = n.data.clone();
+    let (code, tmp) = n.terminate();
+    assert_eq!(code, Some(0));
+    // Where the next snapshot of each channel would be written, a directory: neither channel
+    // can be given a store.
+    let a = data.join("nsqrs/topics/t_a/channels/c.snap.tmp");
+    let b = data.join("nsqrs/topics/t_b/channels/d.snap.tmp");
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+
+    let n = Nsqd::start_in(&data, &[]);
+    let listed = repairs(&n);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|r| r["action"] == "file_set_aside"));
+    assert_eq!(n.log_lines("repair:").len(), 2);
+    // Still not restorable: SUB fails with NSQ's error, the broker serves on.
+    let mut c = n.connect();
+    c.cmd("SUB a c");
+    match c.read_frame() {
+        Some(Frame::Error(e)) => assert!(e.starts_with("E_SUB_FAILED"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    publish(&n, "other", 3);
+    assert_eq!(drain(&n, "other", "x", 3).len(), 3);
+    // Once it can be, the next client gets the channel as it was: its 30 unfinished messages.
+    std::fs::remove_dir(&a).unwrap();
+    let got: HashSet<String> = drain(&n, "a", "c", 30).into_iter().collect();
+    assert_eq!(got, unfinished);
+    // A channel set aside can be deleted; it is gone from nsqd.dat too.
+    assert_eq!(n.post("/channel/delete?topic=b&channel=d", b"").0, 200);
+    let meta = std::fs::read_to_string(data.join("nsqd.dat")).unwrap();
+    assert!(meta.contains("\"c\"") && !meta.contains("\"d\""), "{meta}");
+    assert_eq!(n.get("/ping"), (200, "OK".to_string()));
+    drop(tmp);
+}

@@ -50,6 +50,8 @@ pub struct FileCache {
     cached: Mutex<Cached>,
     capacity: usize,
     next_owner: AtomicU64,
+    /// Files opened on a miss, since start.
+    opens: AtomicU64,
     watch: DescriptorWatch,
 }
 
@@ -64,6 +66,7 @@ impl FileCache {
             }),
             capacity: capacity.max(4),
             next_owner: AtomicU64::new(1),
+            opens: AtomicU64::new(0),
             watch: DescriptorWatch::default(),
         }
     }
@@ -81,6 +84,11 @@ impl FileCache {
     /// Files open in the cache now.
     pub fn open_files(&self) -> usize {
         self.cached.lock().files.len()
+    }
+
+    /// How many files were opened because they were not in the cache.
+    pub fn opens(&self) -> u64 {
+        self.opens.load(Ordering::Relaxed)
     }
 
     /// A fresh owner number for a log or a channel store.
@@ -103,6 +111,7 @@ impl FileCache {
             }
         }
         // Opened without the lock held: a slow open must not stall every other file user.
+        self.opens.fetch_add(1, Ordering::Relaxed);
         let path = path();
         let file = Arc::new(self.with_descriptor(|| {
             let mut options = OpenOptions::new();
@@ -200,7 +209,10 @@ impl FileCache {
     /// Notes an error from anywhere in the process that may mean descriptors ran out.
     pub fn note_error(&self, e: &io::Error) {
         if is_out_of_descriptors(e) {
-            self.watch.exhausted(format!("out of file descriptors - {e}"));
+            self.watch.exhausted(format!(
+                "out of file descriptors (limit {}) - {e}",
+                descriptor_limit()
+            ));
         }
     }
 
@@ -259,10 +271,7 @@ impl DescriptorWatch {
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= EXHAUSTION_REPORT_FOR);
         if episode_is_new {
-            eprintln!(
-                "[nsqd] ERROR: {why} (limit {}); /ping reports NOK while it lasts",
-                descriptor_limit()
-            );
+            eprintln!("[nsqd] ERROR: {why}; /ping answers NOK while it lasts");
         }
         *last = Some((Instant::now(), why));
     }

@@ -1210,6 +1210,24 @@ mod tests {
     }
 
     #[test]
+    fn appends_and_reads_at_the_head_reuse_one_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 1 << 30, 1024);
+        let files = log.files().clone();
+        let log = Mutex::new(log);
+        let opened = files.opens();
+        let mut reader = LogReader::default();
+        let (mut pos, mut seq) = (0, 0);
+        for i in 0..1000 {
+            let head = log.lock().append(&[rec(b"hot path", i)]).unwrap();
+            let batch = reader.read(&log, pos, seq, head, 10).unwrap();
+            assert_eq!(batch.messages.len(), 1);
+            (pos, seq) = (batch.next_pos, batch.next_seq.unwrap());
+        }
+        assert_eq!(files.opens(), opened, "the active segment was opened again");
+    }
+
+    #[test]
     fn descriptors_stay_within_the_cache_bound() {
         let dir = tempfile::tempdir().unwrap();
         let files = Arc::new(FileCache::new(8));

@@ -339,7 +339,7 @@ impl Broker {
                     self.set_health(Some(e.to_string()));
                 }
                 eprintln!("[nsqd] ERROR: failed to create topic {name} - {e}");
-                TopicError::Unavailable(format!("failed to create topic {name} - {e}"))
+                TopicError::Unavailable(format!("topic {name} cannot be created - {e}"))
             })?;
             topics.insert(name.to_string(), topic.clone());
             topic
