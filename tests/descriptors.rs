@@ -95,23 +95,33 @@ fn many_more_topics_and_channels_than_descriptors() {
 fn running_out_of_descriptors_is_reported_and_never_called_exiting() {
     let tmp = tempfile::tempdir().unwrap();
     let n = Nsqd::start_with_descriptor_limit(tmp.path(), &[], 64, 64);
-    // Idle clients until the broker cannot take another one.
+    // Idle clients until the broker cannot take another one: a client is either answered or
+    // left waiting while the broker reports that it is out of descriptors.
     let mut served = Vec::new();
     let mut waiting = None;
     for _ in 0..200 {
         let mut c = Conn::connect(&n.tcp);
-        c.s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c.s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         c.cmd_body("IDENTIFY", b"{}");
-        match c.read_frame() {
-            Some(Frame::Response(_)) => served.push(c),
-            _ => {
-                waiting = Some(c);
-                break;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let answered = loop {
+            if let Some(frame) = c.read_frame() {
+                assert!(matches!(frame, Frame::Response(_)), "{frame:?}");
+                break true;
             }
+            if !n.log_lines("out of file descriptors").is_empty() {
+                break false;
+            }
+            assert!(Instant::now() < deadline, "neither an answer nor a report");
+        };
+        c.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        if !answered {
+            waiting = Some(c);
+            break;
         }
+        served.push(c);
     }
     assert!(waiting.is_some(), "200 clients never exhausted a limit of 64");
-    n.wait_log("out of file descriptors", Duration::from_secs(10));
     // Let a few go, so that HTTP requests can be accepted at all.
     drop(waiting);
     served.truncate(served.len() - 6);

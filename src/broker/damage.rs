@@ -143,6 +143,11 @@ pub fn scan_segment(
     while off < file_len {
         let want = buf.len().min((file_len - off) as usize);
         let n = read_full_at(file, &mut buf[..want], off)?;
+        if n == 0 {
+            // The file is shorter than it was a moment ago: the log ends here.
+            scan.valid_end = off;
+            return Ok(scan);
+        }
         let mut at = 0usize;
         let mut problem = None;
         while at < n {

@@ -595,7 +595,8 @@ impl LogReader {
             let n = read_full_at(&file, &mut self.buf, pos - seg.start)?;
             self.buf.truncate(n);
             let mut off = 0usize;
-            let mut damaged = false;
+            // Nothing where the log says there is something: the file lost its end.
+            let mut damaged = n == 0;
             while messages.len() < max_messages && off < self.buf.len() {
                 match decode_record(&self.buf[off..], pos + off as u64, max_payload) {
                     Decoded::Record(m) => {
