@@ -68,11 +68,11 @@ def main():
         args.remove(sys.argv[sys.argv.index("--idle") + 1])
     binary = os.path.abspath(args[0])
     topics = int(args[1]) if len(args) > 1 else 10000
-    data = tempfile.mkdtemp(prefix="many-topics-")
+    data_dir = tempfile.mkdtemp(prefix="many-topics-")
     cmd = [binary]
     if os.path.basename(binary) != "nsqd":
         cmd += ["serve", "--embedded-lookupd=false"]
-    cmd += ["--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0", f"--data-path={data}"]
+    cmd += ["--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0", f"--data-path={data_dir}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ports = {}
     for line in proc.stderr:
@@ -132,23 +132,26 @@ def main():
         print(f"after {idle:.0f} s idle: {fds(proc.pid)} descriptors, {rss_mib(proc.pid):.1f} MiB RSS")
         done.set()
         print(f"peak while creating: {peak['fds']} descriptors, {peak['rss']:.1f} MiB RSS")
-        for i in (0, made - 1):
-            sub = socket.create_connection(("127.0.0.1", ports["TCP"]))
-            sub.sendall(b"  V2" + b"SUB t%05d c\nRDY 1\n" % i)
-            replies = frames(sub)
-            assert next(replies) == (0, b"OK")
-            kind, data = next(replies)
-            assert kind == 2 and data[26:] == b"message %d" % i, (kind, data)
-            sub.sendall(b"FIN " + data[10:26] + b"\n")
-            sub.close()
-        print("round trip on the first and the last topic: OK")
+        try:
+            for i in (0, made - 1):
+                sub = socket.create_connection(("127.0.0.1", ports["TCP"]), timeout=30)
+                sub.sendall(b"  V2" + b"SUB t%05d c\nRDY 1\n" % i)
+                replies = frames(sub)
+                assert next(replies) == (0, b"OK")
+                kind, data = next(replies)
+                assert kind == 2 and data[26:] == b"message %d" % i, (kind, data)
+                sub.sendall(b"FIN " + data[10:26] + b"\n")
+                sub.close()
+            print("round trip on the first and the last topic: OK")
+        except (OSError, AssertionError, StopIteration) as e:
+            print(f"round trip FAILED: {e!r}")
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=600)
         except subprocess.TimeoutExpired:
             proc.kill()
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
