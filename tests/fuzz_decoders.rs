@@ -25,7 +25,10 @@ use fuzz_support::{hostile, peak_bytes, runner, Input};
 use nsqrs::archive::events::{explode, MAX_ROWS_PER_BODY};
 use nsqrs::archive::EventRow;
 use nsqrs::broker::events::{EventMode, EventSink, Kind, Place};
-use nsqrs::broker::log::{decode_record, encode_record, max_payload, Decoded, DiskLog, LogReader, NewRecord};
+use nsqrs::broker::files::FileCache;
+use nsqrs::broker::log::{DiskLog, LogReader};
+use nsqrs::broker::record::{decode_record, encode_record, max_payload, Decoded, NewRecord};
+use nsqrs::broker::repairs::Repairs;
 use nsqrs::lookup::tcp::{decode_identify, parse_request, Request};
 use nsqrs::options::NsqdOptions;
 use nsqrs::protocol::command::{
@@ -798,7 +801,7 @@ fn log_segment_scan_serves_only_what_was_written() {
             let dir = tempfile::tempdir().unwrap();
             let mut written = Vec::new();
             {
-                let mut log = DiskLog::open(dir.path(), 1 << 20, LOG_MAX_MSG).unwrap();
+                let mut log = open_log(dir.path()).unwrap();
                 let batch: Vec<NewRecord> = recs.iter().map(Rec::new_record).collect();
                 log.append(&batch).unwrap();
             }
@@ -815,7 +818,7 @@ fn log_segment_scan_serves_only_what_was_written() {
             std::fs::write(&seg, &data).unwrap();
             let originals: HashSet<(u64, Vec<u8>)> = recs.iter().map(|r| (r.id, r.body.clone())).collect();
 
-            let log = parking_lot::Mutex::new(DiskLog::open(dir.path(), 1 << 20, LOG_MAX_MSG).unwrap());
+            let log = parking_lot::Mutex::new(open_log(dir.path()).unwrap());
             let (tail, head) = {
                 let l = log.lock();
                 (l.tail(), l.head())
@@ -828,13 +831,14 @@ fn log_segment_scan_serves_only_what_was_written() {
             );
             let mut reader = LogReader::default();
             let mut pos = tail.pos;
+            let mut seq = tail.seq;
             let mut last_pos = None;
             for _ in 0..10_000 {
-                let limit = log.lock().head().pos;
-                if pos >= limit {
+                let limit = log.lock().head();
+                if pos >= limit.pos {
                     break;
                 }
-                let batch = reader.read(&log, pos, limit, 64).unwrap();
+                let batch = reader.read(&log, pos, seq, limit, 64).unwrap();
                 for m in &batch.messages {
                     prop_assert!(
                         originals.contains(&(m.id.0, m.body.to_vec())),
@@ -848,6 +852,7 @@ fn log_segment_scan_serves_only_what_was_written() {
                     break;
                 }
                 pos = batch.next_pos;
+                seq = batch.next_seq.unwrap_or(seq);
             }
             if mutations.is_empty() {
                 prop_assert_eq!(written, recs.iter().map(|r| r.id).collect::<Vec<_>>());
@@ -855,6 +860,13 @@ fn log_segment_scan_serves_only_what_was_written() {
             Ok(())
         })
         .unwrap();
+}
+
+/// A log in `dir` with its own descriptor cache and repair list, as a topic opens it.
+fn open_log(dir: &std::path::Path) -> std::io::Result<DiskLog> {
+    let files = std::sync::Arc::new(FileCache::new(64));
+    let repairs = std::sync::Arc::new(Repairs::default());
+    DiskLog::open(dir, files, repairs, 1 << 20, LOG_MAX_MSG)
 }
 
 fn hostile_file_mutations() -> impl Strategy<Value = Vec<fuzz_support::Mutation>> {

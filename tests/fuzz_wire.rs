@@ -288,11 +288,17 @@ fn status(reply: &[u8]) -> Option<u16> {
 
 /// True when a request announces more body bytes than it carries (or its length is not a number).
 fn body_cut_short(request: &[u8]) -> bool {
-    let Some(split) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+    // The head ends at the first empty line; HTTP parsers accept a bare "\n" as a line end.
+    let end = (0..request.len()).find_map(|i| match &request[i..] {
+        [b'\n', b'\n', ..] => Some((i, i + 2)),
+        [b'\n', b'\r', b'\n', ..] => Some((i, i + 3)),
+        _ => None,
+    });
+    let Some((split, body_start)) = end else {
         return false;
     };
     let head = String::from_utf8_lossy(&request[..split]).to_ascii_lowercase();
-    let sent = request.len() - split - 4;
+    let sent = request.len() - body_start;
     head.lines()
         .filter_map(|l| l.strip_prefix("content-length:"))
         .any(|v| v.trim().parse::<usize>().map_or(true, |n| n > sent))

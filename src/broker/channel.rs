@@ -157,6 +157,13 @@ impl ChannelState {
     }
 }
 
+/// The file cache a channel's store uses: its topic's (only durable topics have stores).
+fn store_files(topic: &TopicCore) -> std::io::Result<Arc<super::files::FileCache>> {
+    topic
+        .files()
+        .ok_or_else(|| std::io::Error::other("an in-memory topic keeps no channel files"))
+}
+
 pub struct Channel {
     pub name: String,
     pub ephemeral: bool,
@@ -188,13 +195,19 @@ impl Channel {
         );
         if let Some(dir) = &dir {
             let mut snap = state.snapshot();
-            state.store = Some(ChannelStore::create(dir, name, &mut snap, fsync)?);
+            state.store = Some(ChannelStore::create(
+                dir,
+                name,
+                &mut snap,
+                fsync,
+                store_files(&topic)?,
+            )?);
         }
         Ok(Self::from_state(topic, name, state, dir))
     }
 
-    /// Rebuilds a channel from its persisted state: in-flight messages become ready again,
-    /// deferred ones keep their due time.
+    /// Rebuilds a channel from its persisted state (`ChannelStore::load`): in-flight messages
+    /// become ready again, deferred ones keep their due time.
     ///
     /// The journal may hold an entry for a message the snapshot's cursor had not read yet (read,
     /// delivered and requeued with a delay after the last snapshot): that message is cut out of
@@ -204,12 +217,11 @@ impl Channel {
         topic: Arc<TopicCore>,
         name: &str,
         dir: PathBuf,
+        saved: (ChannelSnapshot, Vec<JournalRecord>),
         fallback_start: super::log::LogHead,
         fsync: bool,
     ) -> std::io::Result<Arc<Channel>> {
-        let Some((mut snap, records)) = ChannelStore::load(&dir, name)? else {
-            return Self::create(topic, name, fallback_start, Some(dir), fsync);
-        };
+        let (mut snap, records) = saved;
         let mut entries: BTreeMap<u64, OutstandingEntry> = snap.entries.iter().map(|e| (e.pos, *e)).collect();
         for rec in records {
             match rec {
@@ -254,7 +266,13 @@ impl Channel {
             state.hold(e.pos);
         }
         snap = state.snapshot();
-        state.store = Some(ChannelStore::create(&dir, name, &mut snap, fsync)?);
+        state.store = Some(ChannelStore::create(
+            &dir,
+            name,
+            &mut snap,
+            fsync,
+            store_files(&topic)?,
+        )?);
         Ok(Self::from_state(topic, name, state, Some(dir)))
     }
 
@@ -483,11 +501,14 @@ impl Channel {
                 if self.topic.is_paused() {
                     return false;
                 }
-                self.topic.visible_head().pos
+                self.topic.visible_head()
             } else {
-                front.end_pos
+                super::log::LogHead {
+                    pos: front.end_pos,
+                    seq: front.end_seq,
+                }
             };
-            if front.pos >= limit {
+            if front.pos >= limit.pos {
                 if front.is_open() {
                     return false;
                 }
@@ -508,14 +529,11 @@ impl Channel {
             } else {
                 want
             };
-            let batch = self.topic.read(&mut st.reader, front.pos, limit, want);
+            let batch = self.topic.read(&mut st.reader, front.pos, front.seq, limit, want);
             let range = st.ranges.front_mut().unwrap();
-            if let Some(seq) = batch.skipped_to_seq {
-                range.seq = seq;
-            }
             range.pos = batch.next_pos;
-            if let Some(last) = batch.messages.last() {
-                range.seq = last.seq + 1;
+            if let Some(seq) = batch.next_seq {
+                range.seq = seq;
             }
             st.dirty = true;
             if batch.messages.is_empty() && batch.next_pos == front.pos {

@@ -6,10 +6,15 @@
 
 pub mod channel;
 pub mod client;
+pub mod damage;
 pub mod events;
+pub mod files;
 pub mod journal;
 pub mod log;
 pub mod metadata;
+pub mod record;
+pub mod repairs;
+mod restore;
 pub mod stats;
 pub mod takeover;
 pub mod topic;
@@ -27,7 +32,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::options::NsqdOptions;
 use crate::protocol::names::is_ephemeral;
 use channel::Channel;
-use log::{DiskLog, LogHead, MemLog};
+use log::{DiskLog, MemLog};
 use topic::{LogStore, PublishError, Topic};
 
 /// The version nsqrs speaks as: NSQ's, so clients enable the same features.
@@ -59,6 +64,9 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 const EVENTS_INTERVAL: Duration = Duration::from_millis(50);
 /// How often in-flight deadlines and deferred due times are checked.
 const TIMER_INTERVAL: Duration = Duration::from_millis(20);
+/// How often files unused since the previous sweep are closed: an idle topic or channel holds
+/// no descriptor after one to two of these.
+const FILE_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Broker {
     pub opts: NsqdOptions,
@@ -74,7 +82,37 @@ pub struct Broker {
     registrations: tokio::sync::broadcast::Sender<Registration>,
     /// Lifecycle events (docs/events.md), published on `nsqrs.events`.
     pub events: Arc<events::EventSink>,
+    /// Every open file of the data directory goes through this bounded cache.
+    pub files: Arc<files::FileCache>,
+    /// Damage found and contained (listed on `/stats`).
+    pub repairs: Arc<repairs::Repairs>,
+    /// Topics and channels that could not be opened: not served, kept in `nsqd.dat`.
+    set_aside: Mutex<restore::SetAside>,
     _dir_lock: fs::File,
+}
+
+/// Why a topic cannot be had.
+#[derive(Debug)]
+pub enum TopicError {
+    /// The broker is shutting down.
+    Exiting,
+    /// Its files cannot be opened or created (the reason, for the log and the client).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicError::Exiting => write!(f, "exiting"),
+            TopicError::Unavailable(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl From<TopicError> for String {
+    fn from(e: TopicError) -> String {
+        e.to_string()
+    }
 }
 
 /// Where a topic's files live; prefixed so names like `..` stay inside the data directory.
@@ -156,6 +194,9 @@ impl Broker {
             clients: Mutex::new(BTreeMap::new()),
             registrations: tokio::sync::broadcast::channel(4096).0,
             events,
+            files: Arc::new(files::FileCache::for_process()),
+            repairs: Arc::new(repairs::Repairs::default()),
+            set_aside: Mutex::new(restore::SetAside::default()),
             _dir_lock: dir_lock,
         });
         // `nsqrs-data/` appears only once a takeover is complete (it is built aside and renamed into
@@ -168,63 +209,6 @@ impl Broker {
         broker.load()?;
         broker.persist_metadata();
         Ok(broker)
-    }
-
-    fn load(self: &Arc<Self>) -> Result<(), String> {
-        let Some(meta) = metadata::load(&self.data_dir)? else {
-            return Ok(());
-        };
-        for tm in meta.topics {
-            if !crate::protocol::names::is_valid_topic_name(&tm.name) || is_ephemeral(&tm.name) {
-                continue;
-            }
-            let topic = self.open_topic(&tm.name).map_err(|e| {
-                let dir = topic_dir(&self.topics_dir, &tm.name);
-                format!("failed to open topic {} in {} - {e}", tm.name, dir.display())
-            })?;
-            topic.set_paused(tm.paused);
-            topic.load_backlog();
-            let dir = topic.dir.clone().unwrap();
-            if let Ok(text) = fs::read_to_string(orphan_file(&dir)) {
-                let mut parts = text.split_whitespace().filter_map(|v| v.parse::<u64>().ok());
-                if let (Some(pos), Some(seq)) = (parts.next(), parts.next()) {
-                    topic.set_orphan_start(Some(LogHead { pos, seq }));
-                }
-            }
-            for cm in tm.channels {
-                if !crate::protocol::names::is_valid_channel_name(&cm.name) || is_ephemeral(&cm.name) {
-                    continue;
-                }
-                let start = topic.orphan_start().unwrap_or_else(|| topic.core.head());
-                let ch = Channel::restore(
-                    topic.core.clone(),
-                    &cm.name,
-                    dir.join("channels"),
-                    start,
-                    self.fsync_state(),
-                )
-                .map_err(|e| {
-                    let dir = dir.join("channels");
-                    format!(
-                        "failed to restore channel {}:{} in {} - {e}",
-                        tm.name,
-                        cm.name,
-                        dir.display()
-                    )
-                })?;
-                ch.set_paused(cm.paused);
-                topic.insert_channel(ch);
-            }
-            self.topics.write().insert(tm.name.clone(), topic);
-        }
-        // Deferred messages nobody has read yet are only known from the log: find them while
-        // the broker already serves (until then they count as queued, not deferred).
-        let topics = self.topics();
-        std::thread::Builder::new()
-            .name("nsqrs-deferred-index".into())
-            .spawn(move || topics.iter().for_each(|t| t.rebuild_unread_deferred()))
-            .map_err(|e| format!("failed to start a thread - {e}"))?;
-        Ok(())
     }
 
     fn open_topic(&self, name: &str) -> std::io::Result<Arc<Topic>> {
@@ -249,6 +233,8 @@ impl Broker {
         let dir = topic_dir(topics_dir, name);
         let log = DiskLog::open(
             &dir,
+            self.files.clone(),
+            self.repairs.clone(),
             self.opts.max_bytes_per_file.max(1) as u64,
             self.opts.max_msg_size.max(1) as usize,
         )?;
@@ -352,8 +338,9 @@ impl Broker {
         self.exiting.load(Ordering::Acquire)
     }
 
+    /// Why `/ping` says NOK: a failed write, or descriptors running out.
     pub fn health(&self) -> Option<String> {
-        self.health.lock().clone()
+        self.health.lock().clone().or_else(|| self.files.exhaustion())
     }
 
     fn set_health(&self, err: Option<String>) {
@@ -368,12 +355,15 @@ impl Broker {
         self.topics.read().values().cloned().collect()
     }
 
-    pub fn get_or_create_topic(&self, name: &str) -> Result<Arc<Topic>, String> {
+    pub fn get_or_create_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
         if let Some(t) = self.topic(name) {
             return Ok(t);
         }
         if self.is_exiting() {
-            return Err("exiting".into());
+            return Err(TopicError::Exiting);
+        }
+        if let Some(topic) = self.retry_set_aside_topic(name)? {
+            return Ok(topic);
         }
         let created = {
             let mut topics = self.topics.write();
@@ -381,8 +371,13 @@ impl Broker {
                 return Ok(t.clone());
             }
             let topic = self.open_topic(name).map_err(|e| {
-                self.set_health(Some(e.to_string()));
-                e.to_string()
+                if files::is_out_of_descriptors(&e) {
+                    self.files.note_error(&e);
+                } else {
+                    self.set_health(Some(e.to_string()));
+                }
+                eprintln!("[nsqd] ERROR: failed to create topic {name} - {e}");
+                TopicError::Unavailable(format!("topic {name} cannot be created - {e}"))
             })?;
             topics.insert(name.to_string(), topic.clone());
             topic
@@ -414,7 +409,11 @@ impl Broker {
         }
         let ids = topic.publish(bodies, deliver_at_ns).inspect_err(|e| {
             if let PublishError::Io(io) = e {
-                self.set_health(Some(io.to_string()));
+                if files::is_out_of_descriptors(io) {
+                    self.files.note_error(io);
+                } else {
+                    self.set_health(Some(io.to_string()));
+                }
             }
         })?;
         if let LogStore::Disk(log) = &topic.core.log {
@@ -455,10 +454,16 @@ impl Broker {
 
     /// Gets or creates a channel, persisting metadata when a durable one is created.
     pub fn get_or_create_channel(&self, topic: &Arc<Topic>, name: &str) -> Result<Arc<Channel>, String> {
+        if let Some(ch) = self.retry_set_aside_channel(topic, name)? {
+            return Ok(ch);
+        }
         let had_channels = !topic.channels().is_empty();
         let (ch, created) = topic
             .get_or_create_channel(name, self.fsync_state())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                self.files.note_error(&e);
+                e.to_string()
+            })?;
         if created && !had_channels {
             if let Some(dir) = &topic.dir {
                 let _ = fs::remove_file(orphan_file(dir));
@@ -478,7 +483,7 @@ impl Broker {
 
     pub fn delete_topic(&self, name: &str) -> bool {
         let Some(topic) = self.topics.write().remove(name) else {
-            return false;
+            return self.delete_set_aside_topic(name);
         };
         topic.mark_deleted();
         for ch in topic.channels() {
@@ -503,7 +508,7 @@ impl Broker {
 
     pub fn delete_channel(&self, topic: &Arc<Topic>, name: &str) -> bool {
         if topic.remove_channel(name).is_none() {
-            return false;
+            return self.delete_set_aside_channel(topic, name);
         }
         self.after_channel_removed(topic, name);
         true
@@ -545,7 +550,7 @@ impl Broker {
 
     pub fn persist_metadata(&self) {
         let _guard = self.metadata_lock.lock();
-        let meta = metadata::Metadata {
+        let mut meta = metadata::Metadata {
             version: NSQ_VERSION.into(),
             topics: self
                 .topics()
@@ -566,7 +571,12 @@ impl Broker {
                 })
                 .collect(),
         };
-        if let Err(e) = metadata::save(&self.data_dir, &meta) {
+        // What could not be opened stays listed, so a later start tries it again.
+        self.set_aside.lock().add_to(&mut meta);
+        if let Err(e) = self
+            .files
+            .with_descriptor(|| metadata::save(&self.data_dir, &meta))
+        {
             eprintln!("[nsqd] ERROR: failed to persist metadata - {e}");
             self.set_health(Some(format!("failed to persist metadata - {e}")));
         }
@@ -643,6 +653,7 @@ impl Broker {
         let sync_timeout = self.opts.sync_timeout.max(Duration::from_millis(10));
         let mut last_sync = Instant::now();
         let mut last_release = Instant::now();
+        let mut last_sweep = Instant::now();
         while !self.is_exiting() {
             std::thread::sleep(CHECKPOINT_INTERVAL);
             let sync_due = last_sync.elapsed() >= sync_timeout;
@@ -654,7 +665,12 @@ impl Broker {
                 for topic in self.topics() {
                     topic.release_unneeded();
                 }
+                self.files.check_descriptors();
                 last_release = Instant::now();
+            }
+            if last_sweep.elapsed() >= FILE_SWEEP_INTERVAL {
+                self.files.sweep_idle();
+                last_sweep = Instant::now();
             }
         }
     }
@@ -668,7 +684,11 @@ impl Broker {
             if fsync {
                 if let Err(e) = topic.sync_all() {
                     eprintln!("[nsqd] ERROR: fsync of topic {} failed - {e}", topic.name());
-                    self.set_health(Some(e.to_string()));
+                    if files::is_out_of_descriptors(&e) {
+                        self.files.note_error(&e);
+                    } else {
+                        self.set_health(Some(e.to_string()));
+                    }
                 }
             }
         }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::channel::Channel;
+use super::files::FileCache;
 use super::log::{DiskLog, LogHead, LogReader, MemLog, NewRecord, ReadBatch, StoredMessage};
 use crate::protocol::guid::{now_ns, GuidFactory};
 use crate::protocol::MessageId;
@@ -120,17 +121,37 @@ impl TopicCore {
         }
     }
 
-    pub fn read(&self, reader: &mut LogReader, pos: u64, limit: u64, max: usize) -> ReadBatch {
+    /// Reads up to `max` messages from `pos` (sequence `seq`), not beyond `limit`.
+    pub fn read(&self, reader: &mut LogReader, pos: u64, seq: u64, limit: LogHead, max: usize) -> ReadBatch {
         match &self.log {
-            LogStore::Disk(log) => reader.read(log, pos, limit, max).unwrap_or_else(|e| {
+            LogStore::Disk(log) => reader.read(log, pos, seq, limit, max).unwrap_or_else(|e| {
+                if let Some(files) = self.files() {
+                    files.note_error(&e);
+                }
                 eprintln!("[nsqd] ERROR: reading topic {} at {pos}: {e}", self.name);
                 ReadBatch {
                     messages: vec![],
                     next_pos: pos,
-                    skipped_to_seq: None,
+                    next_seq: None,
                 }
             }),
-            LogStore::Memory(log) => log.lock().read(pos, limit, max),
+            LogStore::Memory(log) => log.lock().read(pos, limit.pos, max),
+        }
+    }
+
+    /// The file cache a durable topic's log and channel stores open their files through.
+    pub fn files(&self) -> Option<Arc<FileCache>> {
+        match &self.log {
+            LogStore::Disk(log) => Some(log.lock().files().clone()),
+            LogStore::Memory(_) => None,
+        }
+    }
+
+    /// Position and sequence of the oldest message still in the log.
+    pub fn tail(&self) -> LogHead {
+        match &self.log {
+            LogStore::Disk(l) => l.lock().tail(),
+            LogStore::Memory(l) => l.lock().tail(),
         }
     }
 
@@ -264,10 +285,9 @@ impl Topic {
             }
             state.syncing = true;
             drop(state);
-            let result = log
-                .lock()
-                .sync_handle()
-                .and_then(|(file, head)| file.sync_data().map(|_| head));
+            // Taken in its own statement so the log lock is released before the fsync.
+            let handle = log.lock().sync_handle();
+            let result = handle.and_then(|(file, head)| file.sync_data().map(|_| head));
             state = self.sync.lock();
             state.syncing = false;
             self.synced.notify_all();

@@ -19,8 +19,8 @@ use axum::routing::{any, get};
 use axum::Router;
 use serde_json::json;
 
-use crate::broker::topic::Topic;
-use crate::broker::{stats, Broker, NSQ_VERSION};
+use crate::broker::topic::{PublishError, Topic};
+use crate::broker::{stats, Broker, TopicError, NSQ_VERSION};
 use crate::protocol::guid::now_ns;
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 use common::{empty, err, json_body, nsq_headers, ok_text, params};
@@ -187,9 +187,27 @@ fn publish_topic(s: &HttpState, p: &HashMap<String, String>) -> Result<Arc<Topic
     if !is_valid_topic_name(name) {
         return Err(err(400, "INVALID_TOPIC"));
     }
-    s.broker
-        .get_or_create_topic(name)
-        .map_err(|_| err(503, "EXITING"))
+    s.broker.get_or_create_topic(name).map_err(topic_error)
+}
+
+/// nsqd answers EXITING only when it is exiting; a topic whose files cannot be opened (out of
+/// descriptors, a damaged directory) is an internal error, and the log says why.
+fn topic_error(e: TopicError) -> Response {
+    match e {
+        TopicError::Exiting => err(503, "EXITING"),
+        TopicError::Unavailable(_) => err(500, "INTERNAL_ERROR"),
+    }
+}
+
+/// A failed publish: nsqd's 503 EXITING for a failed write (a full disk), but running out of
+/// descriptors is not the broker exiting.
+fn publish_error(e: PublishError) -> Response {
+    match e {
+        PublishError::Io(io) if crate::broker::files::is_out_of_descriptors(&io) => {
+            err(500, "INTERNAL_ERROR")
+        }
+        _ => err(503, "EXITING"),
+    }
 }
 
 /// `/pub`, in nsqd's order: a declared length over the limit is refused before any of the body
@@ -225,7 +243,7 @@ async fn publish(State(s): State<HttpState>, RawQuery(q): RawQuery, req: Request
         .broker
         .publish(&topic, &[&body], deliver_at, ("http", ""))
         .await
-        .map_err(|_| err(503, "EXITING"))?;
+        .map_err(publish_error)?;
     Ok(with_ids(ok_text("OK"), MESSAGE_ID_HEADER, &ids))
 }
 
@@ -288,7 +306,7 @@ async fn multi_publish(State(s): State<HttpState>, RawQuery(q): RawQuery, req: R
             .broker
             .publish(&topic, &messages, 0, ("http", ""))
             .await
-            .map_err(|_| err(503, "EXITING"))?;
+            .map_err(publish_error)?;
     }
     let asked = p.get("message_ids").is_some_and(|v| v == "true" || v == "1");
     if ids.len() <= MAX_DEFAULT_IDS || asked {
@@ -313,7 +331,7 @@ async fn topic_action(
             if !is_valid_topic_name(name) {
                 return Err(err(400, "INVALID_TOPIC"));
             }
-            b.get_or_create_topic(name).map_err(|_| err(503, "EXITING"))?;
+            b.get_or_create_topic(name).map_err(topic_error)?;
         }
         "delete" => {
             if !b.delete_topic(name) {
@@ -364,8 +382,10 @@ async fn channel_action(
                 .map_err(|e| err(500, &e))?;
         }
         "delete" => {
-            existing()?;
-            b.delete_channel(&topic, channel_name);
+            // A channel set aside at start-up is not served but can be deleted.
+            if !b.delete_channel(&topic, channel_name) {
+                return Err(err(404, "CHANNEL_NOT_FOUND"));
+            }
         }
         "empty" => existing()?.empty(),
         "pause" | "unpause" => {

@@ -54,6 +54,8 @@ async fn serve(opts: NsqdOptions) -> i32 {
             return 1;
         }
     };
+    // Before the broker sizes its file cache from the limit.
+    crate::broker::files::raise_descriptor_limit();
     let broker = match Broker::open(opts) {
         Ok(b) => b,
         Err(e) => {

@@ -92,6 +92,67 @@ impl Nsqd {
         Nsqd::spawn(cmd, data)
     }
 
+    /// Like `start_in`, with the descriptor limit (RLIMIT_NOFILE) set to `soft`/`hard` for the
+    /// broker, as a shell's `ulimit -n` would.
+    pub fn start_with_descriptor_limit(data: &Path, extra: &[&str], soft: u64, hard: u64) -> Nsqd {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--tcp-address=127.0.0.1:0")
+            .arg("--http-address=127.0.0.1:0")
+            .arg("--embedded-lookupd=false")
+            .arg("--embedded-admin=false")
+            .arg(format!("--data-path={}", data.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: only an async-signal-safe call (setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Nsqd::spawn(cmd, data)
+    }
+
+    /// The broker's process ID (for signals, and for reading its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log lines so far that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (bounded) until a log line contains `text`; returns it.
+    pub fn wait_log(&self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log_lines(text).pop() {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Spawns `cmd`, whose stderr must be piped (the listeners are read from it), and waits
     /// until the broker serves.
     pub fn spawn(mut cmd: Command, data: &Path) -> Nsqd {
@@ -246,11 +307,6 @@ impl Nsqd {
 
     pub fn connect(&self) -> Conn {
         Conn::connect(&self.tcp)
-    }
-
-    /// The broker's process id, for reading its memory in /proc.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 
