@@ -27,6 +27,7 @@ use nsqrs::client::Producer;
 use nsqrs::common::goflags::parse_go_bool;
 use nsqrs::common::process::wait_for_signal;
 use nsqrs::common::time::now_ns;
+use nsqrs::errln;
 
 use crate::tools;
 
@@ -107,6 +108,19 @@ pub fn run(args: ReplayArgs) -> i32 {
     if args.batch_size == 0 {
         return tools::usage("--batch-size must be positive");
     }
+    let now = now_ns();
+    let when = |flag: &str, value: &Option<String>| value.as_deref().map(|v| parse_when(v, now, flag));
+    match (when("--since", &args.since), when("--until", &args.until)) {
+        (Some(Err(e)), _) | (_, Some(Err(e))) => return tools::usage(e),
+        (Some(Ok(since)), Some(Ok(until))) if until <= since => {
+            return tools::usage(format!(
+                "--until {} is not after --since {}: the window holds nothing",
+                args.until.as_deref().unwrap_or_default(),
+                args.since.as_deref().unwrap_or_default()
+            ))
+        }
+        _ => {}
+    }
     if let Err(e) = Location::parse(&args.db) {
         return tools::usage(e);
     }
@@ -183,7 +197,33 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     } else {
         Source::Files(FileSource::load(&args.from_file, &window)?)
     };
+    let missing = source.missing_ids(&store).await?;
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} not archived for topic {} in the window: {}",
+            tools::count(missing.len(), "message ID"),
+            run.from_topic,
+            missing.join(" ")
+        ));
+    }
     let remaining = source.count(&store, run.cursor.as_ref()).await?;
+    if remaining == 0 && existing.is_none() {
+        if let Source::Archive(_) = &source {
+            if !replay::topic_archived(&store, &run.from_topic).await? {
+                return Err(format!(
+                    "the archive holds no message of topic {}",
+                    run.from_topic
+                ));
+            }
+        }
+        errln!(
+            "warning: no archived message of topic {} was published from {} to {}: nothing to replay",
+            run.from_topic,
+            format_ts(run.since_ns.max(0)),
+            format_ts(run.until_ns)
+        );
+        return Ok(());
+    }
 
     if args.dry_run {
         let one = Limits {
@@ -192,8 +232,9 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
             upto: None,
         };
         let first = source.read(&store, run.cursor.as_ref(), one).await?;
-        println!(
-            "would replay {remaining} messages from topic {} to topic {}{}",
+        outln!(
+            "would replay {} from topic {} to topic {}{}",
+            tools::count(remaining as usize, "message"),
             run.from_topic,
             run.to_topic,
             first
@@ -204,9 +245,11 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
         return Ok(());
     }
     if existing.is_some() {
-        eprintln!(
-            "resuming replay run {} after {} of {} messages",
-            run.run_id, run.done, run.total
+        errln!(
+            "resuming replay run {} after {} of {}",
+            run.run_id,
+            run.done,
+            tools::count(run.total as usize, "message")
         );
     } else {
         run.total = remaining;
@@ -221,8 +264,14 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(run.total as u64), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} ETA {eta}")
-                .expect("static template"),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {rate} ETA {eta}")
+                .expect("static template")
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&nsqrs::common::console::per_second(state.per_sec(), "msg"));
+                    },
+                ),
         );
         bar.set_position(run.done as u64);
         bar
@@ -235,7 +284,7 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     tokio::spawn(async move {
         // Without handlers the run cannot be interrupted safely, so it stops at once.
         if let Err(e) = wait_for_signal().await {
-            eprintln!("error: signal handlers: {e}");
+            errln!("error: signal handlers: {e}");
         }
         let _ = stop_tx.send(true);
     });
@@ -251,9 +300,10 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
         pace,
         stop_rx,
         |event| match event {
-            Event::Resending(n) => eprintln!(
-                "note: the previous attempt stopped before the broker's reply to {n} messages was \
-             recorded; sending them again (the broker may hold them twice)"
+            Event::Resending(n) => errln!(
+                "note: the previous attempt stopped before the broker's reply to {} was \
+                 recorded; sending them again (the broker may hold them twice)",
+                tools::count(n, "message")
             ),
             Event::Progress(done) => bar.set_position(done as u64),
         },
@@ -265,12 +315,15 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     let unknown_ids = outcome.unknown_ids;
     bar.finish_and_clear();
     producer.stop().await;
-    println!(
-        "replayed {} messages from topic {} to topic {} (run {})",
-        run.done, run.from_topic, run.to_topic, run.run_id
+    outln!(
+        "replayed {} from topic {} to topic {} (run {})",
+        tools::count(run.done as usize, "message"),
+        run.from_topic,
+        run.to_topic,
+        run.run_id
     );
     if unknown_ids > 0 {
-        eprintln!(
+        errln!(
             "note: the broker did not return the new message IDs; {unknown_ids} replays are recorded with their new ID unknown"
         );
     }
@@ -279,7 +332,9 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
 
 fn interrupted(run: &Run) -> Result<(), String> {
     Err(format!(
-        "interrupted after {} of {} messages; resume with --resume {} (or the same command)",
-        run.done, run.total, run.run_id
+        "interrupted after {} of {}; resume with --resume {} (or the same command)",
+        run.done,
+        tools::count(run.total as usize, "message"),
+        run.run_id
     ))
 }

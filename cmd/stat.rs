@@ -22,11 +22,11 @@ pub struct StatArgs {
     #[arg(long, value_name = "CHANNEL")]
     pub channel: Option<String>,
 
-    /// nsqd HTTP address, host:port (may be given multiple times)
+    /// nsqd HTTP address, host:port or http://host:port (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_http_address: Vec<String>,
 
-    /// nsqlookupd HTTP address, host:port (may be given multiple times)
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -38,12 +38,15 @@ pub struct StatArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub count: u64,
 
+    /// How each report is printed
     #[arg(long, value_enum, default_value_t = StatFormat::Table)]
     pub format: StatFormat,
 
+    /// Time allowed to connect to an nsqd or lookupd
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_go_duration)]
     pub http_client_connect_timeout: Duration,
 
+    /// Time allowed for each /stats or lookupd request
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
     pub http_client_request_timeout: Duration,
 
@@ -56,7 +59,7 @@ pub struct StatArgs {
 
 pub fn run(args: StatArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("nsq_stat"));
+        outln!("{}", tools::tool_version("nsq_stat"));
         return 0;
     }
     if let Err(e) = validate(&args) {
@@ -95,11 +98,8 @@ fn validate(args: &StatArgs) -> Result<(), String> {
         (false, false) => return Err("use --nsqd-http-address or --lookupd-http-address not both".into()),
         _ => {}
     }
-    for a in args.nsqd_http_address.iter().chain(&args.lookupd_http_address) {
-        if a.contains("://") {
-            return Err(format!("address {a:?} must be host:port, without a scheme"));
-        }
-    }
+    tools::check_http_addresses("--nsqd-http-address", &args.nsqd_http_address)?;
+    tools::check_http_addresses("--lookupd-http-address", &args.lookupd_http_address)?;
     if args.interval.is_zero() {
         return Err("--interval must be positive".into());
     }

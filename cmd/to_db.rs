@@ -15,15 +15,21 @@ pub struct ToDbArgs {
     #[arg(long, value_name = "TOPIC")]
     pub topic: String,
 
-    /// The archiver's own channel (it sees every message of the topic)
-    #[arg(long, value_name = "CHANNEL", default_value = "nsqrs_to_db")]
-    pub channel: String,
+    /// The archiver's channel on --topic [default: nsqrs_to_db.<topic>.<hash of the topic and
+    /// the archive's identity>, the same on every restart and for no other archive]
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+
+    /// With --events, the archiver's channel on nsqrs.events [default: as --channel's default]
+    #[arg(long, value_name = "CHANNEL")]
+    pub events_channel: Option<String>,
 
     /// nsqd TCP address (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_tcp_address: Vec<String>,
 
-    /// nsqlookupd HTTP address (may be given multiple times); follows the topic on every nsqd
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times);
+    /// follows the topic on every nsqd it knows
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -31,7 +37,8 @@ pub struct ToDbArgs {
     #[arg(long, value_name = "PATH|URL", default_value = "nsqrs.db")]
     pub db: String,
 
-    /// Also archive the broker's lifecycle events (topic nsqrs.events) for this topic
+    /// Also archive the lifecycle events nsqrs brokers publish on nsqrs.events about this topic
+    /// (what trace shows: deliveries, requeues, timeouts, finishes)
     #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value = "false",
           value_parser = parse_go_bool)]
@@ -61,11 +68,15 @@ pub fn run(args: ToDbArgs) -> i32 {
     if !nsqrs::protocol::names::is_valid_topic_name(&args.topic) {
         return tools::usage(format!("--topic {:?} is not a valid topic name", args.topic));
     }
-    if !nsqrs::protocol::names::is_valid_channel_name(&args.channel) {
-        return tools::usage(format!(
-            "--channel {:?} is not a valid channel name",
-            args.channel
-        ));
+    for (flag, channel) in [
+        ("--channel", &args.channel),
+        ("--events-channel", &args.events_channel),
+    ] {
+        if let Some(c) = channel.as_deref() {
+            if !nsqrs::protocol::names::is_valid_channel_name(c) {
+                return tools::usage(format!("{flag} {c:?} is not a valid channel name"));
+            }
+        }
     }
     if args.batch_size == 0 || args.flush_interval.is_zero() {
         return tools::usage("--batch-size and --flush-interval must be positive");
@@ -81,6 +92,7 @@ pub fn run(args: ToDbArgs) -> i32 {
     let plan = ArchivePlan {
         topic: args.topic,
         channel: args.channel,
+        events_channel: args.events_channel,
         nsqd_tcp_address: args.nsqd_tcp_address,
         lookupd_http_address: args.lookupd_http_address,
         db: args.db,

@@ -36,7 +36,7 @@ pub struct ToFileArgs {
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_tcp_address: Vec<String>,
 
-    /// nsqlookupd HTTP address (may be given multiple times)
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -100,9 +100,11 @@ pub struct ToFileArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_go_duration)]
     pub sync_interval: Duration,
 
+    /// Time allowed to connect to lookupd
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_go_duration)]
     pub http_client_connect_timeout: Duration,
 
+    /// Time allowed for each lookupd request
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
     pub http_client_request_timeout: Duration,
 
@@ -208,7 +210,7 @@ fn resolve(args: &ToFileArgs) -> Result<Settings, String> {
 
 pub fn run(args: ToFileArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("nsq_to_file"));
+        outln!("{}", tools::tool_version("nsq_to_file"));
         return 0;
     }
     let settings = match resolve(&args) {

@@ -1,9 +1,42 @@
-//! What the client tools (`pub`, `tail`, `to-file`, `stat`) share on the command line: Go
-//! flag syntax, the one-line error contract, the runtime they run on, and go-nsq option
-//! pairs.
+//! What the client tools share on the command line: Go flag syntax, the one-line error
+//! contract, output that ends quietly when its reader goes away, the runtime they run on,
+//! and go-nsq option pairs.
+
+use std::io::Write;
 
 use nsqrs::client::Config;
 use nsqrs::common::goflags::normalize_go_args;
+use nsqrs::errln;
+
+/// `println!` for a tool's output: see `out_line`. Every line the binary prints goes through
+/// it (clippy's `print_stdout` lint, denied in main.rs, keeps it that way).
+macro_rules! outln {
+    () => {
+        $crate::tools::out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::tools::out_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line of output. Output is what a tool is for: once its reader has gone
+/// (`nsqrs trace … | head -1`), there is nothing left to do, and the process ends quietly
+/// with status 0, as `tail` and `stat` end. Rust ignores SIGPIPE (a vectored write to a reset
+/// TCP connection would raise it too), so the closed pipe arrives here as an EPIPE error
+/// rather than as a signal. Any other write error (a full disk) is one error line and status 1.
+pub fn out_line(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
+    if let Err(e) = written {
+        std::process::exit(match e.kind() {
+            std::io::ErrorKind::BrokenPipe => 0,
+            _ => fail(format!("writing output: {e}")),
+        });
+    }
+}
 
 /// The subcommands that imitate a Go tool, with the flags Go treats as booleans.
 pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
@@ -14,6 +47,7 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
         "stat" => Some(&["version"]),
         "to-db" => Some(&["events"]),
         "replay" => Some(&["dry-run"]),
+        "to-nsq" | "to-http" => Some(&["version"]),
         _ => None,
     }
 }
@@ -35,15 +69,17 @@ pub fn tool_version(tool: &str) -> String {
     format!("{tool} v1.3.0 (built w/nsqrs-{})", env!("CARGO_PKG_VERSION"))
 }
 
+pub use nsqrs::common::console::count;
+
 /// Reports a failure the way scripts expect: one stderr line, exit status 1.
 pub fn fail(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {}", msg.to_string().replace('\n', " "));
+    errln!("error: {}", msg.to_string().replace('\n', " "));
     1
 }
 
 /// A usage error found after parsing: one stderr line, exit status 2 like clap's.
 pub fn usage(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {}", msg.to_string().replace('\n', " "));
+    errln!("error: {}", msg.to_string().replace('\n', " "));
     2
 }
 
@@ -63,11 +99,35 @@ pub fn client_config(opts: &[String]) -> Result<Config, String> {
     Ok(config)
 }
 
-/// The nsq tools' source rule: exactly one of the two address kinds.
+/// `client_config` for the tools that forward messages (to-nsq, to-http): they finish a
+/// message only once it is delivered, and go-nsq's default of giving up after 5 attempts
+/// would finish undelivered ones, so they never give up unless `max_attempts` is set.
+pub fn relay_config(opts: &[String]) -> Result<Config, String> {
+    let mut config = Config {
+        max_attempts: 0,
+        ..Config::default()
+    };
+    for pair in opts {
+        config.set_opt(pair)?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// The nsq tools' source rule: exactly one of the two address kinds, lookupd's in a form
+/// `check_http_addresses` takes.
 pub fn check_sources(nsqd: &[String], lookupd: &[String]) -> Result<(), String> {
     match (nsqd.is_empty(), lookupd.is_empty()) {
         (true, true) => Err("--nsqd-tcp-address or --lookupd-http-address required".into()),
         (false, false) => Err("use --nsqd-tcp-address or --lookupd-http-address not both".into()),
-        _ => Ok(()),
+        _ => check_http_addresses("--lookupd-http-address", lookupd),
     }
+}
+
+/// Every tool takes an HTTP address as `host:port` or `http://host:port`.
+pub fn check_http_addresses(flag: &str, addrs: &[String]) -> Result<(), String> {
+    for a in addrs {
+        nsqrs::common::http_client::check_http_address(a).map_err(|e| format!("{flag}: {e}"))?;
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use nsqrs::admin::cluster::Cluster;
 use nsqrs::common::goflags::parse_go_duration;
 use nsqrs::common::http_client::HttpTimeouts;
+use nsqrs::errln;
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 
 use crate::tools;
@@ -26,6 +27,7 @@ pub enum TopicAction {
     Empty,
     /// Stop it feeding its channels on every nsqd holding it
     Pause,
+    /// Let it feed its channels again on every nsqd holding it
     Unpause,
     /// Tombstone one node's topic in lookupd and delete it on that node (--node)
     Tombstone,
@@ -41,6 +43,7 @@ pub enum ChannelAction {
     Empty,
     /// Stop delivering to its consumers on every nsqd
     Pause,
+    /// Deliver to its consumers again on every nsqd
     Unpause,
 }
 
@@ -59,18 +62,22 @@ pub struct Target {
     #[arg(long, value_name = "TOKEN")]
     pub http_admin_token: Option<String>,
 
+    /// How long to wait for each HTTP connection to a broker or lookupd
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_go_duration)]
     pub http_client_connect_timeout: Duration,
 
+    /// How long to wait for each HTTP answer from a broker or lookupd
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
     pub http_client_request_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
 pub struct TopicArgs {
+    /// What to do with the topic
     #[arg(value_enum)]
     pub action: TopicAction,
 
+    /// The topic's name
     #[arg(value_name = "TOPIC")]
     pub topic: String,
 
@@ -84,12 +91,15 @@ pub struct TopicArgs {
 
 #[derive(Debug, Args)]
 pub struct ChannelArgs {
+    /// What to do with the channel
     #[arg(value_enum)]
     pub action: ChannelAction,
 
+    /// The topic the channel belongs to
     #[arg(value_name = "TOPIC")]
     pub topic: String,
 
+    /// The channel's name
     #[arg(value_name = "CHANNEL")]
     pub channel: String,
 
@@ -118,12 +128,12 @@ impl Target {
 fn report(what: &str, r: Result<Vec<String>, String>) -> i32 {
     match r {
         Ok(warnings) if warnings.is_empty() => {
-            println!("OK {what}");
+            outln!("OK {what}");
             0
         }
         Ok(warnings) => {
             for w in &warnings {
-                eprintln!("warning: {}", w.replace('\n', " "));
+                errln!("warning: {}", w.replace('\n', " "));
             }
             tools::fail(format!("{what}: {} node(s) failed", warnings.len()))
         }

@@ -20,10 +20,12 @@ use proptest::prelude::*;
 use proptest::sample::select;
 
 use nsqrs::archive::events::{explode, MAX_ROWS_PER_BODY};
+use nsqrs::archive::EventRow;
 use nsqrs::nsqd::broker::events::{EventMode, EventSink};
-use nsqrs::nsqd::broker::log::{
-    decode_record, encode_record, max_payload, Decoded, DiskLog, LogReader, NewRecord,
-};
+use nsqrs::nsqd::broker::files::FileCache;
+use nsqrs::nsqd::broker::log::{DiskLog, LogReader};
+use nsqrs::nsqd::broker::record::{decode_record, encode_record, max_payload, Decoded, NewRecord};
+use nsqrs::nsqd::broker::repairs::Repairs;
 use nsqrs::nsqd::options::NsqdOptions;
 use nsqrs::protocol::command::{
     parse, ClientState, Command, ConnContext, ParseError, ParseLimits, MAX_LINE_LEN,
@@ -35,6 +37,12 @@ use nsqrs::protocol::lookup::{decode_identify, parse_request, Request};
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 use nsqrs::protocol::MessageId;
 use nsqrs_testkit::fuzz::{hostile, peak_bytes, runner, Input};
+
+/// The rows and skipped lines of an events body.
+fn explode_pair(body: &[u8]) -> (Vec<EventRow>, usize) {
+    let e = explode(body);
+    (e.rows, e.skipped)
+}
 
 #[global_allocator]
 static ALLOC: nsqrs_testkit::fuzz::CountingAlloc = nsqrs_testkit::fuzz::CountingAlloc;
@@ -786,7 +794,7 @@ fn log_segment_scan_serves_only_what_was_written() {
             let dir = tempfile::tempdir().unwrap();
             let mut written = Vec::new();
             {
-                let mut log = DiskLog::open(dir.path(), 1 << 20, LOG_MAX_MSG).unwrap();
+                let mut log = open_log(dir.path()).unwrap();
                 let batch: Vec<NewRecord> = recs.iter().map(Rec::new_record).collect();
                 log.append(&batch).unwrap();
             }
@@ -803,7 +811,7 @@ fn log_segment_scan_serves_only_what_was_written() {
             std::fs::write(&seg, &data).unwrap();
             let originals: HashSet<(u64, Vec<u8>)> = recs.iter().map(|r| (r.id, r.body.clone())).collect();
 
-            let log = parking_lot::Mutex::new(DiskLog::open(dir.path(), 1 << 20, LOG_MAX_MSG).unwrap());
+            let log = parking_lot::Mutex::new(open_log(dir.path()).unwrap());
             let (tail, head) = {
                 let l = log.lock();
                 (l.tail(), l.head())
@@ -816,13 +824,14 @@ fn log_segment_scan_serves_only_what_was_written() {
             );
             let mut reader = LogReader::default();
             let mut pos = tail.pos;
+            let mut seq = tail.seq;
             let mut last_pos = None;
             for _ in 0..10_000 {
-                let limit = log.lock().head().pos;
-                if pos >= limit {
+                let limit = log.lock().head();
+                if pos >= limit.pos {
                     break;
                 }
-                let batch = reader.read(&log, pos, limit, 64).unwrap();
+                let batch = reader.read(&log, pos, seq, limit, 64).unwrap();
                 for m in &batch.messages {
                     prop_assert!(
                         originals.contains(&(m.id.0, m.body.to_vec())),
@@ -836,6 +845,7 @@ fn log_segment_scan_serves_only_what_was_written() {
                     break;
                 }
                 pos = batch.next_pos;
+                seq = batch.next_seq.unwrap_or(seq);
             }
             if mutations.is_empty() {
                 prop_assert_eq!(written, recs.iter().map(|r| r.id).collect::<Vec<_>>());
@@ -843,6 +853,13 @@ fn log_segment_scan_serves_only_what_was_written() {
             Ok(())
         })
         .unwrap();
+}
+
+/// A log in `dir` with its own descriptor cache and repair list, as a topic opens it.
+fn open_log(dir: &std::path::Path) -> std::io::Result<DiskLog> {
+    let files = std::sync::Arc::new(FileCache::new(64));
+    let repairs = std::sync::Arc::new(Repairs::default());
+    DiskLog::open(dir, files, repairs, 1 << 20, LOG_MAX_MSG)
 }
 
 fn hostile_file_mutations() -> impl Strategy<Value = Vec<nsqrs_testkit::fuzz::Mutation>> {
@@ -897,7 +914,7 @@ fn events_written_by_the_broker_read_back() {
             let (bodies, expected) = sink_bodies(&groups);
             let mut got = Vec::new();
             for body in &bodies {
-                let (rows, skipped) = explode(body.as_bytes());
+                let (rows, skipped) = explode_pair(body.as_bytes());
                 prop_assert_eq!(skipped, 0);
                 got.extend(rows.into_iter().map(|r| (r.id, r.kind)));
             }
@@ -933,7 +950,7 @@ fn row_bytes(r: &nsqrs::archive::EventRow) -> usize {
 fn events_reader_survives_hostile_bodies() {
     runner("events reader", 1000, true)
         .run(&hostile(event_seeds(), 8, 300), |Input(body)| {
-            let ((rows, _), peak) = peak_bytes(|| explode(&body));
+            let ((rows, _), peak) = peak_bytes(|| explode_pair(&body));
             prop_assert!(rows.len() <= MAX_ROWS_PER_BODY);
             let held: usize = rows.iter().map(row_bytes).sum::<usize>()
                 + rows.len() * std::mem::size_of::<nsqrs::archive::EventRow>();
@@ -957,7 +974,7 @@ fn events_runs_cannot_amplify_a_body_without_bound() {
         r#"{{"ev":"finished","ts":5,"nsqd":"h","topic":"t","ids":[{}]}}"#,
         vec![run; 64].join(",")
     );
-    let ((rows, skipped), peak) = peak_bytes(|| explode(line.as_bytes()));
+    let ((rows, skipped), peak) = peak_bytes(|| explode_pair(line.as_bytes()));
     assert_eq!((rows.len(), skipped), (0, 1));
     assert!(peak < 1 << 20, "{peak}");
     // Each row copies the group's shared fields: a long shared field times many rows is
@@ -970,7 +987,7 @@ fn events_runs_cannot_amplify_a_body_without_bound() {
         "c".repeat(600),
         runs.join(",")
     );
-    let ((rows, skipped), peak) = peak_bytes(|| explode(line.as_bytes()));
+    let ((rows, skipped), peak) = peak_bytes(|| explode_pair(line.as_bytes()));
     assert_eq!((rows.len(), skipped), (0, 1));
     assert!(peak < 1 << 20, "{peak}");
 }

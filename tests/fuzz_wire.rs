@@ -283,6 +283,24 @@ fn status(reply: &[u8]) -> Option<u16> {
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
+/// True when a request announces more body bytes than it carries (or its length is not a number).
+fn body_cut_short(request: &[u8]) -> bool {
+    // The head ends at the first empty line; HTTP parsers accept a bare "\n" as a line end.
+    let end = (0..request.len()).find_map(|i| match &request[i..] {
+        [b'\n', b'\n', ..] => Some((i, i + 2)),
+        [b'\n', b'\r', b'\n', ..] => Some((i, i + 3)),
+        _ => None,
+    });
+    let Some((split, body_start)) = end else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&request[..split]).to_ascii_lowercase();
+    let sent = request.len() - body_start;
+    head.lines()
+        .filter_map(|l| l.strip_prefix("content-length:"))
+        .any(|v| v.trim().parse::<usize>().map_or(true, |n| n > sent))
+}
+
 #[test]
 fn http_requests_cannot_stop_the_broker() {
     let n = Nsqd::start(BROKER_FLAGS);
@@ -294,7 +312,11 @@ fn http_requests_cannot_stop_the_broker() {
             let reply = exchange(&n.http, &bytes);
             prop_assert!(ping_ok(&n.http), "/ping failed after this request");
             prop_assert_eq!(panic_line(&n.log), None);
-            prop_assert_ne!(status(&reply), Some(500), "{}", String::from_utf8_lossy(&reply));
+            // nsqd answers 500 INTERNAL_ERROR to a body cut short of its Content-Length, and so
+            // do we; any other 500 is a fault.
+            if !body_cut_short(&bytes) {
+                prop_assert_ne!(status(&reply), Some(500), "{}", String::from_utf8_lossy(&reply));
+            }
             Ok(())
         })
         .unwrap();

@@ -94,7 +94,7 @@ pub async fn search(
         Query::Field(k, v) => s.field = Some((k.clone(), v.clone())),
         Query::Text(t) => s.grep = Some(t.clone()),
     }
-    trace::search(store, &s).await
+    trace::search(store, &s).await.map(|found| found.messages)
 }
 
 /// Everything the archive knows of `id`.

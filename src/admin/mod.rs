@@ -310,6 +310,17 @@ pub async fn start(mut opts: AdminOptions) -> Result<Running, String> {
 pub fn run(opts: AdminOptions) -> i32 {
     crate::common::process::run_until_exit(async move {
         let prefix = opts.log_prefix.clone();
+        let mut signals = match crate::common::process::ExitSignals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                crate::common::log::log(
+                    &prefix,
+                    "FATAL",
+                    &format!("failed to install signal handlers - {e}"),
+                );
+                return 1;
+            }
+        };
         opts.logf(
             "info",
             &format!("nsqadmin v1.3.0 (built w/nsqrs-{})", env!("CARGO_PKG_VERSION")),
@@ -321,15 +332,7 @@ pub fn run(opts: AdminOptions) -> i32 {
                 return 1;
             }
         };
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
-            return 1;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        signals.recv().await;
         running.stop();
         0
     })

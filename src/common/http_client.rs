@@ -236,6 +236,29 @@ pub fn api_url(addr: &str, path: &str) -> String {
     format!("{scheme}://{}{path}", host_port(addr))
 }
 
+/// Checks an HTTP address as every tool takes it: `host:port`, or `http://host:port` with an
+/// optional trailing slash (how go-nsq configurations often spell lookupd addresses). Other
+/// schemes, paths and missing ports are refused here, before anything connects.
+pub fn check_http_address(addr: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "address {addr:?} {why}: give host:port or http://host:port"
+        ))
+    };
+    // The tools speak plain HTTP only: `https://` is refused with the other schemes.
+    let hp = addr.strip_prefix("http://").unwrap_or(addr).trim_end_matches('/');
+    if let Some((scheme, _)) = hp.split_once("://") {
+        return bad(&format!("has the scheme {scheme}://, which is not supported"));
+    }
+    if hp.contains('/') {
+        return bad("has a path");
+    }
+    match hp.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => bad("has no port"),
+    }
+}
+
 /// Go's `url.QueryEscape`: a value made safe for a query string.
 pub fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -243,6 +266,20 @@ pub fn query_escape(s: &str) -> String {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
             b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved ones, a space included (`%20`): safe
+/// in a path as well as a query, where `query_escape`'s `+` would be a literal plus. `to-http`
+/// fills its URL templates with it, whichever part of the URL `%s` is in.
+pub fn percent_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -287,6 +324,29 @@ mod tests {
             form_encode(&[("common_name", ""), ("secret", "a b&c/é")]),
             "common_name=&secret=a+b%26c%2F%C3%A9"
         );
+    }
+
+    #[test]
+    fn http_addresses_with_or_without_the_scheme() {
+        for good in [
+            "127.0.0.1:4161",
+            "http://127.0.0.1:4161",
+            "http://lookupd:4161/",
+            "[::1]:4161",
+        ] {
+            assert!(check_http_address(good).is_ok(), "{good}");
+            assert!(!host_port(good).contains("http"), "{good}");
+        }
+        for (bad, why) in [
+            ("https://h:4161", "scheme https://"),
+            ("h:4161/stats", "path"),
+            ("h", "no port"),
+            ("http://h:port", "no port"),
+            (":4161", "no port"),
+        ] {
+            let e = check_http_address(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -35,10 +35,13 @@ pub struct LookupPeers {
 
 impl LookupPeers {
     pub fn new(broker: Arc<Broker>, identity: PeerIdentity) -> Arc<LookupPeers> {
+        // A lookupd's `/channels` answer is a list of names, far below this bound, which keeps
+        // a wrong or hostile server from making the broker buffer without limit.
         let http = HttpClient::new(HttpTimeouts {
             connect: broker.opts.http_client_connect_timeout,
             request: broker.opts.http_client_request_timeout,
-        });
+        })
+        .with_max_body(16 * 1024 * 1024);
         Arc::new(LookupPeers {
             broker,
             identity,

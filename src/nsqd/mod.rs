@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::common::log::log;
-use crate::common::process::{run_until_exit, wait_for_signal};
+use crate::common::process::{run_until_exit, ExitSignals};
 use crate::nsqd::broker::Broker;
 use crate::nsqd::options::NsqdOptions;
 
@@ -27,6 +27,19 @@ pub fn run(opts: NsqdOptions) -> i32 {
 
 async fn serve(opts: NsqdOptions) -> i32 {
     let prefix = opts.log_prefix.clone();
+    let mut signals = match ExitSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            log(
+                &prefix,
+                "FATAL",
+                &format!("failed to install signal handlers - {e}"),
+            );
+            return 1;
+        }
+    };
+    // Before the broker sizes its file cache from the limit.
+    crate::nsqd::broker::files::raise_descriptor_limit();
     let broker = match Broker::open(opts) {
         Ok(b) => b,
         Err(e) => {
@@ -169,29 +182,16 @@ async fn serve(opts: NsqdOptions) -> i32 {
         tokio::spawn(statsd::run(broker.clone(), http_port));
     }
     let admin = start_embedded_admin(&broker, embedded.as_ref(), http_addr, &prefix).await;
-    let signalled = wait_for_signal().await;
+    signals.recv().await;
     if let Some(running) = admin {
         running.stop();
     }
     if let Some(running) = embedded {
         running.stop();
     }
-    let code = match signalled {
-        Ok(()) => {
-            log(&prefix, "INFO", "TERM signal received, exiting");
-            0
-        }
-        Err(e) => {
-            log(
-                &prefix,
-                "FATAL",
-                &format!("failed to install signal handlers - {e}"),
-            );
-            1
-        }
-    };
+    log(&prefix, "INFO", "TERM signal received, exiting");
     shutdown(&broker).await;
-    code
+    0
 }
 
 /// With no lookupd configured, `serve` runs one in-process and registers with it, so a

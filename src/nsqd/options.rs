@@ -153,7 +153,7 @@ impl Default for NsqdOptions {
             embedded_lookupd_http_address: "0.0.0.0:4161".into(),
             embedded_admin: true,
             embedded_admin_http_address: "0.0.0.0:4171".into(),
-            lifecycle_events: "publish".into(),
+            lifecycle_events: "all".into(),
             lifecycle_events_topics: String::new(),
             http_admin_token: String::new(),
         }

@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::common::process::wait_for_signal;
-
 pub use http::router;
 pub use registry::Registry;
 pub use tcp::serve_tcp;
@@ -161,6 +159,13 @@ pub async fn start(opts: Arc<LookupdOptions>) -> Result<Running, String> {
 
 async fn serve(opts: LookupdOptions) -> i32 {
     let opts = Arc::new(opts);
+    let mut signals = match crate::common::process::ExitSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            opts.logf(Level::Fatal, &format!("failed to install signal handlers - {e}"));
+            return 1;
+        }
+    };
     opts.logf(Level::Info, &version_string());
     let running = match start(opts.clone()).await {
         Ok(r) => r,
@@ -169,17 +174,11 @@ async fn serve(opts: LookupdOptions) -> i32 {
             return 1;
         }
     };
-    let code = match wait_for_signal().await {
-        Ok(()) => 0,
-        Err(e) => {
-            opts.logf(Level::Fatal, &format!("failed to install signal handlers - {e}"));
-            1
-        }
-    };
+    signals.recv().await;
     running.stop();
     opts.logf(Level::Info, &format!("TCP: closing {}", running.tcp_addr));
     opts.logf(Level::Info, &format!("HTTP: closing {}", running.http_addr));
-    code
+    0
 }
 
 #[cfg(test)]

@@ -98,6 +98,10 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<
     w.write_all(&out).await
 }
 
+/// Largest IDENTIFY body accepted. An nsqd's is a few hundred bytes of JSON; the bound keeps a
+/// client from making lookupd buffer up to the 2 GiB a size field can announce.
+pub const MAX_IDENTIFY_BODY: u64 = 1024 * 1024;
+
 impl Connection {
     async fn handle(self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
@@ -169,6 +173,7 @@ impl Connection {
         self.opts
             .logf(Level::Info, &format!("PROTOCOL(V1): [{remote}] exiting ioloop"));
         drop(guard);
+        crate::common::reclaim::note_released();
     }
 
     async fn exec<R: AsyncRead + Unpin>(
@@ -220,6 +225,14 @@ impl Connection {
         let size = rd.read_i32().await.map_err(|e| size_err(&e))?;
         // nsqlookupd would panic allocating a negative size; this is the closest error it has.
         let size = u64::try_from(size).map_err(|_| size_err(&format!("negative size {size}")))?;
+        // nsqlookupd allocates whatever size is announced (up to 2 GiB); nsqd bounds its own
+        // IDENTIFY by --max-body-size and answers the same way.
+        if size > MAX_IDENTIFY_BODY {
+            return Err(ProtocolError::fatal(
+                "E_BAD_BODY",
+                format!("IDENTIFY body too big {size} > {MAX_IDENTIFY_BODY}"),
+            ));
+        }
         // Read as it arrives rather than allocating the announced size up front.
         let mut body = Vec::new();
         let read = rd.take(size).read_to_end(&mut body).await;

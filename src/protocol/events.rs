@@ -12,6 +12,10 @@ use super::guid::MessageId;
 /// The reserved topic events are published on.
 pub const EVENTS_TOPIC: &str = "nsqrs.events";
 
+/// The `ev` of the line opening each body: which broker wrote it, in which mode. Its `ids` is
+/// empty, so readers that explode groups into rows per message make none of it.
+pub const BATCH: &str = "batch";
+
 /// Shortest stretch of consecutive IDs written as one `"first-last"` element of `ids`.
 const MIN_RUN: usize = 3;
 
@@ -129,6 +133,20 @@ pub fn write_group(
         }
     }
     out.push_str("}\n");
+}
+
+/// Appends the `batch` line a body opens with: the broker `nsqd`, its `--lifecycle-events`
+/// `mode` and, when set, its `--lifecycle-events-topics` pattern.
+pub fn write_batch(out: &mut String, ts: i64, nsqd: &str, mode: &str, topics: Option<&str>) {
+    let _ = write!(out, "{{\"ev\":\"{BATCH}\",\"ts\":{ts},\"nsqd\":");
+    push_json_str(out, nsqd);
+    out.push_str(",\"mode\":");
+    push_json_str(out, mode);
+    if let Some(topics) = topics {
+        out.push_str(",\"topics\":");
+        push_json_str(out, topics);
+    }
+    out.push_str(",\"ids\":[]}\n");
 }
 
 /// Writes `,"ids":[…]`. A topic's IDs count up one by one within a clock tick, and channels

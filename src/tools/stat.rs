@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::client::lookup;
 use crate::common::http_client::{api_url, query_escape, HttpClient, HttpTimeouts, ACCEPT_NSQ_V1};
+use crate::errln;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatFormat {
@@ -119,9 +120,8 @@ async fn snapshot(plan: &StatPlan, timeouts: HttpTimeouts) -> Result<Snapshot, S
     if let Some(t) = &plan.topic {
         path.push_str(&format!("&topic={}", query_escape(t)));
     }
-    if let Some(c) = &plan.channel {
-        path.push_str(&format!("&channel={}", query_escape(c)));
-    }
+    // No channel filter: nsqd would then leave the topic out too, and a missing channel could
+    // not be told from a missing topic. A topic's channels are few.
     let mut snap = Snapshot::new();
     for node in &nodes {
         let mut stats = HttpClient::new(timeouts)
@@ -158,6 +158,7 @@ pub async fn poll(plan: &StatPlan) -> Result<(), String> {
     let mut out = stdout.lock();
     let mut previous: Option<Snapshot> = None;
     let mut reports = 0u64;
+    let mut warned_absent = false;
     let mut ticker = tokio::time::interval(plan.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -168,10 +169,21 @@ pub async fn poll(plan: &StatPlan) -> Result<(), String> {
             // transient for a monitor, which keeps going.
             Err(e) if previous.is_none() => return Err(e),
             Err(e) => {
-                eprintln!("warning: {}", e.replace('\n', " "));
+                errln!("warning: {}", e.replace('\n', " "));
                 continue;
             }
         };
+        // Rows of zeros for a name nobody has would look like an idle channel: say so instead,
+        // and fail outright when it is absent from the start (a typo, most likely).
+        match absent(plan, &snap) {
+            Some(what) if previous.is_none() => return Err(what),
+            Some(what) if !warned_absent => {
+                errln!("warning: {what}");
+                warned_absent = true;
+            }
+            Some(_) => {}
+            None => warned_absent = false,
+        }
         let result = match &plan.channel {
             Some(channel) => report_channel(plan, channel, previous.as_ref(), &snap, reports, &mut out),
             None => match &previous {
@@ -193,6 +205,26 @@ pub async fn poll(plan: &StatPlan) -> Result<(), String> {
             }
         }
         previous = Some(snap);
+    }
+}
+
+/// What the plan's topic/channel name that no polled nsqd has, in words.
+fn absent(plan: &StatPlan, snap: &Snapshot) -> Option<String> {
+    let topic = plan.topic.as_deref()?;
+    let whom = if plan.nsqd_http_address.is_empty() {
+        format!(
+            "on any nsqd lookupd ({}) knows",
+            plan.lookupd_http_address.join(", ")
+        )
+    } else {
+        format!("on nsqd {}", plan.nsqd_http_address.join(", "))
+    };
+    let Some((_, channels)) = snap.get(topic) else {
+        return Some(format!("topic {topic} does not exist {whom}"));
+    };
+    match &plan.channel {
+        Some(c) if !channels.contains_key(c) => Some(format!("topic {topic} has no channel {c} {whom}")),
+        _ => None,
     }
 }
 

@@ -5,6 +5,11 @@
 //! collected into batches, each batch is one transaction, and a message is finished only once
 //! the transaction holding it has committed: a crash can re-deliver but never lose, and the
 //! archive's keys make a re-delivered insert a no-op.
+//!
+//! Its channels are named after what it archives: the topic and the archive's own identity
+//! (stored in the archive). Two archivers of different topics or into different archives
+//! never share a channel, so neither receives only a share of the messages or events; a
+//! restarted archiver finds its channel where it left it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,14 +23,17 @@ use crate::archive::{EventRow, MessageRow, Store};
 use crate::client::{Config, Consumer, Message};
 use crate::common::process::wait_for_signal;
 use crate::common::time::now_ns;
+use crate::errln;
 use crate::protocol::events::EVENTS_TOPIC;
 
 /// What to archive, from where, into what, in which batches.
 #[derive(Debug, Clone)]
 pub struct ArchivePlan {
     pub topic: String,
-    /// The archiver's own channel: it sees every message of the topic.
-    pub channel: String,
+    /// The archiver's channel on `topic`; by default one of its own (`default_channel`).
+    pub channel: Option<String>,
+    /// With `events`, its channel on the events topic; by default as `channel`'s.
+    pub events_channel: Option<String>,
     pub nsqd_tcp_address: Vec<String>,
     pub lookupd_http_address: Vec<String>,
     /// A SQLite file, or a postgres:// URL.
@@ -37,21 +45,39 @@ pub struct ArchivePlan {
     pub flush_interval: Duration,
 }
 
+/// The channel an archiver of `topic` into the archive `archive_id` uses by default: the same
+/// name on every restart, a different one for any other topic or archive. The topic is in the
+/// name for the operator reading /stats (cut to fit NSQ's 64 characters); the hash is what
+/// keeps two names apart.
+fn default_channel(topic: &str, archive_id: &str) -> String {
+    let hash = crc32fast::hash(format!("{topic}\n{archive_id}").as_bytes());
+    // A topic may end in `#ephemeral`; a channel may hold `#` only there.
+    let readable: String = topic.chars().filter(|c| *c != '#').take(42).collect();
+    format!("nsqrs_to_db.{readable}.{hash:08x}")
+}
+
 /// Archives until SIGINT/SIGTERM or a failure of the archive; what was taken is committed
 /// and finished before it returns.
 pub async fn archive(plan: ArchivePlan, config: Config) -> Result<(), String> {
     let store = Arc::new(Store::open(&plan.db, OpenMode::Create).await?);
+    let derived = default_channel(&plan.topic, &store.archive_id().await?);
+    let channel = plan.channel.clone().unwrap_or_else(|| derived.clone());
     let mut consumers = vec![(
-        Consumer::new(&plan.topic, &plan.channel, config.clone())?,
+        Consumer::new(&plan.topic, &channel, config.clone())?,
         Kind::Messages(plan.topic.clone()),
     )];
+    let mut said = format!("archiving topic {} on channel {channel}", plan.topic);
     if plan.events {
-        let only = plan.topic.clone();
+        let events_channel = plan.events_channel.clone().unwrap_or(derived);
+        said.push_str(&format!(
+            ", its events on {EVENTS_TOPIC} channel {events_channel}"
+        ));
         consumers.push((
-            Consumer::new(EVENTS_TOPIC, &plan.channel, config)?,
-            Kind::Events(only),
+            Consumer::new(EVENTS_TOPIC, &events_channel, config)?,
+            Kind::Events(plan.topic.clone()),
         ));
     }
+    errln!("to-db: {said}");
     let mut tasks = Vec::new();
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<String>();
     for (consumer, kind) in &consumers {
@@ -214,17 +240,20 @@ async fn commit(store: &Store, kind: &Kind, batch: Vec<Message>) -> Result<(), S
         }
         Kind::Events(topic) => {
             let mut rows: Vec<EventRow> = Vec::new();
+            let mut sources = Vec::new();
             for m in &batch {
-                let (exploded, skipped) = events::explode(&m.body);
-                if skipped > 0 {
-                    eprintln!(
-                        "warning: {skipped} unreadable line(s) in {EVENTS_TOPIC} message {}",
+                let exploded = events::explode(&m.body);
+                if exploded.skipped > 0 {
+                    errln!(
+                        "warning: {} unreadable line(s) in {EVENTS_TOPIC} message {}",
+                        exploded.skipped,
                         m.id_str()
                     );
                 }
-                rows.extend(exploded.into_iter().filter(|r| &r.topic == topic));
+                rows.extend(exploded.rows.into_iter().filter(|r| &r.topic == topic));
+                sources.extend(exploded.sources);
             }
-            store.insert_events(rows).await?;
+            store.insert_events(rows, &sources).await?;
         }
     }
     // Only now is the batch durable; a crash before this line re-delivers it.
@@ -232,4 +261,40 @@ async fn commit(store: &Store, kind: &Kind, batch: Vec<Message>) -> Result<(), S
         m.finish();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_channels_are_valid_and_tell_archivers_apart() {
+        let a = default_channel("orders", "00000000000000aa");
+        assert_eq!(a, default_channel("orders", "00000000000000aa"), "stable");
+        assert!(a.starts_with("nsqrs_to_db.orders."));
+        assert_ne!(
+            a,
+            default_channel("orders", "00000000000000ab"),
+            "another archive"
+        );
+        assert_ne!(
+            a,
+            default_channel("payments", "00000000000000aa"),
+            "another topic"
+        );
+        let long = "t".repeat(64);
+        let eph = "x".repeat(54) + "#ephemeral";
+        for t in ["orders", &long, &eph, "a.b-c_d"] {
+            let c = default_channel(t, "00000000000000aa");
+            assert!(
+                crate::protocol::names::is_valid_channel_name(&c),
+                "{c:?} from {t:?}"
+            );
+        }
+        assert_ne!(
+            default_channel(&("t".repeat(60) + "1"), "id"),
+            default_channel(&("t".repeat(60) + "2"), "id"),
+            "topics alike up to the cut"
+        );
+    }
 }

@@ -19,8 +19,10 @@ use regex::Regex;
 use tokio::sync::watch;
 
 use crate::client::{lookup, Config, Consumer, Message};
+use crate::common::console::count;
 use crate::common::http_client::HttpTimeouts;
 use crate::common::process::wait_for_signal;
+use crate::errln;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FileFormat {
@@ -77,7 +79,7 @@ pub enum ArchiveError {
 impl Settings {
     pub fn log(&self, msg: impl std::fmt::Display) {
         if self.verbose {
-            eprintln!("{}{msg}", self.log_prefix);
+            errln!("{}{msg}", self.log_prefix);
         }
     }
 }
@@ -416,6 +418,13 @@ impl FileLogger {
         };
         self.s.log(format!("opening {}", path.display()));
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // A gzip file with no member is not gzip (`zcat` refuses it), and one may be left
+        // behind by a file closed before any message, or by a crash right after opening:
+        // each file opens with an empty member, so it is valid from its first byte.
+        let file = match self.s.gzip_level {
+            Some(level) => GzEncoder::new(file, Compression::new(level)).finish()?,
+            None => file,
+        };
         self.out = Some(Output {
             file: Some(file),
             gz: None,
@@ -434,9 +443,9 @@ impl FileLogger {
         }
         if !self.pending.is_empty() {
             self.s.log(format!(
-                "[{}] syncing {} records to disk",
+                "[{}] syncing {} to disk",
                 self.topic,
-                self.pending.len()
+                count(self.pending.len(), "record")
             ));
         }
         for m in self.pending.drain(..) {

@@ -8,6 +8,7 @@
 //!   sees; `lookupd` has the V1 one.
 //! - `wait`: the one bounded poll every test waits with.
 //! - `certs`, `auth_server`: a test PKI and a stand-in nsqauthd.
+//! - `http_server`: an HTTP(S) endpoint that records requests, for `to-http`.
 //! - `fuzz`: case budgets, replayable seeds, mutated inputs and allocation counting.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod certs;
 pub mod child;
 pub mod fuzz;
 pub mod http;
+pub mod http_server;
 pub mod lookupd;
 pub mod nsqd;
 pub mod to_db;
@@ -28,8 +30,9 @@ pub use admin::Admin;
 pub use certs::Certs;
 pub use child::{run_tool, wait_bounded, wait_exit, Daemon};
 pub use http::{http_exchange, http_exchange_with, http_request};
+pub use http_server::HttpServer;
 pub use lookupd::{LookupConn, Lookupd};
-pub use nsqd::Nsqd;
+pub use nsqd::{proc_status_kib, Nsqd};
 pub use to_db::ToDb;
 pub use v2::{Conn, Frame};
 pub use wait::{wait_for, wait_for_async};

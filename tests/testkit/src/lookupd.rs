@@ -71,6 +71,11 @@ impl Lookupd {
     }
 
     /// A protocol V1 connection, magic sent.
+    /// The lookupd's process id, for reading its memory in /proc.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
     pub fn connect(&self) -> LookupConn {
         LookupConn::connect(&self.tcp)
     }

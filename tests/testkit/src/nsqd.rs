@@ -87,7 +87,38 @@ impl Nsqd {
         Nsqd::spawn(cmd, data)
     }
 
-    fn spawn(cmd: Command, data: &Path) -> Nsqd {
+    /// Like `start_in`, with the descriptor limit (RLIMIT_NOFILE) set to `soft`/`hard` for the
+    /// broker, as a shell's `ulimit -n` would.
+    pub fn start_with_descriptor_limit(data: &Path, extra: &[&str], soft: u64, hard: u64) -> Nsqd {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(crate::bin());
+        cmd.arg("serve")
+            .arg("--tcp-address=127.0.0.1:0")
+            .arg("--http-address=127.0.0.1:0")
+            .arg("--embedded-lookupd=false")
+            .arg("--embedded-admin=false")
+            .arg(format!("--data-path={}", data.display()))
+            .args(extra)
+            .stdout(Stdio::null());
+        // SAFETY: only an async-signal-safe call (setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Nsqd::spawn(cmd, data)
+    }
+
+    /// Spawns `cmd` (its stderr is captured: the listeners are read from it) and waits until
+    /// the broker serves.
+    pub fn spawn(cmd: Command, data: &Path) -> Nsqd {
         let mut process = Daemon::spawn(cmd, "broker");
         // nsqd's own listeners are logged first (HTTPS before HTTP); an embedded lookupd's
         // come later.
@@ -129,9 +160,31 @@ impl Nsqd {
         (code, self._tmp.take())
     }
 
-    /// The broker's process id, for signals of a test's own.
+    /// The broker's process id, for signals of a test's own and for reading its memory in
+    /// /proc.
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// The log lines so far that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (bounded) until a log line contains `text`; returns the latest such line.
+    pub fn wait_log(&self, text: &str, limit: Duration) -> String {
+        let mut found = None;
+        wait_for(&format!("a log line with {text:?}"), limit, || {
+            found = self.log_lines(text).pop();
+            found.is_some()
+        });
+        found.expect("waited for")
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
@@ -174,6 +227,22 @@ impl Nsqd {
             .is_some_and(|channels| channels.iter().any(|c| c["client_count"].as_u64() > Some(0)))
     }
 
+    /// How many channels of `nsqrs.events` a `to-db --events` reads (by their default names)
+    /// with a subscriber on them.
+    pub fn events_archivers(&self) -> usize {
+        self.topic_stats("nsqrs.events")["channels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c["channel_name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("nsqrs_to_db."))
+                    && c["client_count"].as_i64() > Some(0)
+            })
+            .count()
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.get("/stats?format=json").1).unwrap()
     }
@@ -203,4 +272,14 @@ impl Nsqd {
     pub fn connect(&self) -> Conn {
         Conn::connect(&self.tcp)
     }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `RssAnon`, ...).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
