@@ -41,6 +41,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/nodes", get(nodes))
         .route("/api/nodes/:node", get(node).delete(tombstone_node))
         .route("/api/counter", get(counter))
+        .route("/api/replication", get(replication))
         .route("/config/:opt", get(config).put(config))
         .route("/api/deferred/cancel", post(messages::cancel_deferred))
         .route("/api/replays", post(replays::start_replay))
@@ -197,6 +198,27 @@ async fn nodes(State(admin): AdminState) -> Reply {
     log_warnings(&admin, &producers.warnings);
     Ok(json_body(
         &json!({ "nodes": producers.value, "message": warning(&producers.warnings) }),
+    ))
+}
+
+/// nsqrs: every node's replication state (peers, lag, copies held); `null` for a node that
+/// has none to report (Go nsqd).
+async fn replication(State(admin): AdminState) -> Reply {
+    let producers = admin
+        .cluster()
+        .producers()
+        .await
+        .map_err(|e| upstream(&admin, "get nodes", e))?;
+    log_warnings(&admin, &producers.warnings);
+    let states = admin.cluster().replication(&producers.value).await;
+    let nodes: Vec<Value> = producers
+        .value
+        .iter()
+        .zip(states)
+        .map(|(p, r)| json!({ "node": p.http_address(), "hostname": p.hostname, "replication": r }))
+        .collect();
+    Ok(json_body(
+        &json!({ "nodes": nodes, "message": warning(&producers.warnings) }),
     ))
 }
 

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use super::stats::{version_key, ChannelStats, NodeStats, Producer, ProducerTopic, TopicStats};
+use super::stats::{version_key, ChannelStats, NodeStats, Producer, ProducerTopic, Replication, TopicStats};
 use crate::common::http_client::{
     self as http, api_url, query_escape, HttpClient, HttpTimeouts, Request, ACCEPT_NSQ_V1,
 };
@@ -341,6 +341,17 @@ impl Cluster {
             .find(|a| http::host_port(a) == name)
             .cloned()
             .unwrap_or(name)
+    }
+
+    /// Each producer's replication state (`GET /replication`), `None` where the node has none
+    /// to report (Go nsqd, an older nsqrs) or could not be asked.
+    pub async fn replication(&self, producers: &[Producer]) -> Vec<Option<Replication>> {
+        let addrs: Vec<String> = producers.iter().map(|p| self.http_address_of(p)).collect();
+        self.get_each::<Replication>(&addrs, |_| "/replication".to_string())
+            .await
+            .into_iter()
+            .map(|(_, r)| r.ok())
+            .collect()
     }
 
     /// Each producer's `/stats`, tagged with its node: the rows of `topic` (or all), with

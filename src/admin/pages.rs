@@ -22,7 +22,7 @@ use super::api::{channel_stats, node_stats, topic_stats};
 use super::charts::{self, Metric};
 use super::history::Key;
 use super::messages::{self, Query as Search};
-use super::stats::{ChannelStats, E2eLatency, TopicStats};
+use super::stats::{ChannelStats, E2eLatency, Replication, TopicStats};
 use super::{access, Admin};
 use crate::archive::trace::{self, format_duration, format_ts};
 use crate::archive::MessageRow;
@@ -535,12 +535,13 @@ async fn nodes(State(admin): AdminState, headers: HeaderMap) -> Response {
         Ok(p) => p,
         Err(e) => return page.error("Nodes", 502, &e),
     };
+    let replication = admin.cluster().replication(&producers.value).await;
     let body = html! {
         h1 { "Nodes" }
         (warnings(&producers.warnings))
         table {
-            tr { th.name { "hostname" } th.name { "broadcast address" } th { "TCP" } th { "HTTP" } th.name { "version" } th { "topics" } th.name { "lookupd connections" } }
-            @for p in &producers.value {
+            tr { th.name { "hostname" } th.name { "broadcast address" } th { "TCP" } th { "HTTP" } th.name { "version" } th { "topics" } th.name { "lookupd connections" } th.name { "replication" } }
+            @for (p, r) in producers.value.iter().zip(&replication) {
                 tr {
                     td.name { a href=(page.url(&format!("/nodes/{}", seg(&p.http_address())))) { (p.hostname) } }
                     td.name { (p.broadcast_address) }
@@ -548,6 +549,7 @@ async fn nodes(State(admin): AdminState, headers: HeaderMap) -> Response {
                     td.name { (p.version) @if p.out_of_date { " " span.paused { "(out of date)" } } }
                     td { (p.topics.len()) }
                     td.name { @for r in p.remote_addresses.iter().flatten() { (r) br; } }
+                    td.name { @match r { Some(r) => { @if r.degraded { span.paused { (r.summary()) } } @else { (r.summary()) } }, None => "-" } }
                 }
             }
         }
@@ -571,6 +573,13 @@ async fn node(State(admin): AdminState, headers: HeaderMap, Path(node): Path<Str
     };
     let topics: Vec<TopicStats> = serde_json::from_value(v["topics"].clone()).unwrap_or_default();
     let node_api = format!("/api/nodes/{}", seg(&node));
+    let replication = match admin.cluster().producers().await {
+        Ok(p) => {
+            let this: Vec<_> = p.value.into_iter().filter(|p| p.http_address() == node).collect();
+            admin.cluster().replication(&this).await.pop().flatten()
+        }
+        Err(_) => None,
+    };
     let body = html! {
         h1 { "Node " (node) }
         (warnings(&warns))
@@ -594,8 +603,55 @@ async fn node(State(admin): AdminState, headers: HeaderMap, Path(node): Path<Str
                 }
             }
         }
+        @if let Some(r) = &replication {
+            (replication_section(r))
+        }
     };
     page.layout(&format!("Node {node}"), body)
+}
+
+/// A node's replication: where its topics are copied and how far each copy lags, and the
+/// copies it holds of other brokers (adopted or not).
+fn replication_section(r: &Replication) -> Markup {
+    html! {
+        h2 { "Replication" }
+        p {
+            "node " code { (r.node_id) } ", epoch " (r.epoch)
+            @if let Some(policy) = &r.policy { ", " (r.replicas) " replica(s) required, policy " (policy) }
+            @if r.degraded { " " span.paused { "DEGRADED: publishes " @if r.policy.as_deref() == Some("strict") { "are refused" } @else { "are not copied" } } }
+        }
+        @if r.peers.is_empty() {
+            p.muted { "This node copies its topics to no peer." }
+        } @else {
+            table.replication-peers {
+                tr { th.name { "peer" } th.name { "node" } th.name { "connected" } th { "log lag (bytes)" } th { "state lag (ms)" } th { "states unconfirmed" } th.name { "last error" } }
+                @for p in &r.peers {
+                    tr {
+                        td.name { (p.address) }
+                        td.name { (p.node_id.as_deref().unwrap_or("-")) }
+                        td.name { @if p.connected { "yes" } @else { span.paused { "no" } } }
+                        td { (p.log_lag_bytes) } td { (p.state_lag_ms) } td { (p.state_lag_channels) }
+                        td.name { (p.last_error) }
+                    }
+                }
+            }
+        }
+        @if !r.copies.is_empty() {
+            h3 { "Copies held here" }
+            table.replication-copies {
+                tr { th.name { "owner" } th.name { "node" } th { "epoch" } th { "topics" } th { "bytes" } th.name { "owner connected" } th.name { "last contact" } th.name { "adopted" } }
+                @for c in &r.copies {
+                    tr {
+                        td.name { (c.name) } td.name { code { (c.owner) } } td { (c.epoch) }
+                        td { (c.topics) } td { (c.bytes) }
+                        td.name { @if c.connected { "yes" } @else { span.paused { "no" } } }
+                        td.name { (format_ts(c.last_contact.saturating_mul(1_000_000_000))) }
+                        td.name { @if c.adopting { "adopting…" } @else if c.adopted { "by " (c.adopted_by.as_deref().unwrap_or("?")) } @else { "no" } }
+                    }
+                }
+            }
+        }
+    }
 }
 
 async fn lookup(State(admin): AdminState, headers: HeaderMap) -> Response {

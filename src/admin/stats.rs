@@ -441,3 +441,73 @@ mod tests {
         assert_eq!(version_key("1.3.0-alpha"), (1, 3, 0));
     }
 }
+
+/// An nsqrs broker's `GET /replication` (Go nsqd has none): its peers with their lag, and the
+/// copies it holds of other brokers. Read leniently, as the rest of `/stats` is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Replication {
+    pub node_id: String,
+    pub epoch: u64,
+    pub replicas: usize,
+    pub policy: Option<String>,
+    pub degraded: bool,
+    pub peers: Vec<ReplicationPeer>,
+    pub copies: Vec<ReplicationCopy>,
+}
+
+/// A broker this node copies its topics to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicationPeer {
+    pub address: String,
+    pub node_id: Option<String>,
+    pub connected: bool,
+    pub log_lag_bytes: u64,
+    pub state_lag_ms: u64,
+    pub state_lag_channels: usize,
+    pub last_error: String,
+}
+
+/// Another broker's topics, held here.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicationCopy {
+    pub owner: String,
+    pub name: String,
+    pub epoch: u64,
+    pub topics: usize,
+    pub bytes: u64,
+    pub connected: bool,
+    pub last_contact: i64,
+    pub adopted: bool,
+    pub adopted_by: Option<String>,
+    pub adopting: bool,
+}
+
+impl Replication {
+    /// One line for the nodes table: what an operator checks first.
+    pub fn summary(&self) -> String {
+        if self.peers.is_empty() && self.copies.is_empty() {
+            return "-".into();
+        }
+        let mut parts = Vec::new();
+        if !self.peers.is_empty() {
+            let connected = self.peers.iter().filter(|p| p.connected).count();
+            let lag: u64 = self.peers.iter().map(|p| p.log_lag_bytes).max().unwrap_or(0);
+            parts.push(format!(
+                "{connected}/{} peers connected, lag {lag} B{}",
+                self.peers.len(),
+                if self.degraded { ", DEGRADED" } else { "" }
+            ));
+        }
+        if !self.copies.is_empty() {
+            parts.push(format!(
+                "holds {} cop{}",
+                self.copies.len(),
+                if self.copies.len() == 1 { "y" } else { "ies" }
+            ));
+        }
+        parts.join("; ")
+    }
+}
