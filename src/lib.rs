@@ -10,4 +10,5 @@ pub mod http_client;
 pub mod lookup;
 pub mod options;
 pub mod protocol;
+pub mod replication;
 pub mod server;

@@ -314,6 +314,53 @@ impl DiskLog {
         Ok((self.active.try_clone()?, self.head))
     }
 
+    /// Appends records already encoded (a replica's copy of another broker's log) at `pos`,
+    /// the position they have in that log. `records` must have passed `check_records`, which
+    /// gave `span`. A `pos` past the head leaves a gap: a new segment starts there, as if the
+    /// segments in between had been released. A `pos` before the head is refused.
+    pub fn append_raw(&mut self, pos: u64, records: &[u8], span: RecordSpan) -> io::Result<LogHead> {
+        if pos < self.head.pos {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("append at {pos} overlaps the log, which ends at {}", self.head.pos),
+            ));
+        }
+        let active_len = self.head.pos - self.active_start();
+        if pos > self.head.pos {
+            if active_len == 0 {
+                // Nothing was written to the active segment: it is replaced, not kept empty.
+                let start = self.active_start();
+                self.segments.remove(&start);
+                let _ = fs::remove_file(segment_path(&self.dir, start));
+            }
+            self.head = LogHead {
+                pos,
+                seq: span.first_seq,
+            };
+            self.roll()?;
+        } else if active_len > 0 && active_len + records.len() as u64 > self.max_segment_bytes {
+            self.roll()?;
+        }
+        if let Err(e) = self.active.write_all(records) {
+            let _ = self.active.set_len(self.head.pos - self.active_start());
+            return Err(e);
+        }
+        let start = self.active_start();
+        self.head = LogHead {
+            pos: self.head.pos + records.len() as u64,
+            seq: span.next_seq,
+        };
+        self.segments.get_mut(&start).unwrap().len = self.head.pos - start;
+        self.unsynced = true;
+        self.appends_since_sync += span.count;
+        Ok(self.head)
+    }
+
+    /// The largest record payload this log accepts (header plus `--max-msg-size`).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
     /// Deletes whole segments that end at or before `pos` (never the active one).
     pub fn release_before(&mut self, pos: u64) {
         let active = self.active_start();
@@ -362,6 +409,53 @@ impl DiskLog {
     pub fn destroy(self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// What a buffer of whole encoded records holds (see `check_records`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub count: u64,
+    pub first_seq: u64,
+    /// The sequence number after the last record.
+    pub next_seq: u64,
+}
+
+/// Checks that `buf` is a run of whole, intact records (length bounds, CRC, consecutive
+/// sequence numbers), without copying any body: records received from another broker are
+/// checked this way before they are written. None when anything is wrong or `buf` is empty.
+pub fn check_records(buf: &[u8], max_payload: usize) -> Option<RecordSpan> {
+    let mut at = 0usize;
+    let mut span: Option<RecordSpan> = None;
+    while at < buf.len() {
+        let rest = &buf[at..];
+        if rest.len() < RECORD_PREFIX {
+            return None;
+        }
+        let len = u32::from_be_bytes(rest[0..4].try_into().unwrap()) as usize;
+        if !(PAYLOAD_HEADER..=max_payload).contains(&len) || rest.len() < RECORD_PREFIX + len {
+            return None;
+        }
+        let payload = &rest[RECORD_PREFIX..RECORD_PREFIX + len];
+        if crc32fast::hash(payload) != u32::from_be_bytes(rest[4..8].try_into().unwrap()) {
+            return None;
+        }
+        let seq = u64::from_be_bytes(payload[16..24].try_into().unwrap());
+        span = match span {
+            None => Some(RecordSpan {
+                count: 1,
+                first_seq: seq,
+                next_seq: seq.checked_add(1)?,
+            }),
+            Some(s) if s.next_seq == seq => Some(RecordSpan {
+                count: s.count + 1,
+                next_seq: seq.checked_add(1)?,
+                ..s
+            }),
+            Some(_) => return None,
+        };
+        at += RECORD_PREFIX + len;
+    }
+    span
 }
 
 /// Finds how much of a segment holds whole, valid records, reading it in bounded chunks.
@@ -558,6 +652,83 @@ impl LogReader {
 }
 
 impl LogReader {
+    /// Appends to `out` the encoded records from `pos` (whole records only, within one
+    /// segment, not beyond `limit`, at most `max_bytes` unless the first record alone is
+    /// larger), exactly as they are stored: what replication ships to peers. Returns where the
+    /// bytes start, which is past `pos` when `pos` lies in a released segment; None when
+    /// nothing is readable before `limit`.
+    pub fn read_raw(
+        &mut self,
+        log: &parking_lot::Mutex<DiskLog>,
+        pos: u64,
+        limit: u64,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> io::Result<Option<u64>> {
+        let (pos, seg_start, seg_len, dir) = {
+            let l = log.lock();
+            match l.locate(pos) {
+                Some((s, len, _)) if pos < s + len => (pos, s, len, l.dir.clone()),
+                _ => match l.next_segment_after(pos) {
+                    Some((next, _)) => {
+                        let (s, len, _) = l.locate(next).unwrap();
+                        (next, s, len, l.dir.clone())
+                    }
+                    None => return Ok(None),
+                },
+            }
+        };
+        let end = (seg_start + seg_len).min(limit);
+        if pos >= end {
+            return Ok(None);
+        }
+        let file = match &self.open {
+            Some((s, f)) if *s == seg_start => f,
+            _ => {
+                let f = match File::open(segment_path(&dir, seg_start)) {
+                    Ok(f) => f,
+                    // Released meanwhile: the caller asks again and skips to what is left.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                self.open = Some((seg_start, f));
+                &self.open.as_ref().unwrap().1
+            }
+        };
+        let readable = (end - pos) as usize;
+        let start = out.len();
+        out.resize(start + readable.min(max_bytes.max(RECORD_PREFIX)), 0);
+        let n = read_full_at(file, &mut out[start..], pos - seg_start)?;
+        out.truncate(start + n);
+        // Keep whole records: walk the lengths, stop before a record cut short.
+        let mut whole = 0usize;
+        while start + whole + RECORD_PREFIX <= out.len() {
+            let len = u32::from_be_bytes(out[start + whole..start + whole + 4].try_into().unwrap()) as usize;
+            let next = whole + RECORD_PREFIX + len;
+            if start + next > out.len() {
+                if whole == 0 && next <= readable {
+                    // One record larger than `max_bytes`: read exactly it.
+                    out.resize(start + next, 0);
+                    let n = read_full_at(file, &mut out[start..], pos - seg_start)?;
+                    out.truncate(start + n);
+                    if n == next {
+                        whole = next;
+                    }
+                }
+                break;
+            }
+            whole = next;
+        }
+        out.truncate(start + whole);
+        if whole == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("no whole record at {pos} in segment {seg_start}"),
+            ));
+        }
+        Ok(Some(pos))
+    }
+
     /// Finds the record with `id`. IDs rise with position in everything a topic's GUID factory
     /// wrote, so a binary search over the segments' first IDs picks the one segment to scan,
     /// and the scan reads record headers only until it reaches or passes the ID.

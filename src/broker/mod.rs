@@ -71,6 +71,9 @@ pub struct Broker {
     registrations: tokio::sync::broadcast::Sender<Registration>,
     /// Lifecycle events (docs/events.md), published on `nsqrs.events`.
     pub events: Arc<events::EventSink>,
+    /// Replication (src/replication), set once by the serve runner: a publish waits for
+    /// the peers' acknowledgements through it.
+    pub replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
     _dir_lock: fs::File,
 }
 
@@ -127,6 +130,7 @@ impl Broker {
             clients: Mutex::new(BTreeMap::new()),
             registrations: tokio::sync::broadcast::channel(4096).0,
             events,
+            replication: std::sync::OnceLock::new(),
             _dir_lock: dir_lock,
         });
         if fresh && takeover::has_go_data(&broker.data_dir) {
@@ -384,6 +388,12 @@ impl Broker {
                 }
             }
         }
+        if let Some(replication) = self.replication.get() {
+            replication
+                .await_replicas(topic)
+                .await
+                .map_err(PublishError::Replication)?;
+        }
         if self.health.lock().is_some() {
             self.set_health(None);
         }
@@ -481,6 +491,15 @@ impl Broker {
             }
         }
         self.persist_metadata();
+    }
+
+    /// Moves where a channel-less topic's backlog starts (kept for its first channel), on
+    /// disk too: a broker that was adopted skips what its adopter took.
+    pub fn set_orphan_start(&self, topic: &Topic, start: LogHead) {
+        topic.set_orphan_start(Some(start));
+        if let Some(dir) = &topic.dir {
+            let _ = fs::write(orphan_file(dir), format!("{} {}", start.pos, start.seq));
+        }
     }
 
     /// A client left a channel: ephemeral channels (and then topics) go with their last client.
