@@ -421,7 +421,8 @@ impl Copy {
     /// What to tell the owner about an adoption of it: this broker's own adoption record, or,
     /// when it granted another holder's claim, that holder with this copy's ends.
     pub fn adoption_news(&self, epoch: u64) -> Option<AdoptionRecord> {
-        if let Some(a) = self.adopted.lock().clone() {
+        let adopted = self.adopted.lock().clone();
+        if let Some(a) = adopted {
             if a.epoch >= epoch {
                 return Some(a);
             }

@@ -197,10 +197,16 @@ async fn claim_session<W: AsyncWrite + Unpin>(repl: &Replication, claim: Claim, 
     if let Some(copy) = &copy {
         answer.has_copy = copy.adopted.lock().is_none();
         answer.ends = copy.ends();
-        if let Some(a) = copy.adopted.lock().clone() {
+        let adopted = copy.adopted.lock().clone();
+        let other_grant = copy
+            .grant
+            .lock()
+            .clone()
+            .filter(|g| g.claimant != claim.claimant);
+        if let Some(a) = adopted {
             answer.granted = !claim.claim;
             answer.winner = Some(a.adopter);
-        } else if let Some(g) = copy.grant.lock().clone().filter(|g| g.claimant != claim.claimant) {
+        } else if let Some(g) = other_grant {
             if claim.claim {
                 answer.granted = false;
                 answer.winner = Some(g.claimant);

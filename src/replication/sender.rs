@@ -307,7 +307,8 @@ async fn ship<W: AsyncWrite + Unpin>(
         let done = reader_done.notified();
         tokio::pin!(done);
         done.as_mut().enable();
-        if let Some(e) = reader_error.lock().take() {
+        let failed = reader_error.lock().take();
+        if let Some(e) = failed {
             return Err(e);
         }
         if *epoch.borrow() != start_epoch || broker.is_exiting() {

@@ -76,12 +76,14 @@ pub fn collect(repl: &Replication) -> ReplicationStatus {
         .map(|c| {
             let info = c.info.lock().clone();
             let adopted = c.adopted.lock().clone();
+            let topics = c.topics.lock().len();
+            let bytes = c.bytes();
             CopyStatus {
                 owner: c.owner.clone(),
                 name: info.name,
                 epoch: info.epoch,
-                topics: c.topics.lock().len(),
-                bytes: c.bytes(),
+                topics,
+                bytes,
                 connected: c.connected.load(Ordering::Acquire) > 0,
                 last_contact: (c.last_contact_ns.load(Ordering::Relaxed) / 1_000_000_000) as i64,
                 adopted: adopted.is_some(),

@@ -138,6 +138,9 @@ impl Nsqd {
         while Instant::now() < deadline {
             match http_request(&self.http, "GET", "/ping", b"") {
                 Ok((200, body)) if body == b"OK" => return,
+                // Replication degraded (its peers are not up yet): serving all the same.
+                Ok((200, body)) if body.starts_with(b"OK - replication") => return,
+                Ok((503, body)) if body.starts_with(b"NOK - replication") => return,
                 // --tls-required=true refuses plain HTTP once it serves.
                 Ok((403, _)) => return,
                 _ => {}

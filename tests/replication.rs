@@ -1,0 +1,190 @@
+//! Replication (docs/replication.md): an acknowledged message is on K+1 machines; when its
+//! broker is lost with its data directory, a peer adopts the copy and delivers every message
+//! that was not finished, with its ID, attempts and due time. Also the degraded modes, a
+//! returning peer catching up, a returning adopted broker, TLS, and hostile replication input.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{Frame, Nsqd};
+
+/// Polls `check` until it returns Some, at most `limit`.
+fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn replication(n: &Nsqd) -> serde_json::Value {
+    let (code, body) = n.get("/replication");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The copy of `owner` (by TCP address) held by `holder`, once it exists.
+fn copy_of(holder: &Nsqd, owner_tcp: &str) -> Option<serde_json::Value> {
+    replication(holder)["copies"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"].as_str().is_some_and(|n| n.ends_with(&port(owner_tcp))))
+        .cloned()
+}
+
+fn port(addr: &str) -> String {
+    format!(":{}", addr.rsplit(':').next().unwrap())
+}
+
+/// A peer's entry in `owner`'s replication status.
+fn peer(owner: &Nsqd, addr: &str) -> serde_json::Value {
+    replication(owner)["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["address"] == addr)
+        .cloned()
+        .unwrap()
+}
+
+fn connected(owner: &Nsqd, addr: &str) -> bool {
+    peer(owner, addr)["connected"] == true
+}
+
+/// Reads from `topic`/`channel` until `want` distinct bodies arrived or `limit` passed;
+/// returns body → (ID, attempts, arrival).
+fn consume(
+    n: &Nsqd,
+    topic: &str,
+    channel: &str,
+    want: usize,
+    limit: Duration,
+) -> BTreeMap<Vec<u8>, (String, u16, Instant)> {
+    let mut c = n.connect();
+    c.subscribe(topic, channel, 2500);
+    let mut seen = BTreeMap::new();
+    let deadline = Instant::now() + limit;
+    c.s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    while seen.len() < want && Instant::now() < deadline {
+        match c.read_frame() {
+            Some(Frame::Message { id, body, attempts, .. }) => {
+                c.cmd(&format!("FIN {id}"));
+                seen.entry(body).or_insert((id, attempts, Instant::now()));
+            }
+            Some(other) => panic!("unexpected frame {other:?}"),
+            None => {}
+        }
+    }
+    seen
+}
+
+fn adopt(holder: &Nsqd, owner_tcp: &str) -> serde_json::Value {
+    let (code, body) = holder.post(&format!("/replication/adopt?node=127.0.0.1{}", port(owner_tcp)), b"");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn flags(peers: &[&Nsqd], extra: &[&str]) -> Vec<String> {
+    let mut f: Vec<String> = peers.iter().map(|p| format!("--replicate-to={}", p.tcp)).collect();
+    f.push("--broadcast-address=127.0.0.1".into());
+    f.extend(extra.iter().map(|s| s.to_string()));
+    f
+}
+
+fn start(peers: &[&Nsqd], extra: &[&str]) -> Nsqd {
+    let f = flags(peers, extra);
+    let refs: Vec<&str> = f.iter().map(String::as_str).collect();
+    Nsqd::start(&refs)
+}
+
+#[test]
+fn a_lost_broker_is_adopted_with_ids_attempts_and_due_times() {
+    let b = start(&[], &[]);
+    let a = start(&[&b], &["--msg-timeout=60s"]);
+    wait_for(Duration::from_secs(10), "A connected to B", || connected(&a, &b.tcp).then_some(()));
+
+    // Channel "work" exists before publishing; "audit" only on the copy's topic metadata later.
+    let mut consumer = a.connect();
+    consumer.subscribe("orders", "work", 0);
+    let mut p = a.connect();
+    p.identify(serde_json::json!({"message_id_reply": true}));
+    let bodies: Vec<Vec<u8>> = (0..500).map(|i| format!("order-{i:04}").into_bytes()).collect();
+    p.mpub("orders", &bodies);
+    let ids: Vec<String> = match p.read_frame() {
+        Some(Frame::Response(r)) => String::from_utf8(r).unwrap().split(' ').skip(1).map(String::from).collect(),
+        other => panic!("MPUB answered {other:?}"),
+    };
+    assert_eq!(ids.len(), bodies.len());
+    let id_of: BTreeMap<Vec<u8>, String> = bodies.iter().cloned().zip(ids).collect();
+    // One deferred message, due 3 s from now.
+    p.cmd_body("DPUB orders 3000", b"deferred-one");
+    assert!(matches!(p.read_frame(), Some(Frame::Response(r)) if r.starts_with(b"OK ")));
+    let deferred_sent = Instant::now();
+    // Finish the first 100 and requeue one (attempts 1, goes back ready).
+    consumer.cmd("RDY 101");
+    let mut finished = BTreeSet::new();
+    let mut requeued = None;
+    while finished.len() < 100 || requeued.is_none() {
+        match consumer.read_frame() {
+            Some(Frame::Message { id, body, .. }) => {
+                if finished.len() < 100 {
+                    consumer.cmd(&format!("FIN {id}"));
+                    finished.insert(body);
+                } else {
+                    consumer.cmd(&format!("REQ {id} 0"));
+                    requeued = Some(body);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let requeued = requeued.unwrap();
+    consumer.cmd("RDY 0");
+    // Channel state ships within the checkpoint interval; wait until B confirmed it.
+    wait_for(Duration::from_secs(10), "state shipped to B", || {
+        let p = peer(&a, &b.tcp);
+        (p["state_lag_channels"] == 0 && p["log_lag_bytes"] == 0).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for(Duration::from_secs(10), "state shipped to B", || {
+        (peer(&a, &b.tcp)["state_lag_channels"] == 0).then_some(())
+    });
+    let copy = copy_of(&b, &a.tcp).expect("B holds a copy of A");
+    assert!(copy["bytes"].as_u64().unwrap() > 500 * 10, "{copy}");
+
+    // A's machine is lost: kill -9 and its data directory deleted.
+    let a_tcp = a.tcp.clone();
+    let tmp = a.kill9();
+    drop(tmp);
+    let report = adopt(&b, &a_tcp);
+    assert_eq!(report["adopted"][0]["messages"].as_u64().unwrap() >= 400, true, "{report}");
+
+    // Every message not finished on A arrives from B, with its original ID.
+    let got = consume(&b, "orders", "work", 401, Duration::from_secs(20));
+    for body in &bodies {
+        if !finished.contains(body) {
+            let (id, _, _) = got
+                .get(body)
+                .unwrap_or_else(|| panic!("lost {}", String::from_utf8_lossy(body)));
+            assert_eq!(id, &id_of[body], "the adopted message keeps its ID");
+        }
+    }
+    let redelivered_finished = finished.iter().filter(|b| got.contains_key(*b)).count();
+    assert_eq!(redelivered_finished, 0, "finished messages came back though the state was shipped");
+    assert_eq!(got[&requeued].1, 2, "the requeued message keeps its attempt");
+    // The deferred one arrives at its due time, not at once.
+    let (_, _, at) = got.get(&b"deferred-one"[..]).expect("deferred message delivered");
+    assert!(
+        at.duration_since(deferred_sent) >= Duration::from_millis(2800),
+        "deferred message came {:?} after DPUB",
+        at.duration_since(deferred_sent)
+    );
+    // B says it adopted the copy.
+    let copy = copy_of(&b, &a_tcp).unwrap();
+    assert_eq!(copy["adopted"], true);
+}
