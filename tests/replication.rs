@@ -188,3 +188,121 @@ fn a_lost_broker_is_adopted_with_ids_attempts_and_due_times() {
     let copy = copy_of(&b, &a_tcp).unwrap();
     assert_eq!(copy["adopted"], true);
 }
+
+/// A loopback address nothing listens on right now, for a broker that must come back on the
+/// same port.
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Starts a broker on a fixed TCP address and data directory.
+fn start_at(addr: &str, data: &std::path::Path, peers: &[&Nsqd], extra: &[&str]) -> Nsqd {
+    let mut f = flags(peers, extra);
+    f.push(format!("--tcp-address={addr}"));
+    let refs: Vec<&str> = f.iter().map(String::as_str).collect();
+    Nsqd::start_in(data, &refs)
+}
+
+/// Publishes `body` with PUB on a fresh connection: Ok, or the error frame's text.
+fn pub_once(n: &Nsqd, topic: &str, body: &[u8]) -> Result<(), String> {
+    let mut c = n.connect();
+    c.cmd_body(&format!("PUB {topic}"), body);
+    match c.read_frame() {
+        Some(Frame::Response(r)) if r == b"OK" => Ok(()),
+        Some(Frame::Error(e)) => Err(e),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+fn lag_is_zero(owner: &Nsqd, peer_addr: &str) -> Option<()> {
+    let p = peer(owner, peer_addr);
+    (p["connected"] == true && p["log_lag_bytes"] == 0 && p["state_lag_channels"] == 0 && p["state_lag_ms"] == 0)
+        .then_some(())
+}
+
+#[test]
+fn strict_refuses_while_the_peer_is_away_and_the_peer_catches_up() {
+    let b_addr = free_addr();
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    let a = start(&[&b], &["--replica-timeout=1s"]);
+    wait_for(Duration::from_secs(10), "A connected to B", || connected(&a, &b.tcp).then_some(()));
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        let body = format!("before-{i}").into_bytes();
+        pub_once(&a, "t", &body).unwrap();
+        acked.push(body);
+    }
+    // The peer stops: publishes are refused with nsqd's error, over TCP and HTTP.
+    let _ = b.terminate();
+    wait_for(Duration::from_secs(10), "A notices B is gone", || (!connected(&a, &b_addr)).then_some(()));
+    let err = pub_once(&a, "t", b"refused-1").unwrap_err();
+    assert!(err.starts_with("E_PUB_FAILED"), "{err}");
+    let (code, body) = a.post("/pub?topic=t", b"refused-2");
+    assert_eq!((code, body.as_str()), (503, r#"{"message":"PUB_FAILED"}"#));
+    let (code, body) = a.post("/mpub?topic=t", b"refused-3\nrefused-4");
+    assert_eq!((code, body.as_str()), (503, r#"{"message":"MPUB_FAILED"}"#));
+    let mut c = a.connect();
+    c.cmd_body("DPUB t 1000", b"refused-5");
+    assert!(matches!(c.read_frame(), Some(Frame::Error(e)) if e.starts_with("E_DPUB_FAILED")));
+    let (code, body) = a.get("/ping");
+    assert_eq!(code, 503);
+    assert!(body.starts_with("NOK - replication degraded"), "{body}");
+    assert_eq!(replication(&a)["degraded"], true);
+
+    // The peer returns and catches up from the log; publishes are accepted again.
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    wait_for(Duration::from_secs(15), "B caught up", || lag_is_zero(&a, &b.tcp));
+    assert_eq!(a.get("/ping"), (200, "OK".to_string()));
+    for i in 0..50 {
+        let body = format!("after-{i}").into_bytes();
+        pub_once(&a, "t", &body).unwrap();
+        acked.push(body);
+    }
+    wait_for(Duration::from_secs(15), "B caught up", || lag_is_zero(&a, &b.tcp));
+
+    // Lose A: every acknowledged message is on B. What was refused was written on A and
+    // replicated once B returned, so it comes too (at least once, never lost).
+    let a_tcp = a.tcp.clone();
+    drop(a.kill9());
+    adopt(&b, &a_tcp);
+    let got = consume(&b, "t", "c", acked.len() + 5, Duration::from_secs(10));
+    for body in &acked {
+        assert!(got.contains_key(body), "lost {}", String::from_utf8_lossy(body));
+    }
+}
+
+#[test]
+fn best_effort_accepts_while_the_peer_is_away_and_streams_the_backlog_on_return() {
+    let b_addr = free_addr();
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    let a = start(&[&b], &["--replica-policy=best-effort", "--replica-timeout=1s"]);
+    wait_for(Duration::from_secs(10), "A connected to B", || connected(&a, &b.tcp).then_some(()));
+    // A channel that finishes some messages, so state ships too.
+    let _ = b.terminate();
+    wait_for(Duration::from_secs(10), "A notices B is gone", || (!connected(&a, &b_addr)).then_some(()));
+    let mut p = a.connect();
+    let bodies: Vec<Vec<u8>> = (0..2000).map(|i| format!("away-{i}").into_bytes()).collect();
+    for chunk in bodies.chunks(200) {
+        p.mpub("t", chunk);
+        p.expect_ok();
+    }
+    let (code, body) = a.get("/ping");
+    assert_eq!(code, 200);
+    assert!(body.starts_with("OK - replication degraded"), "{body}");
+    assert_eq!(replication(&a)["degraded"], true);
+    assert!(peer(&a, &b_addr)["log_lag_bytes"].as_u64().unwrap() > 0);
+    let (code, _) = a.post("/pub?topic=t", b"away-http");
+    assert_eq!(code, 200);
+
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    wait_for(Duration::from_secs(15), "B caught up", || lag_is_zero(&a, &b.tcp));
+    assert_eq!(replication(&a)["degraded"], false);
+    let a_tcp = a.tcp.clone();
+    drop(a.kill9());
+    adopt(&b, &a_tcp);
+    let got = consume(&b, "t", "c", bodies.len() + 1, Duration::from_secs(15));
+    assert_eq!(got.len(), bodies.len() + 1, "the backlog published while B was away reached it");
+}

@@ -32,8 +32,6 @@ const STATE_EVERY: Duration = Duration::from_millis(200);
 #[derive(Debug, Default, Clone)]
 pub struct LinkStatus {
     pub last_error: String,
-    /// Bytes of log appended locally that the peer has not acknowledged.
-    pub log_lag_bytes: u64,
     /// State shipped and not yet confirmed: (version, when it changed, how many channels).
     pub state_pending: VecDeque<(u64, i64, usize)>,
     /// Changes seen and not shipped because the peer is away: since when.
@@ -352,7 +350,6 @@ fn append_logs(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     let mut present = std::collections::HashSet::with_capacity(topics.len());
-    let mut lag = 0u64;
     let mut in_flight: u64 = shipped
         .iter()
         .map(|(name, s)| s.sent.saturating_sub(link.acked(name)))
@@ -401,7 +398,6 @@ fn append_logs(
             entry.sent = start + len as u64;
             in_flight += len as u64;
         }
-        lag += head.saturating_sub(link.acked(name));
         let tail = log.lock().tail().pos;
         if tail > entry.released {
             if entry.released > 0 || tail > 0 {
@@ -426,7 +422,6 @@ fn append_logs(
         link.acked.lock().remove(&name);
         wire::encode(&Frame::Drop { topic: name }, out);
     }
-    link.status.lock().log_lag_bytes = lag;
     Ok(())
 }
 

@@ -51,6 +51,20 @@ pub struct ReplicationStatus {
 
 pub fn collect(repl: &Replication) -> ReplicationStatus {
     let now = now_ns();
+    // Each durable topic's kept stretch of log: what a peer lacks of it is its lag.
+    let logs: Vec<(String, u64, u64)> = repl
+        .broker()
+        .map(|b| b.topics())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| match &t.core.log {
+            crate::broker::topic::LogStore::Disk(log) => {
+                let tail = log.lock().tail().pos;
+                Some((t.name().to_string(), tail, t.core.head().pos))
+            }
+            crate::broker::topic::LogStore::Memory(_) => None,
+        })
+        .collect();
     let peers = repl
         .owner
         .iter()
@@ -62,7 +76,10 @@ pub fn collect(repl: &Replication) -> ReplicationStatus {
                 address: p.address.clone(),
                 node_id: p.node.lock().clone(),
                 connected: p.is_connected(),
-                log_lag_bytes: st.log_lag_bytes,
+                log_lag_bytes: logs
+                    .iter()
+                    .map(|(name, tail, head)| head.saturating_sub(p.acked(name).max(*tail)))
+                    .sum(),
                 state_lag_ms,
                 state_lag_channels,
                 last_error: st.last_error.clone(),
