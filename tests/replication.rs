@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{Frame, Nsqd};
+use common::{Certs, Frame, Nsqd};
 
 /// Polls `check` until it returns Some, at most `limit`.
 fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
@@ -305,4 +305,132 @@ fn best_effort_accepts_while_the_peer_is_away_and_streams_the_backlog_on_return(
     adopt(&b, &a_tcp);
     let got = consume(&b, "t", "c", bodies.len() + 1, Duration::from_secs(15));
     assert_eq!(got.len(), bodies.len() + 1, "the backlog published while B was away reached it");
+}
+
+#[test]
+fn a_broker_that_returns_after_being_adopted_does_not_redeliver_what_was_adopted() {
+    let b = start(&[], &[]);
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = start_at(&free_addr(), a_dir.path(), &[&b], &[]);
+    wait_for(Duration::from_secs(10), "A connected to B", || connected(&a, &b.tcp).then_some(()));
+    let mut c = a.connect();
+    c.subscribe("t", "c", 0);
+    let mut p = a.connect();
+    let bodies: Vec<Vec<u8>> = (0..300).map(|i| format!("m{i}").into_bytes()).collect();
+    p.mpub("t", &bodies);
+    p.expect_ok();
+    wait_for(Duration::from_secs(10), "B caught up", || lag_is_zero(&a, &b.tcp));
+    let epoch_before = replication(&a)["epoch"].as_u64().unwrap();
+    let a_tcp = a.tcp.clone();
+    let _ = a.kill9(); // the data directory survives this time
+
+    adopt(&b, &a_tcp);
+    let got = consume(&b, "t", "c", bodies.len(), Duration::from_secs(10));
+    assert_eq!(got.len(), bodies.len());
+
+    // A comes back with its data: it asks B before serving, learns it was adopted, and skips
+    // everything B took; it starts a new epoch, and B starts a fresh copy of it.
+    let a = start_at(&free_addr(), a_dir.path(), &[&b], &[]);
+    assert!(
+        a.log.lock().unwrap().iter().any(|l| l.contains("was adopted by")),
+        "A logs that it was adopted"
+    );
+    assert_eq!(replication(&a)["epoch"].as_u64().unwrap(), epoch_before + 1);
+    let again = consume(&a, "t", "c", 1, Duration::from_secs(2));
+    assert!(again.is_empty(), "A redelivered {} adopted messages", again.len());
+    // New messages flow from A as usual, and are replicated into B's fresh copy.
+    pub_once(&a, "t", b"new").unwrap();
+    let fresh = consume(&a, "t", "c", 1, Duration::from_secs(5));
+    assert!(fresh.contains_key(&b"new"[..]));
+    wait_for(Duration::from_secs(10), "B holds a fresh copy", || {
+        copy_of(&b, &a.tcp).filter(|c| c["adopted"] == false && c["epoch"] == epoch_before + 1)
+    });
+}
+
+#[test]
+fn replication_runs_over_tls_and_a_tls_required_peer_refuses_plain_replication() {
+    let certs = Certs::new();
+    let tls: Vec<String> = certs
+        .server_flags()
+        .into_iter()
+        .chain([format!("--tls-root-ca-file={}", certs.ca.display())])
+        .collect();
+    let mut b_flags = tls.clone();
+    b_flags.push("--tls-required=tcp-https".into());
+    let b = start(&[], &b_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = start(&[&b], &tls.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_for(Duration::from_secs(10), "A connected to B over TLS", || connected(&a, &b.tcp).then_some(()));
+    // A broker without a certificate is refused by B.
+    let plain = start(&[&b], &[]);
+    wait_for(Duration::from_secs(10), "plain replication refused", || {
+        let p = peer(&plain, &b.tcp);
+        p["last_error"].as_str().filter(|e| e.contains("E_TLS_REQUIRED")).map(|_| ())
+    });
+    assert!(!connected(&plain, &b.tcp));
+
+    let mut p = a.connect();
+    let bodies: Vec<Vec<u8>> = (0..100).map(|i| format!("tls-{i}").into_bytes()).collect();
+    p.mpub("t", &bodies);
+    p.expect_ok();
+    let a_tcp = a.tcp.clone();
+    drop(a.kill9());
+    // B requires TLS of clients too: read it with a TLS client (nsqrs tail).
+    adopt(&b, &a_tcp);
+    let out = common::run_tool(
+        &[
+            "tail",
+            "--topic",
+            "t",
+            "--nsqd-tcp-address",
+            &b.tcp,
+            "-n",
+            "100",
+            "--consumer-opt",
+            "tls_v1,true",
+            "--consumer-opt",
+            &format!("tls_root_ca_file,{}", certs.ca.display()),
+        ],
+        b"",
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for b in &bodies {
+        assert!(text.contains(std::str::from_utf8(b).unwrap()), "missing {:?}", String::from_utf8_lossy(b));
+    }
+}
+
+#[test]
+fn automatic_adoption_by_exactly_one_of_two_holders() {
+    let b = start(&[], &["--adopt-after=1s"]);
+    let c = start(&[], &["--adopt-after=1s"]);
+    let a = start(&[&b, &c], &["--replicas=1"]);
+    wait_for(Duration::from_secs(10), "A connected to B and C", || {
+        (connected(&a, &b.tcp) && connected(&a, &c.tcp)).then_some(())
+    });
+    let mut p = a.connect();
+    let bodies: Vec<Vec<u8>> = (0..400).map(|i| format!("auto-{i}").into_bytes()).collect();
+    for chunk in bodies.chunks(100) {
+        p.mpub("t", chunk);
+        p.expect_ok();
+    }
+    let a_tcp = a.tcp.clone();
+    drop(a.kill9());
+    let killed = Instant::now();
+    // One holder adopts; the other learns it and keeps no second copy to deliver.
+    let adopter = wait_for(Duration::from_secs(20), "an adoption", || {
+        let b_adopted = copy_of(&b, &a_tcp).is_some_and(|x| x["adopted"] == true);
+        let c_adopted = copy_of(&c, &a_tcp).is_some_and(|x| x["adopted"] == true);
+        (b_adopted && c_adopted).then_some(())?;
+        let b_by = copy_of(&b, &a_tcp).unwrap()["adopted_by"].clone();
+        let c_by = copy_of(&c, &a_tcp).unwrap()["adopted_by"].clone();
+        assert_eq!(b_by, c_by, "both holders name the same adopter");
+        Some(b_by)
+    });
+    eprintln!("adopted {:?} after kill -9", killed.elapsed());
+    let b_node = replication(&b)["node_id"].clone();
+    let (winner, loser) = if adopter == b_node { (&b, &c) } else { (&c, &b) };
+    let got = consume(winner, "t", "c", bodies.len(), Duration::from_secs(15));
+    assert_eq!(got.len(), bodies.len());
+    let dup = consume(loser, "t", "c", 1, Duration::from_secs(1));
+    assert!(dup.is_empty(), "the other holder delivered too");
 }
