@@ -434,3 +434,167 @@ fn automatic_adoption_by_exactly_one_of_two_holders() {
     let dup = consume(loser, "t", "c", 1, Duration::from_secs(1));
     assert!(dup.is_empty(), "the other holder delivered too");
 }
+
+/// A raw replication connection to `n`, speaking the wire format by hand.
+struct RawPeer {
+    s: std::net::TcpStream,
+    buf: bytes::BytesMut,
+}
+
+impl RawPeer {
+    fn connect(n: &Nsqd, magic: &[u8; 4]) -> RawPeer {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&n.tcp).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(magic).unwrap();
+        RawPeer {
+            s,
+            buf: bytes::BytesMut::new(),
+        }
+    }
+
+    fn send_raw(&mut self, data: &[u8]) {
+        use std::io::Write;
+        let _ = self.s.write_all(data);
+    }
+
+    fn send(&mut self, frame: &wire::Frame) {
+        let mut out = Vec::new();
+        wire::encode(frame, &mut out);
+        self.send_raw(&out);
+    }
+
+    /// The next frame, or None once the broker closed the connection.
+    fn next(&mut self) -> Option<wire::Frame> {
+        use std::io::Read;
+        loop {
+            if let Some(f) = wire::decode(&mut self.buf, wire::BASE_FRAME_LIMIT).unwrap() {
+                return Some(f);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn expect_error(&mut self, contains: &str) {
+        match self.next() {
+            Some(wire::Frame::Error(e)) => assert!(e.contains(contains), "error {e:?} lacks {contains:?}"),
+            other => panic!("expected an error containing {contains:?}, got {other:?}"),
+        }
+        assert!(self.next().is_none(), "connection left open after the error");
+    }
+}
+
+use nsqrs::replication::wire;
+
+/// One log record as the engine stores it.
+fn record(seq: u64, body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&1i64.to_be_bytes());
+    payload.extend_from_slice(&(1000 + seq).to_be_bytes());
+    payload.extend_from_slice(&seq.to_be_bytes());
+    payload.extend_from_slice(&0u16.to_be_bytes());
+    payload.extend_from_slice(&0i64.to_be_bytes());
+    payload.extend_from_slice(body);
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn hello(node: &str) -> wire::Frame {
+    wire::Frame::Hello(wire::Hello {
+        node: node.into(),
+        name: "raw:1".into(),
+        tcp_address: "127.0.0.1:1".into(),
+        epoch: 1,
+        peers: vec![],
+        replicas: 1,
+        max_msg_size: 1 << 20,
+    })
+}
+
+#[test]
+fn hostile_replication_input_gets_one_error_and_damages_nothing() {
+    let b = start(&[], &[]);
+    let owner = "0123456789abcdef0123456789abcdef";
+
+    // An absurd frame length: refused before anything is buffered.
+    let mut raw = RawPeer::connect(&b, b"  R1");
+    raw.send_raw(&[0xff, 0xff, 0xff, 0xff, 1]);
+    raw.expect_error("bad frame");
+    // A node id that would name a directory outside the data path.
+    let mut raw = RawPeer::connect(&b, b"  R1");
+    let mut out = Vec::new();
+    wire::encode(&hello(owner), &mut out);
+    let text = String::from_utf8_lossy(&out[5..]).replace(owner, "../../../../tmp/x00000000000000000000000");
+    let mut evil = ((text.len() + 1) as u32).to_be_bytes().to_vec();
+    evil.push(1);
+    evil.extend_from_slice(text.as_bytes());
+    raw.send_raw(&evil);
+    raw.expect_error("invalid node id");
+    // TLS asked of a broker without a certificate.
+    let mut raw = RawPeer::connect(&b, b"  RS");
+    raw.expect_error("E_TLS_NOT_AVAILABLE");
+    // A broker that replicates to itself.
+    let own = replication(&b)["node_id"].as_str().unwrap().to_string();
+    let mut raw = RawPeer::connect(&b, b"  R1");
+    raw.send(&hello(&own));
+    raw.expect_error("itself");
+
+    // A valid owner: good records are kept, damaged ones are refused whole.
+    let mut raw = RawPeer::connect(&b, b"  R1");
+    raw.send(&hello(owner));
+    assert!(matches!(raw.next(), Some(wire::Frame::Welcome(w)) if w.ends.is_empty()));
+    let good: Vec<u8> = [record(0, b"one"), record(1, b"two")].concat();
+    raw.send(&wire::Frame::Append {
+        topic: "t".into(),
+        pos: 0,
+        records: good.clone().into(),
+    });
+    let end = match raw.next() {
+        Some(wire::Frame::Ack { topic, end }) if topic == "t" => end,
+        other => panic!("expected ACK, got {other:?}"),
+    };
+    assert_eq!((end.pos, end.seq), (good.len() as u64, 2));
+    let mut damaged = record(2, b"three");
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x55;
+    raw.send(&wire::Frame::Append {
+        topic: "t".into(),
+        pos: end.pos,
+        records: damaged.into(),
+    });
+    raw.expect_error("damaged records");
+    // Records that overlap what the copy has, or skip sequence numbers.
+    let mut raw = RawPeer::connect(&b, b"  R1");
+    raw.send(&hello(owner));
+    let welcome = match raw.next() {
+        Some(wire::Frame::Welcome(w)) => w,
+        other => panic!("expected WELCOME, got {other:?}"),
+    };
+    assert_eq!(welcome.ends["t"], end, "the damaged append changed nothing");
+    raw.send(&wire::Frame::Append {
+        topic: "t".into(),
+        pos: 0,
+        records: record(0, b"again").into(),
+    });
+    raw.expect_error("overlaps");
+    let mut raw = RawPeer::connect(&b, b"  R1");
+    raw.send(&hello(owner));
+    raw.next();
+    raw.send(&wire::Frame::Append {
+        topic: "t".into(),
+        pos: end.pos,
+        records: [record(5, b"x"), record(9, b"y")].concat().into(),
+    });
+    raw.expect_error("damaged records");
+    // Through all of it the broker serves clients.
+    assert_eq!(b.get("/ping"), (200, "OK".to_string()));
+    pub_once(&b, "still", b"fine").unwrap();
+    let copy = replication(&b)["copies"][0].clone();
+    assert_eq!(copy["bytes"].as_u64().unwrap(), good.len() as u64, "{copy}");
+}
