@@ -5,6 +5,7 @@
 //! command lines, scripts and test harnesses work unchanged. Under the name `nsqlookupd` it
 //! takes nsqlookupd's role (`nsqrs lookupd`) the same way.
 
+mod adopt;
 mod bench;
 #[cfg(test)]
 mod docs;
@@ -74,6 +75,8 @@ enum Commands {
     /// Republish archived messages of a time window in publish order, resumable, optionally to another topic
     #[command(disable_version_flag = true)]
     Replay(Box<replay::ReplayArgs>),
+    /// Take over a lost broker's replicated messages on the broker that holds its copy
+    Adopt(Box<adopt::AdoptArgs>),
 }
 
 fn main() {
@@ -135,6 +138,7 @@ fn run() -> i32 {
         Commands::ToDb(args) => to_db::run(*args),
         Commands::Trace(args) => trace::run(*args),
         Commands::Replay(args) => replay::run(*args),
+        Commands::Adopt(args) => adopt::run(*args),
     }
 }
 

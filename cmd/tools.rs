@@ -22,7 +22,7 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
 /// `trace`, which takes its message ID first and so keeps clap's own syntax (Go stops reading
 /// flags at the first positional argument).
 pub fn one_line_errors(subcommand: &str) -> bool {
-    go_bool_flags(subcommand).is_some() || subcommand == "trace"
+    go_bool_flags(subcommand).is_some() || subcommand == "trace" || subcommand == "adopt"
 }
 
 /// Rewrites a tool's arguments from Go flag syntax; `None` for other subcommands.

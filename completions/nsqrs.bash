@@ -16,6 +16,9 @@ _nsqrs() {
             ",$1")
                 cmd="nsqrs"
                 ;;
+            nsqrs,adopt)
+                cmd="nsqrs__subcmd__adopt"
+                ;;
             nsqrs,bench)
                 cmd="nsqrs__subcmd__bench"
                 ;;
@@ -48,6 +51,9 @@ _nsqrs() {
                 ;;
             nsqrs,trace)
                 cmd="nsqrs__subcmd__trace"
+                ;;
+            nsqrs__subcmd__help,adopt)
+                cmd="nsqrs__subcmd__help__subcmd__adopt"
                 ;;
             nsqrs__subcmd__help,bench)
                 cmd="nsqrs__subcmd__help__subcmd__bench"
@@ -89,12 +95,42 @@ _nsqrs() {
 
     case "${cmd}" in
         nsqrs)
-            opts="-h -V --help --version serve lookupd bench pub tail to-file stat to-db trace replay help"
+            opts="-h -V --help --version serve lookupd bench pub tail to-file stat to-db trace replay adopt help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__adopt)
+            opts="-h --node --nsqd-http-address --http-admin-token --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nsqd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -185,8 +221,22 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__help)
-            opts="serve lookupd bench pub tail to-file stat to-db trace replay help"
+            opts="serve lookupd bench pub tail to-file stat to-db trace replay adopt help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__adopt)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -519,7 +569,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__serve)
-            opts="-h --version --config --log-level --log-prefix --verbose --node-id --worker-id --tcp-address --http-address --https-address --auth-http-address --auth-http-request-method --broadcast-address --broadcast-tcp-port --broadcast-http-port --lookupd-tcp-address --http-client-connect-timeout --http-client-request-timeout --topology-region --topology-zone --data-path --mem-queue-size --max-bytes-per-file --sync-every --sync-timeout --queue-scan-worker-pool-max --queue-scan-selection-count --msg-timeout --max-msg-timeout --max-msg-size --max-req-timeout --max-body-size --max-heartbeat-interval --max-rdy-count --max-output-buffer-size --max-output-buffer-timeout --min-output-buffer-timeout --output-buffer-timeout --max-channel-consumers --statsd-address --statsd-interval --statsd-mem-stats --statsd-prefix --statsd-udp-packet-size --statsd-exclude-ephemeral --e2e-processing-latency-percentile --e2e-processing-latency-window-time --tls-cert --tls-key --tls-client-auth-policy --tls-root-ca-file --tls-required --tls-min-version --deflate --max-deflate-level --embedded-lookupd --embedded-lookupd-tcp-address --embedded-lookupd-http-address --lifecycle-events --lifecycle-events-topics --snappy --enable-experiment --http-admin-token --help"
+            opts="-h --version --config --log-level --log-prefix --verbose --node-id --worker-id --tcp-address --http-address --https-address --auth-http-address --auth-http-request-method --broadcast-address --broadcast-tcp-port --broadcast-http-port --lookupd-tcp-address --http-client-connect-timeout --http-client-request-timeout --topology-region --topology-zone --data-path --mem-queue-size --max-bytes-per-file --sync-every --sync-timeout --queue-scan-worker-pool-max --queue-scan-selection-count --msg-timeout --max-msg-timeout --max-msg-size --max-req-timeout --max-body-size --max-heartbeat-interval --max-rdy-count --max-output-buffer-size --max-output-buffer-timeout --min-output-buffer-timeout --output-buffer-timeout --max-channel-consumers --statsd-address --statsd-interval --statsd-mem-stats --statsd-prefix --statsd-udp-packet-size --statsd-exclude-ephemeral --e2e-processing-latency-percentile --e2e-processing-latency-window-time --tls-cert --tls-key --tls-client-auth-policy --tls-root-ca-file --tls-required --tls-min-version --deflate --max-deflate-level --embedded-lookupd --embedded-lookupd-tcp-address --embedded-lookupd-http-address --lifecycle-events --lifecycle-events-topics --snappy --enable-experiment --http-admin-token --replicate-to --replicas --replica-policy --replica-timeout --adopt-after --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -774,6 +824,26 @@ _nsqrs() {
                     return 0
                     ;;
                 --http-admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replicate-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replicas)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replica-policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replica-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --adopt-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

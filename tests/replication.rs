@@ -266,7 +266,21 @@ fn strict_refuses_while_the_peer_is_away_and_the_peer_catches_up() {
     // replicated once B returned, so it comes too (at least once, never lost).
     let a_tcp = a.tcp.clone();
     drop(a.kill9());
-    adopt(&b, &a_tcp);
+    // Adopted with the command-line tool this time.
+    let out = common::run_tool(
+        &["adopt", "--node", &a_tcp, "--nsqd-http-address", &b.http],
+        b"",
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("adopted 127.0.0.1:"), "{text}");
+    let again = common::run_tool(
+        &["adopt", "--node", &a_tcp, "--nsqd-http-address", &b.http],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert_eq!(again.status.code(), Some(1), "a second adoption finds no copy");
     let got = consume(&b, "t", "c", acked.len() + 5, Duration::from_secs(10));
     for body in &acked {
         assert!(got.contains_key(body), "lost {}", String::from_utf8_lossy(body));

@@ -43,25 +43,53 @@ pub async fn get(
     accept: Option<&str>,
     timeouts: HttpTimeouts,
 ) -> Result<(u16, Bytes), String> {
+    send(addr, "GET", path, accept, None, timeouts).await
+}
+
+/// POSTs an empty body to `path` (an admin action), with `Authorization: Bearer <token>`
+/// when a token is given; returns the status and the whole body.
+pub async fn post(
+    addr: &str,
+    path: &str,
+    bearer: Option<&str>,
+    timeouts: HttpTimeouts,
+) -> Result<(u16, Bytes), String> {
+    send(addr, "POST", path, None, bearer, timeouts).await
+}
+
+async fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    accept: Option<&str>,
+    bearer: Option<&str>,
+    timeouts: HttpTimeouts,
+) -> Result<(u16, Bytes), String> {
     let hp = host_port(addr);
     let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(hp))
         .await
         .map_err(|_| {
             format!(
-                "GET http://{hp}{path}: connect timed out after {:?}",
+                "{method} http://{hp}{path}: connect timed out after {:?}",
                 timeouts.connect
             )
         })?
-        .map_err(|e| format!("GET http://{hp}{path}: {e}"))?;
+        .map_err(|e| format!("{method} http://{hp}{path}: {e}"))?;
     let request = async {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
         // The connection future drives the socket; it ends when the response is read.
         let driver = tokio::spawn(conn);
-        let mut req = Request::get(path).header(hyper::header::HOST, hp);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, hp);
         if let Some(accept) = accept {
             req = req.header(hyper::header::ACCEPT, accept);
+        }
+        if let Some(token) = bearer {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
@@ -77,8 +105,8 @@ pub async fn get(
     };
     tokio::time::timeout(timeouts.request, request)
         .await
-        .map_err(|_| format!("GET http://{hp}{path}: no response within {:?}", timeouts.request))?
-        .map_err(|e| format!("GET http://{hp}{path}: {e}"))
+        .map_err(|_| format!("{method} http://{hp}{path}: no response within {:?}", timeouts.request))?
+        .map_err(|e| format!("{method} http://{hp}{path}: {e}"))
 }
 
 /// GETs and parses JSON, treating any non-2xx status as an error that quotes the body.
