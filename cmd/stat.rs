@@ -69,6 +69,13 @@ pub struct StatArgs {
           require_equals = true, default_missing_value = "true", default_value = "false",
           value_parser = parse_go_bool)]
     pub version: bool,
+
+    /// nsqrs: show each broker's replication peers and their lag (log bytes not acknowledged,
+    /// age and count of channel states not confirmed) instead of topics and channels
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "false",
+          value_parser = parse_go_bool)]
+    pub replication: bool,
 }
 
 /// nsq_stat repeats its header every this many reports.
@@ -84,10 +91,113 @@ pub fn run(args: StatArgs) -> i32 {
     }
     tools::runtime().block_on(async move {
         tokio::select! {
-            code = poll(&args) => code,
+            code = async { if args.replication { poll_replication(&args).await } else { poll(&args).await } } => code,
             _ = tools::terminated() => 0,
         }
     })
+}
+
+/// One peer of one broker, as `--replication` reports it.
+#[derive(Debug, serde::Serialize)]
+struct PeerLag {
+    time: String,
+    node: String,
+    peer: String,
+    connected: bool,
+    log_lag_bytes: u64,
+    state_lag_ms: u64,
+    state_lag_channels: u64,
+}
+
+/// `--replication`: every interval, each broker's peers and their lag.
+async fn poll_replication(args: &StatArgs) -> i32 {
+    let timeouts = HttpTimeouts {
+        connect: args.http_client_connect_timeout,
+        request: args.http_client_request_timeout,
+    };
+    let mut ticker = tokio::time::interval(args.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reports = 0u64;
+    loop {
+        ticker.tick().await;
+        let nodes = match nsqd_addresses(args, timeouts).await {
+            Ok(n) => n,
+            Err(e) => return tools::fail(e),
+        };
+        let mut rows = Vec::new();
+        for node in &nodes {
+            let stats = match get_json(node, "/stats?format=json&include_clients=false", Some(ACCEPT_V1), timeouts).await {
+                Ok(s) => s,
+                Err(e) if reports == 0 => return tools::fail(format!("nsqd {node}: {e}")),
+                Err(e) => {
+                    eprintln!("warning: nsqd {node}: {}", e.replace('\n', " "));
+                    continue;
+                }
+            };
+            for p in stats["replication"]["peers"].as_array().into_iter().flatten() {
+                let n = |k: &str| p[k].as_u64().unwrap_or(0);
+                rows.push(PeerLag {
+                    time: timestamp(),
+                    node: node.clone(),
+                    peer: p["address"].as_str().unwrap_or("").to_string(),
+                    connected: p["connected"].as_bool().unwrap_or(false),
+                    log_lag_bytes: n("log_lag_bytes"),
+                    state_lag_ms: n("state_lag_ms"),
+                    state_lag_channels: n("state_lag_channels"),
+                });
+            }
+        }
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let result = (|| -> std::io::Result<()> {
+            match args.format {
+                StatFormat::Table => {
+                    if reports % HEADER_EVERY == 0 {
+                        writeln!(
+                            out,
+                            "{:<21} {:<21} {:>9} {:>12} {:>12} {:>10}",
+                            "nsqd", "peer", "connected", "log-lag(B)", "state-lag(ms)", "states"
+                        )?;
+                    }
+                    if rows.is_empty() {
+                        writeln!(out, "(no replication peers)")?;
+                    }
+                    for r in &rows {
+                        writeln!(
+                            out,
+                            "{:<21} {:<21} {:>9} {:>12} {:>12} {:>10}",
+                            r.node, r.peer, r.connected, r.log_lag_bytes, r.state_lag_ms, r.state_lag_channels
+                        )?;
+                    }
+                }
+                StatFormat::Csv => {
+                    if reports == 0 {
+                        writeln!(out, "time,nsqd,peer,connected,log_lag_bytes,state_lag_ms,state_lag_channels")?;
+                    }
+                    for r in &rows {
+                        writeln!(
+                            out,
+                            "{},{},{},{},{},{},{}",
+                            r.time, r.node, r.peer, r.connected, r.log_lag_bytes, r.state_lag_ms, r.state_lag_channels
+                        )?;
+                    }
+                }
+                StatFormat::Json => {
+                    for r in &rows {
+                        writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())?;
+                    }
+                }
+            }
+            out.flush()
+        })();
+        if let Err(e) = result {
+            return if e.kind() == std::io::ErrorKind::BrokenPipe { 0 } else { tools::fail(e) };
+        }
+        reports += 1;
+        if args.count > 0 && reports >= args.count {
+            return 0;
+        }
+    }
 }
 
 fn validate(args: &StatArgs) -> Result<(), String> {

@@ -11,7 +11,7 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
         "pub" => Some(&["version"]),
         "tail" => Some(&["print-topic", "version"]),
         "to-file" => Some(&["gzip", "skip-empty-files", "version"]),
-        "stat" => Some(&["version"]),
+        "stat" => Some(&["replication", "version"]),
         "to-db" => Some(&["events"]),
         "replay" => Some(&["dry-run"]),
         _ => None,

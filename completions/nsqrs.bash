@@ -855,7 +855,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__stat)
-            opts="-h --topic --channel --nsqd-http-address --lookupd-http-address --interval --count --format --http-client-connect-timeout --http-client-request-timeout --version --help"
+            opts="-h --topic --channel --nsqd-http-address --lookupd-http-address --interval --count --format --http-client-connect-timeout --http-client-request-timeout --version --replication --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -898,6 +898,10 @@ _nsqrs() {
                     return 0
                     ;;
                 --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replication)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -201,6 +201,7 @@ csv\t'A header row, then one row per report (per topic/channel for the cluster)'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l http-client-connect-timeout -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l http-client-request-timeout -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l version -d 'Print version string and exit' -r
+complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -l replication -d 'nsqrs: show each broker\'s replication peers and their lag (log bytes not acknowledged, age and count of channel states not confirmed) instead of topics and channels' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand stat" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l topic -d 'NSQ topic to archive' -r
 complete -c nsqrs -n "__fish_nsqrs_using_subcommand to-db" -l channel -d 'The archiver\'s own channel (it sees every message of the topic)' -r

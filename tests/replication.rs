@@ -311,9 +311,26 @@ fn best_effort_accepts_while_the_peer_is_away_and_streams_the_backlog_on_return(
     let (code, _) = a.post("/pub?topic=t", b"away-http");
     assert_eq!(code, 200);
 
+    // `nsqrs stat --replication` shows the lag: B away, bytes behind.
+    let stat = |n: &Nsqd| {
+        let out = common::run_tool(
+            &["stat", "--replication", "--nsqd-http-address", &n.http, "--count", "1", "--interval", "100ms", "--format", "csv"],
+            b"",
+            Duration::from_secs(20),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap_or_default().to_string()
+    };
+    let row = stat(&a);
+    let fields: Vec<&str> = row.split(',').collect();
+    assert_eq!(fields[2..4], [b_addr.as_str(), "false"], "{row}");
+    assert!(fields[4].parse::<u64>().unwrap() > 0, "{row}");
+
     let b = start_at(&b_addr, b_dir.path(), &[], &[]);
     wait_for(Duration::from_secs(15), "B caught up", || lag_is_zero(&a, &b.tcp));
     assert_eq!(replication(&a)["degraded"], false);
+    let row = stat(&a);
+    assert!(row.ends_with(&format!("{b_addr},true,0,0,0")), "{row}");
     let a_tcp = a.tcp.clone();
     drop(a.kill9());
     adopt(&b, &a_tcp);
