@@ -399,7 +399,9 @@ impl Replication {
     /// what the adopter took, so it is not delivered twice; then start a new epoch.
     pub async fn apply_adoption_news(&self, record: &AdoptionRecord) {
         let _guard = self.adoption.lock().await;
-        if record.epoch < self.epoch() || record.owner != self.node {
+        // A record of the epoch just ended may come from a second holder (one that granted the
+        // adopter's claim, or answered late): forgetting up to its ends again is harmless.
+        if record.epoch + 1 < self.epoch() || record.owner != self.node {
             return;
         }
         let Some(broker) = self.broker() else { return };
@@ -427,6 +429,9 @@ impl Replication {
             skipped.push(format!("{topic_name}@{}", upto.pos));
         }
         let next = record.epoch + 1;
+        if next <= self.epoch() {
+            return;
+        }
         if let Err(e) = save_identity(
             &self.data_dir,
             &Identity {

@@ -93,8 +93,13 @@ pub fn collect(repl: &Replication) -> ReplicationStatus {
         .map(|c| {
             let info = c.info.lock().clone();
             let adopted = c.adopted.lock().clone();
-            let topics = c.topics.lock().len();
-            let bytes = c.bytes();
+            // An adoption holds the copy's topics while it works; report it without waiting.
+            let adopting = c.adopting.load(Ordering::Acquire);
+            let (topics, bytes) = if adopting {
+                (0, 0)
+            } else {
+                (c.topics.lock().len(), c.bytes())
+            };
             CopyStatus {
                 owner: c.owner.clone(),
                 name: info.name,
@@ -105,7 +110,7 @@ pub fn collect(repl: &Replication) -> ReplicationStatus {
                 last_contact: (c.last_contact_ns.load(Ordering::Relaxed) / 1_000_000_000) as i64,
                 adopted: adopted.is_some(),
                 adopted_by: adopted.map(|a| a.adopter),
-                adopting: c.adopting.load(Ordering::Acquire),
+                adopting,
             }
         })
         .collect();
