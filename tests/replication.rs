@@ -629,3 +629,97 @@ fn hostile_replication_input_gets_one_error_and_damages_nothing() {
     let copy = replication(&b)["copies"][0].clone();
     assert_eq!(copy["bytes"].as_u64().unwrap(), good.len() as u64, "{copy}");
 }
+
+#[test]
+fn adoption_survives_a_kill_9_of_the_adopter() {
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_addr = free_addr();
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    let a = start(&[&b], &[]);
+    let mut p = a.connect();
+    let bodies: Vec<Vec<u8>> = (0..1000).map(|i| format!("k{i}").into_bytes()).collect();
+    for chunk in bodies.chunks(250) {
+        p.mpub("t", chunk);
+        p.expect_ok();
+    }
+    let a_tcp = a.tcp.clone();
+    drop(a.kill9());
+    // Killed right after adopting: what it adopted is on disk.
+    adopt(&b, &a_tcp);
+    let _ = b.kill9();
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    let got = consume(&b, "t", "c", bodies.len(), Duration::from_secs(10));
+    assert_eq!(got.len(), bodies.len(), "adopted messages lost in a crash of the adopter");
+}
+
+#[test]
+fn an_interrupted_adoption_is_done_again_at_start() {
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_addr = free_addr();
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    let a = start(&[&b], &[]);
+    let mut p = a.connect();
+    let bodies: Vec<Vec<u8>> = (0..500).map(|i| format!("i{i}").into_bytes()).collect();
+    p.mpub("t", &bodies);
+    p.expect_ok();
+    let owner = replication(&b)["copies"][0]["owner"].as_str().unwrap().to_string();
+    drop(a.kill9());
+    let _ = b.kill9();
+    // A kill -9 in the middle of an adoption leaves its marker behind (what was appended
+    // before the kill may be delivered twice, nothing is lost).
+    std::fs::write(b_dir.path().join("nsqrs/copies").join(&owner).join("adopting"), b"").unwrap();
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    let got = consume(&b, "t", "c", bodies.len(), Duration::from_secs(15));
+    assert_eq!(got.len(), bodies.len());
+    assert!(b.log.lock().unwrap().iter().any(|l| l.contains("resuming the interrupted adoption")));
+}
+
+#[test]
+fn symmetric_replication_each_broker_holds_the_other() {
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a_flags = flags(&[], &[]);
+    a_flags.push(format!("--replicate-to={b_addr}"));
+    let a = start_at(&a_addr, a_dir.path(), &[], &a_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut b_flags = flags(&[], &[]);
+    b_flags.push(format!("--replicate-to={a_addr}"));
+    let b = start_at(&b_addr, b_dir.path(), &[], &b_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_for(Duration::from_secs(10), "both connected", || {
+        (connected(&a, &b_addr) && connected(&b, &a_addr)).then_some(())
+    });
+    for i in 0..100 {
+        pub_once(&a, "t", format!("from-a-{i}").as_bytes()).unwrap();
+        pub_once(&b, "t", format!("from-b-{i}").as_bytes()).unwrap();
+    }
+    drop(a.kill9());
+    adopt(&b, &a_addr);
+    let got = consume(&b, "t", "c", 200, Duration::from_secs(10));
+    assert_eq!(got.len(), 200, "B delivers its own messages and A's");
+}
+
+#[test]
+fn a_go_nsqd_named_as_a_peer_is_unaffected_and_counts_as_unreachable() {
+    let go = std::path::Path::new("/root/.cache/nsq-anchor/bin/nsqd");
+    if !go.exists() {
+        eprintln!("skipped: no Go nsqd at {}", go.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = vec![
+        "--tcp-address=127.0.0.1:0".into(),
+        "--http-address=127.0.0.1:0".into(),
+        format!("--data-path={}", dir.path().display()),
+    ];
+    let g = Nsqd::launch(go, &args, dir.path());
+    let a = start(&[&g], &["--replica-policy=best-effort"]);
+    wait_for(Duration::from_secs(10), "the Go peer refused", || {
+        let p = peer(&a, &g.tcp);
+        (p["connected"] == false && !p["last_error"].as_str().unwrap_or("").is_empty()).then_some(())
+    });
+    assert_eq!(replication(&a)["degraded"], true);
+    pub_once(&a, "t", b"accepted").unwrap();
+    // The Go broker goes on serving its own clients.
+    pub_once(&g, "t", b"go").unwrap();
+    let got = consume(&g, "t", "c", 1, Duration::from_secs(5));
+    assert!(got.contains_key(&b"go"[..]));
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::copies::{Copy, CopyTopic};
+use super::copies::{ClaimPhase, Copy, CopyTopic};
 use super::link::{self, FrameReader, IDLE_TIMEOUT};
 use super::wire::{AdoptionRecord, Claim, Frame};
 use super::Replication;
@@ -67,16 +67,36 @@ async fn adopt_copy(repl: &Arc<Replication>, copy: &Arc<Copy>, claim: bool) -> R
         return Ok(None);
     }
     let broker = repl.broker().ok_or("broker is shutting down")?;
-    copy.set_adopting(true);
-    copy.yielded.store(false, Ordering::Release);
     let info = copy.info.lock().clone();
+    {
+        let mut phase = copy.phase.lock();
+        let granted_elsewhere = copy
+            .grant
+            .lock()
+            .as_ref()
+            .is_some_and(|g| g.epoch >= info.epoch && g.claimant != repl.node);
+        if claim && granted_elsewhere {
+            return Ok(None);
+        }
+        // An explicit adoption is the operator's decision: it never yields.
+        *phase = if claim {
+            ClaimPhase::Claiming
+        } else {
+            ClaimPhase::Committed
+        };
+    }
+    copy.set_adopting(true);
+    let abort = |copy: &Copy| {
+        *copy.phase.lock() = ClaimPhase::Idle;
+        copy.set_adopting(false);
+    };
     let mut pulled_from = Vec::new();
     let own_address = repl.tcp_address.lock().clone();
     for peer in info.peers.iter().filter(|p| **p != own_address) {
         match pull(repl, copy, peer, claim).await {
             Ok(Some(true)) => pulled_from.push(peer.clone()),
             Ok(Some(false)) => {
-                copy.set_adopting(false);
+                abort(copy);
                 crate::server::log(
                     "[nsqd] ",
                     "INFO",
@@ -91,10 +111,19 @@ async fn adopt_copy(repl: &Arc<Replication>, copy: &Arc<Copy>, claim: bool) -> R
                 &format!("replication: pulling the copy of {} from {peer}: {e}", info.name),
             ),
         }
-        if claim && copy.yielded.load(Ordering::Acquire) {
-            copy.set_adopting(false);
+        if *copy.phase.lock() == ClaimPhase::Yielded {
+            abort(copy);
             return Ok(None);
         }
+    }
+    {
+        let mut phase = copy.phase.lock();
+        if *phase == ClaimPhase::Yielded {
+            drop(phase);
+            abort(copy);
+            return Ok(None);
+        }
+        *phase = ClaimPhase::Committed;
     }
     let ends = copy.ends();
     let work = {
@@ -104,11 +133,11 @@ async fn adopt_copy(repl: &Arc<Replication>, copy: &Arc<Copy>, claim: bool) -> R
     let topics = match work.await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
-            copy.set_adopting(false);
+            abort(copy);
             return Err(e);
         }
         Err(e) => {
-            copy.set_adopting(false);
+            abort(copy);
             return Err(e.to_string());
         }
     };
@@ -120,6 +149,7 @@ async fn adopt_copy(repl: &Arc<Replication>, copy: &Arc<Copy>, claim: bool) -> R
         at_ns: now_ns(),
     };
     copy.mark_adopted(record.clone());
+    *copy.phase.lock() = ClaimPhase::Idle;
     for peer in info.peers.iter().filter(|p| **p != own_address) {
         let _ = tokio::time::timeout(Duration::from_secs(3), tell_adopted(repl, peer, &record)).await;
     }

@@ -104,8 +104,21 @@ pub struct Copy {
     /// Bumped by every HELLO: frames of an older session are ignored.
     session: AtomicU64,
     pub adopting: AtomicBool,
-    /// Set when this holder, claiming the copy itself, yielded to a lower claimant.
-    pub yielded: AtomicBool,
+    /// Where this holder stands in claiming the copy; claims from other holders are decided
+    /// under the same lock, so two holders never both go ahead.
+    pub phase: Mutex<ClaimPhase>,
+}
+
+/// A holder's own claim on a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimPhase {
+    Idle,
+    /// Asking the other holders; a claim from a lower node id makes it yield.
+    Claiming,
+    /// Yielded to a lower claimant: the own adoption stops before it commits.
+    Yielded,
+    /// Adopting: every other claim is denied.
+    Committed,
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T, fsync: bool) -> std::io::Result<()> {
@@ -485,7 +498,7 @@ impl CopyStore {
             last_contact_ns: AtomicU64::new(now_ns() as u64),
             session: AtomicU64::new(0),
             adopting: AtomicBool::new(false),
-            yielded: AtomicBool::new(false),
+            phase: Mutex::new(ClaimPhase::Idle),
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::copies::{Copy, Grant};
+use super::copies::{ClaimPhase, Copy, Grant};
 use super::link::{self, BoxIo, FrameReader, IDLE_TIMEOUT};
 use super::wire::{self, Claim, Claimed, End, Frame, Hello, HARD_FRAME_LIMIT, MAGIC_TLS};
 use super::Replication;
@@ -203,30 +203,34 @@ async fn claim_session<W: AsyncWrite + Unpin>(repl: &Replication, claim: Claim, 
             .lock()
             .clone()
             .filter(|g| g.claimant != claim.claimant);
+        // Decided under the phase lock, which this holder's own adoption takes to commit.
+        let mut phase = copy.phase.lock();
         if let Some(a) = adopted {
             answer.granted = !claim.claim;
             answer.winner = Some(a.adopter);
-        } else if let Some(g) = other_grant {
-            if claim.claim {
-                answer.granted = false;
-                answer.winner = Some(g.claimant);
-            }
-        } else if copy.adopting.load(Ordering::Acquire) && claim.claim {
+        } else if *phase == ClaimPhase::Committed {
+            answer.granted = !claim.claim;
+            answer.winner = Some(repl.node.clone());
+        } else if let (true, Some(g)) = (claim.claim, &other_grant) {
+            answer.granted = false;
+            answer.winner = Some(g.claimant.clone());
+        } else if *phase == ClaimPhase::Claiming && claim.claim {
             // Both claim at once: the lower node id wins, the other yields.
             if claim.claimant.as_str() < repl.node.as_str() {
-                copy.yielded.store(true, Ordering::Release);
+                *phase = ClaimPhase::Yielded;
             } else {
                 answer.granted = false;
                 answer.winner = Some(repl.node.clone());
             }
         }
-        if answer.granted {
+        if answer.granted && *phase != ClaimPhase::Committed {
             let epoch = copy.info.lock().epoch;
             copy.set_grant(Some(Grant {
                 epoch,
                 claimant: claim.claimant.clone(),
             }));
         }
+        drop(phase);
     }
     link::send(wr, &Frame::Claimed(answer.clone())).await?;
     if let (true, true, Some(copy)) = (answer.granted, answer.has_copy, &copy) {

@@ -98,7 +98,8 @@ pub fn collect(repl: &Replication) -> ReplicationStatus {
             let (topics, bytes) = if adopting {
                 (0, 0)
             } else {
-                (c.topics.lock().len(), c.bytes())
+                let topics = c.topics.lock().len();
+                (topics, c.bytes())
             };
             CopyStatus {
                 owner: c.owner.clone(),
