@@ -723,3 +723,35 @@ fn a_go_nsqd_named_as_a_peer_is_unaffected_and_counts_as_unreachable() {
     let got = consume(&g, "t", "c", 1, Duration::from_secs(5));
     assert!(got.contains_key(&b"go"[..]));
 }
+
+#[test]
+fn adoption_first_pulls_what_only_another_holder_has() {
+    let b_addr = free_addr();
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    let c = start(&[], &[]);
+    let a = start(&[&b, &c], &["--replicas=1"]);
+    wait_for(Duration::from_secs(10), "A connected to B and C", || {
+        (connected(&a, &b.tcp) && connected(&a, &c.tcp)).then_some(())
+    });
+    pub_once(&a, "t", b"both-have-it").unwrap();
+    wait_for(Duration::from_secs(10), "B caught up", || lag_is_zero(&a, &b.tcp));
+    // B is away while more is published: only C acknowledges it.
+    let _ = b.terminate();
+    let only_c: Vec<Vec<u8>> = (0..200).map(|i| format!("only-c-{i}").into_bytes()).collect();
+    let mut p = a.connect();
+    p.mpub("t", &only_c);
+    p.expect_ok();
+    let a_tcp = a.tcp.clone();
+    drop(a.kill9());
+    // B comes back after A is gone and adopts: it must fetch from C what it never received.
+    let b = start_at(&b_addr, b_dir.path(), &[], &[]);
+    let report = adopt(&b, &a_tcp);
+    assert_eq!(report["adopted"][0]["pulled_from"][0], c.tcp, "{report}");
+    let got = consume(&b, "t", "c", only_c.len() + 1, Duration::from_secs(10));
+    assert_eq!(got.len(), only_c.len() + 1, "messages only C held were lost");
+    // C learned of the adoption and will not deliver them a second time.
+    wait_for(Duration::from_secs(5), "C knows", || {
+        copy_of(&c, &a_tcp).filter(|x| x["adopted"] == true).map(|_| ())
+    });
+}
