@@ -38,7 +38,14 @@ pub fn run(args: AdoptArgs) -> i32 {
             request: args.timeout,
         };
         let path = format!("/replication/adopt?node={}", query_escape(&args.node));
-        match post(&args.nsqd_http_address, &path, args.http_admin_token.as_deref(), timeouts).await {
+        match post(
+            &args.nsqd_http_address,
+            &path,
+            args.http_admin_token.as_deref(),
+            timeouts,
+        )
+        .await
+        {
             Ok((200, body)) => {
                 let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 for r in doc["adopted"].as_array().into_iter().flatten() {

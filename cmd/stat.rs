@@ -126,7 +126,14 @@ async fn poll_replication(args: &StatArgs) -> i32 {
         };
         let mut rows = Vec::new();
         for node in &nodes {
-            let stats = match get_json(node, "/stats?format=json&include_clients=false", Some(ACCEPT_V1), timeouts).await {
+            let stats = match get_json(
+                node,
+                "/stats?format=json&include_clients=false",
+                Some(ACCEPT_V1),
+                timeouts,
+            )
+            .await
+            {
                 Ok(s) => s,
                 Err(e) if reports == 0 => return tools::fail(format!("nsqd {node}: {e}")),
                 Err(e) => {
@@ -152,7 +159,7 @@ async fn poll_replication(args: &StatArgs) -> i32 {
         let result = (|| -> std::io::Result<()> {
             match args.format {
                 StatFormat::Table => {
-                    if reports % HEADER_EVERY == 0 {
+                    if reports.is_multiple_of(HEADER_EVERY) {
                         writeln!(
                             out,
                             "{:<21} {:<21} {:>9} {:>12} {:>12} {:>10}",
@@ -166,19 +173,33 @@ async fn poll_replication(args: &StatArgs) -> i32 {
                         writeln!(
                             out,
                             "{:<21} {:<21} {:>9} {:>12} {:>12} {:>10}",
-                            r.node, r.peer, r.connected, r.log_lag_bytes, r.state_lag_ms, r.state_lag_channels
+                            r.node,
+                            r.peer,
+                            r.connected,
+                            r.log_lag_bytes,
+                            r.state_lag_ms,
+                            r.state_lag_channels
                         )?;
                     }
                 }
                 StatFormat::Csv => {
                     if reports == 0 {
-                        writeln!(out, "time,nsqd,peer,connected,log_lag_bytes,state_lag_ms,state_lag_channels")?;
+                        writeln!(
+                            out,
+                            "time,nsqd,peer,connected,log_lag_bytes,state_lag_ms,state_lag_channels"
+                        )?;
                     }
                     for r in &rows {
                         writeln!(
                             out,
                             "{},{},{},{},{},{},{}",
-                            r.time, r.node, r.peer, r.connected, r.log_lag_bytes, r.state_lag_ms, r.state_lag_channels
+                            r.time,
+                            r.node,
+                            r.peer,
+                            r.connected,
+                            r.log_lag_bytes,
+                            r.state_lag_ms,
+                            r.state_lag_channels
                         )?;
                     }
                 }
@@ -191,7 +212,11 @@ async fn poll_replication(args: &StatArgs) -> i32 {
             out.flush()
         })();
         if let Err(e) = result {
-            return if e.kind() == std::io::ErrorKind::BrokenPipe { 0 } else { tools::fail(e) };
+            return if e.kind() == std::io::ErrorKind::BrokenPipe {
+                0
+            } else {
+                tools::fail(e)
+            };
         }
         reports += 1;
         if args.count > 0 && reports >= args.count {

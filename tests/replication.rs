@@ -72,7 +72,9 @@ fn consume(
     c.s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     while seen.len() < want && Instant::now() < deadline {
         match c.read_frame() {
-            Some(Frame::Message { id, body, attempts, .. }) => {
+            Some(Frame::Message {
+                id, body, attempts, ..
+            }) => {
                 c.cmd(&format!("FIN {id}"));
                 seen.entry(body).or_insert((id, attempts, Instant::now()));
             }
@@ -84,13 +86,19 @@ fn consume(
 }
 
 fn adopt(holder: &Nsqd, owner_tcp: &str) -> serde_json::Value {
-    let (code, body) = holder.post(&format!("/replication/adopt?node=127.0.0.1{}", port(owner_tcp)), b"");
+    let (code, body) = holder.post(
+        &format!("/replication/adopt?node=127.0.0.1{}", port(owner_tcp)),
+        b"",
+    );
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
 
 fn flags(peers: &[&Nsqd], extra: &[&str]) -> Vec<String> {
-    let mut f: Vec<String> = peers.iter().map(|p| format!("--replicate-to={}", p.tcp)).collect();
+    let mut f: Vec<String> = peers
+        .iter()
+        .map(|p| format!("--replicate-to={}", p.tcp))
+        .collect();
     f.push("--broadcast-address=127.0.0.1".into());
     f.extend(extra.iter().map(|s| s.to_string()));
     f
@@ -106,7 +114,9 @@ fn start(peers: &[&Nsqd], extra: &[&str]) -> Nsqd {
 fn a_lost_broker_is_adopted_with_ids_attempts_and_due_times() {
     let b = start(&[], &[]);
     let a = start(&[&b], &["--msg-timeout=60s"]);
-    wait_for(Duration::from_secs(10), "A connected to B", || connected(&a, &b.tcp).then_some(()));
+    wait_for(Duration::from_secs(10), "A connected to B", || {
+        connected(&a, &b.tcp).then_some(())
+    });
 
     // Channel "work" exists before publishing; "audit" only on the copy's topic metadata later.
     let mut consumer = a.connect();
@@ -116,7 +126,12 @@ fn a_lost_broker_is_adopted_with_ids_attempts_and_due_times() {
     let bodies: Vec<Vec<u8>> = (0..500).map(|i| format!("order-{i:04}").into_bytes()).collect();
     p.mpub("orders", &bodies);
     let ids: Vec<String> = match p.read_frame() {
-        Some(Frame::Response(r)) => String::from_utf8(r).unwrap().split(' ').skip(1).map(String::from).collect(),
+        Some(Frame::Response(r)) => String::from_utf8(r)
+            .unwrap()
+            .split(' ')
+            .skip(1)
+            .map(String::from)
+            .collect(),
         other => panic!("MPUB answered {other:?}"),
     };
     assert_eq!(ids.len(), bodies.len());
@@ -162,7 +177,10 @@ fn a_lost_broker_is_adopted_with_ids_attempts_and_due_times() {
     let tmp = a.kill9();
     drop(tmp);
     let report = adopt(&b, &a_tcp);
-    assert_eq!(report["adopted"][0]["messages"].as_u64().unwrap() >= 400, true, "{report}");
+    assert!(
+        report["adopted"][0]["messages"].as_u64().unwrap() >= 400,
+        "{report}"
+    );
 
     // Every message not finished on A arrives from B, with its original ID.
     let got = consume(&b, "orders", "work", 401, Duration::from_secs(20));
@@ -175,7 +193,10 @@ fn a_lost_broker_is_adopted_with_ids_attempts_and_due_times() {
         }
     }
     let redelivered_finished = finished.iter().filter(|b| got.contains_key(*b)).count();
-    assert_eq!(redelivered_finished, 0, "finished messages came back though the state was shipped");
+    assert_eq!(
+        redelivered_finished, 0,
+        "finished messages came back though the state was shipped"
+    );
     assert_eq!(got[&requeued].1, 2, "the requeued message keeps its attempt");
     // The deferred one arrives at its due time, not at once.
     let (_, _, at) = got.get(&b"deferred-one"[..]).expect("deferred message delivered");
@@ -217,7 +238,10 @@ fn pub_once(n: &Nsqd, topic: &str, body: &[u8]) -> Result<(), String> {
 
 fn lag_is_zero(owner: &Nsqd, peer_addr: &str) -> Option<()> {
     let p = peer(owner, peer_addr);
-    (p["connected"] == true && p["log_lag_bytes"] == 0 && p["state_lag_channels"] == 0 && p["state_lag_ms"] == 0)
+    (p["connected"] == true
+        && p["log_lag_bytes"] == 0
+        && p["state_lag_channels"] == 0
+        && p["state_lag_ms"] == 0)
         .then_some(())
 }
 
@@ -227,7 +251,9 @@ fn strict_refuses_while_the_peer_is_away_and_the_peer_catches_up() {
     let b_dir = tempfile::tempdir().unwrap();
     let b = start_at(&b_addr, b_dir.path(), &[], &[]);
     let a = start(&[&b], &["--replica-timeout=1s"]);
-    wait_for(Duration::from_secs(10), "A connected to B", || connected(&a, &b.tcp).then_some(()));
+    wait_for(Duration::from_secs(10), "A connected to B", || {
+        connected(&a, &b.tcp).then_some(())
+    });
     let mut acked = Vec::new();
     for i in 0..50 {
         let body = format!("before-{i}").into_bytes();
@@ -236,7 +262,9 @@ fn strict_refuses_while_the_peer_is_away_and_the_peer_catches_up() {
     }
     // The peer stops: publishes are refused with nsqd's error, over TCP and HTTP.
     let _ = b.terminate();
-    wait_for(Duration::from_secs(10), "A notices B is gone", || (!connected(&a, &b_addr)).then_some(()));
+    wait_for(Duration::from_secs(10), "A notices B is gone", || {
+        (!connected(&a, &b_addr)).then_some(())
+    });
     let err = pub_once(&a, "t", b"refused-1").unwrap_err();
     assert!(err.starts_with("E_PUB_FAILED"), "{err}");
     let (code, body) = a.post("/pub?topic=t", b"refused-2");
@@ -273,7 +301,11 @@ fn strict_refuses_while_the_peer_is_away_and_the_peer_catches_up() {
         Duration::from_secs(30),
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.starts_with("adopted 127.0.0.1:"), "{text}");
     let again = common::run_tool(
         &["adopt", "--node", &a_tcp, "--nsqd-http-address", &b.http],
@@ -293,10 +325,14 @@ fn best_effort_accepts_while_the_peer_is_away_and_streams_the_backlog_on_return(
     let b_dir = tempfile::tempdir().unwrap();
     let b = start_at(&b_addr, b_dir.path(), &[], &[]);
     let a = start(&[&b], &["--replica-policy=best-effort", "--replica-timeout=1s"]);
-    wait_for(Duration::from_secs(10), "A connected to B", || connected(&a, &b.tcp).then_some(()));
+    wait_for(Duration::from_secs(10), "A connected to B", || {
+        connected(&a, &b.tcp).then_some(())
+    });
     // A channel that finishes some messages, so state ships too.
     let _ = b.terminate();
-    wait_for(Duration::from_secs(10), "A notices B is gone", || (!connected(&a, &b_addr)).then_some(()));
+    wait_for(Duration::from_secs(10), "A notices B is gone", || {
+        (!connected(&a, &b_addr)).then_some(())
+    });
     let mut p = a.connect();
     let bodies: Vec<Vec<u8>> = (0..2000).map(|i| format!("away-{i}").into_bytes()).collect();
     for chunk in bodies.chunks(200) {
@@ -314,12 +350,27 @@ fn best_effort_accepts_while_the_peer_is_away_and_streams_the_backlog_on_return(
     // `nsqrs stat --replication` shows the lag: B away, bytes behind.
     let stat = |n: &Nsqd| {
         let out = common::run_tool(
-            &["stat", "--replication", "--nsqd-http-address", &n.http, "--count", "1", "--interval", "100ms", "--format", "csv"],
+            &[
+                "stat",
+                "--replication",
+                "--nsqd-http-address",
+                &n.http,
+                "--count",
+                "1",
+                "--interval",
+                "100ms",
+                "--format",
+                "csv",
+            ],
             b"",
             Duration::from_secs(20),
         );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap_or_default().to_string()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
     };
     let row = stat(&a);
     let fields: Vec<&str> = row.split(',').collect();
@@ -335,7 +386,11 @@ fn best_effort_accepts_while_the_peer_is_away_and_streams_the_backlog_on_return(
     drop(a.kill9());
     adopt(&b, &a_tcp);
     let got = consume(&b, "t", "c", bodies.len() + 1, Duration::from_secs(15));
-    assert_eq!(got.len(), bodies.len() + 1, "the backlog published while B was away reached it");
+    assert_eq!(
+        got.len(),
+        bodies.len() + 1,
+        "the backlog published while B was away reached it"
+    );
 }
 
 #[test]
@@ -343,7 +398,9 @@ fn a_broker_that_returns_after_being_adopted_does_not_redeliver_what_was_adopted
     let b = start(&[], &[]);
     let a_dir = tempfile::tempdir().unwrap();
     let a = start_at(&free_addr(), a_dir.path(), &[&b], &[]);
-    wait_for(Duration::from_secs(10), "A connected to B", || connected(&a, &b.tcp).then_some(()));
+    wait_for(Duration::from_secs(10), "A connected to B", || {
+        connected(&a, &b.tcp).then_some(())
+    });
     let mut c = a.connect();
     c.subscribe("t", "c", 0);
     let mut p = a.connect();
@@ -390,12 +447,17 @@ fn replication_runs_over_tls_and_a_tls_required_peer_refuses_plain_replication()
     b_flags.push("--tls-required=tcp-https".into());
     let b = start(&[], &b_flags.iter().map(String::as_str).collect::<Vec<_>>());
     let a = start(&[&b], &tls.iter().map(String::as_str).collect::<Vec<_>>());
-    wait_for(Duration::from_secs(10), "A connected to B over TLS", || connected(&a, &b.tcp).then_some(()));
+    wait_for(Duration::from_secs(10), "A connected to B over TLS", || {
+        connected(&a, &b.tcp).then_some(())
+    });
     // A broker without a certificate is refused by B.
     let plain = start(&[&b], &[]);
     wait_for(Duration::from_secs(10), "plain replication refused", || {
         let p = peer(&plain, &b.tcp);
-        p["last_error"].as_str().filter(|e| e.contains("E_TLS_REQUIRED")).map(|_| ())
+        p["last_error"]
+            .as_str()
+            .filter(|e| e.contains("E_TLS_REQUIRED"))
+            .map(|_| ())
     });
     assert!(!connected(&plain, &b.tcp));
 
@@ -426,7 +488,11 @@ fn replication_runs_over_tls_and_a_tls_required_peer_refuses_plain_replication()
     );
     let text = String::from_utf8_lossy(&out.stdout);
     for b in &bodies {
-        assert!(text.contains(std::str::from_utf8(b).unwrap()), "missing {:?}", String::from_utf8_lossy(b));
+        assert!(
+            text.contains(std::str::from_utf8(b).unwrap()),
+            "missing {:?}",
+            String::from_utf8_lossy(b)
+        );
     }
 }
 
@@ -649,7 +715,11 @@ fn adoption_survives_a_kill_9_of_the_adopter() {
     let _ = b.kill9();
     let b = start_at(&b_addr, b_dir.path(), &[], &[]);
     let got = consume(&b, "t", "c", bodies.len(), Duration::from_secs(10));
-    assert_eq!(got.len(), bodies.len(), "adopted messages lost in a crash of the adopter");
+    assert_eq!(
+        got.len(),
+        bodies.len(),
+        "adopted messages lost in a crash of the adopter"
+    );
 }
 
 #[test]
@@ -662,16 +732,28 @@ fn an_interrupted_adoption_is_done_again_at_start() {
     let bodies: Vec<Vec<u8>> = (0..500).map(|i| format!("i{i}").into_bytes()).collect();
     p.mpub("t", &bodies);
     p.expect_ok();
-    let owner = replication(&b)["copies"][0]["owner"].as_str().unwrap().to_string();
+    let owner = replication(&b)["copies"][0]["owner"]
+        .as_str()
+        .unwrap()
+        .to_string();
     drop(a.kill9());
     let _ = b.kill9();
     // A kill -9 in the middle of an adoption leaves its marker behind (what was appended
     // before the kill may be delivered twice, nothing is lost).
-    std::fs::write(b_dir.path().join("nsqrs/copies").join(&owner).join("adopting"), b"").unwrap();
+    std::fs::write(
+        b_dir.path().join("nsqrs/copies").join(&owner).join("adopting"),
+        b"",
+    )
+    .unwrap();
     let b = start_at(&b_addr, b_dir.path(), &[], &[]);
     let got = consume(&b, "t", "c", bodies.len(), Duration::from_secs(15));
     assert_eq!(got.len(), bodies.len());
-    assert!(b.log.lock().unwrap().iter().any(|l| l.contains("resuming the interrupted adoption")));
+    assert!(b
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("resuming the interrupted adoption")));
 }
 
 #[test]
@@ -680,10 +762,20 @@ fn symmetric_replication_each_broker_holds_the_other() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a_flags = flags(&[], &[]);
     a_flags.push(format!("--replicate-to={b_addr}"));
-    let a = start_at(&a_addr, a_dir.path(), &[], &a_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = start_at(
+        &a_addr,
+        a_dir.path(),
+        &[],
+        &a_flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     let mut b_flags = flags(&[], &[]);
     b_flags.push(format!("--replicate-to={a_addr}"));
-    let b = start_at(&b_addr, b_dir.path(), &[], &b_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let b = start_at(
+        &b_addr,
+        b_dir.path(),
+        &[],
+        &b_flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     wait_for(Duration::from_secs(10), "both connected", || {
         (connected(&a, &b_addr) && connected(&b, &a_addr)).then_some(())
     });

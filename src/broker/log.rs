@@ -322,7 +322,10 @@ impl DiskLog {
         if pos < self.head.pos {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("append at {pos} overlaps the log, which ends at {}", self.head.pos),
+                format!(
+                    "append at {pos} overlaps the log, which ends at {}",
+                    self.head.pos
+                ),
             ));
         }
         let active_len = self.head.pos - self.active_start();

@@ -341,7 +341,9 @@ impl Topic {
     /// frozen (`freeze_view`). Returns the stretch of the log they occupy.
     pub fn append_records(&self, records: &[NewRecord]) -> std::io::Result<(LogHead, LogHead)> {
         let LogStore::Disk(log) = &self.core.log else {
-            return Err(std::io::Error::other("an #ephemeral topic keeps no adopted messages"));
+            return Err(std::io::Error::other(
+                "an #ephemeral topic keeps no adopted messages",
+            ));
         };
         let stretch = {
             let mut log = log.lock();

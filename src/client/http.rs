@@ -105,7 +105,12 @@ async fn send(
     };
     tokio::time::timeout(timeouts.request, request)
         .await
-        .map_err(|_| format!("{method} http://{hp}{path}: no response within {:?}", timeouts.request))?
+        .map_err(|_| {
+            format!(
+                "{method} http://{hp}{path}: no response within {:?}",
+                timeouts.request
+            )
+        })?
         .map_err(|e| format!("{method} http://{hp}{path}: {e}"))
 }
 

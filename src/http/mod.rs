@@ -242,7 +242,11 @@ async fn stats_handler(State(s): State<HttpState>, RawQuery(q): RawQuery) -> Rep
     let include_clients = bool_param(&p, "include_clients");
     let include_mem = bool_param(&p, "include_mem");
     let st = stats::collect(&s.broker, topic, channel, include_clients, include_mem);
-    let replication = s.broker.replication.get().map(|r| crate::replication::status::collect(r));
+    let replication = s
+        .broker
+        .replication
+        .get()
+        .map(|r| crate::replication::status::collect(r));
     if p.get("format").map(String::as_str) == Some("json") {
         let mut doc = serde_json::to_value(&st).unwrap_or_default();
         if let (Some(r), Some(obj)) = (&replication, doc.as_object_mut()) {

@@ -61,7 +61,11 @@ pub async fn adopt(repl: &Arc<Replication>, selector: &str) -> Result<Vec<AdoptR
 
 /// Adopts one copy. With `claim`, other holders may deny it (automatic adoption): then
 /// nothing happens and None is returned.
-async fn adopt_copy(repl: &Arc<Replication>, copy: &Arc<Copy>, claim: bool) -> Result<Option<AdoptReport>, String> {
+async fn adopt_copy(
+    repl: &Arc<Replication>,
+    copy: &Arc<Copy>,
+    claim: bool,
+) -> Result<Option<AdoptReport>, String> {
     let _guard = repl.adoption.lock().await;
     if copy.adopted.lock().is_some() {
         return Ok(None);
@@ -100,7 +104,10 @@ async fn adopt_copy(repl: &Arc<Replication>, copy: &Arc<Copy>, claim: bool) -> R
                 crate::server::log(
                     "[nsqd] ",
                     "INFO",
-                    &format!("replication: {peer} holds the claim on {}; not adopting", info.name),
+                    &format!(
+                        "replication: {peer} holds the claim on {}; not adopting",
+                        info.name
+                    ),
                 );
                 return Ok(None);
             }
@@ -343,7 +350,10 @@ fn adopt_topic(broker: &Arc<Broker>, name: &str, ct: &CopyTopic) -> Result<u64, 
     for (ch, snap) in &adopted_channels {
         let mut ranges = Vec::new();
         for r in &snap.ranges {
-            let from = LogHead { pos: r.pos, seq: r.seq };
+            let from = LogHead {
+                pos: r.pos,
+                seq: r.seq,
+            };
             let to = if r.is_open() {
                 end
             } else {
@@ -450,7 +460,11 @@ pub fn resume_interrupted(repl: Arc<Replication>) {
                     &format!("replication: resuming the interrupted adoption of {}", copy.owner),
                 );
                 if let Err(e) = adopt_copy(&repl, &copy, false).await {
-                    crate::server::log("[nsqd] ", "ERROR", &format!("replication: adoption of {}: {e}", copy.owner));
+                    crate::server::log(
+                        "[nsqd] ",
+                        "ERROR",
+                        &format!("replication: adoption of {}: {e}", copy.owner),
+                    );
                 }
             });
         }
@@ -488,7 +502,11 @@ pub async fn auto_loop(repl: Arc<Replication>) {
             // this broker only): adopting it would only duplicate.
             let alive = !info.tcp_address.is_empty()
                 && matches!(
-                    tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&info.tcp_address)).await,
+                    tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio::net::TcpStream::connect(&info.tcp_address)
+                    )
+                    .await,
                     Ok(Ok(_))
                 );
             if alive {
@@ -508,7 +526,11 @@ pub async fn auto_loop(repl: Arc<Replication>) {
                 ),
             );
             if let Err(e) = adopt_copy(&repl, &copy, true).await {
-                crate::server::log("[nsqd] ", "ERROR", &format!("replication: adoption of {}: {e}", info.name));
+                crate::server::log(
+                    "[nsqd] ",
+                    "ERROR",
+                    &format!("replication: adoption of {}: {e}", info.name),
+                );
             }
         }
     }

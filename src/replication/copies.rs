@@ -257,7 +257,11 @@ impl Copy {
             topics.insert(state.topic.clone(), t);
         }
         let t = topics.get_mut(&state.topic).unwrap();
-        if t.meta.channels.get(&state.channel).is_some_and(|(v, _)| *v >= state.version) {
+        if t.meta
+            .channels
+            .get(&state.channel)
+            .is_some_and(|(v, _)| *v >= state.version)
+        {
             return Ok(());
         }
         let mut snap = state.snapshot.clone();
@@ -347,7 +351,10 @@ impl Copy {
     fn save_info(&self) {
         let info = self.info.lock().clone();
         if let Err(e) = write_json(&self.dir.join("owner.json"), &info, true) {
-            eprintln!("[nsqd] ERROR: replication: writing owner.json of {} - {e}", self.owner);
+            eprintln!(
+                "[nsqd] ERROR: replication: writing owner.json of {} - {e}",
+                self.owner
+            );
         }
     }
 

@@ -89,7 +89,9 @@ impl Policy {
         match s {
             "strict" => Ok(Policy::Strict),
             "best-effort" => Ok(Policy::BestEffort),
-            _ => Err(format!("--replica-policy must be strict or best-effort, not {s:?}")),
+            _ => Err(format!(
+                "--replica-policy must be strict or best-effort, not {s:?}"
+            )),
         }
     }
 
@@ -203,7 +205,10 @@ impl Replication {
                 key: Some(o.tls_key.clone().into()),
                 ..Default::default()
             };
-            Some(tls.client_config().map_err(|e| format!("replication TLS - {e}"))?)
+            Some(
+                tls.client_config()
+                    .map_err(|e| format!("replication TLS - {e}"))?,
+            )
         };
         Ok(Arc::new(Replication {
             node: id.node,
@@ -232,7 +237,8 @@ impl Replication {
         let first_round = Arc::new(sender::FirstRound::default());
         if let (Some(owner), Some(broker)) = (&self.owner, self.broker()) {
             for link in &owner.peers {
-                let (repl, link, broker, first) = (self.clone(), link.clone(), broker.clone(), first_round.clone());
+                let (repl, link, broker, first) =
+                    (self.clone(), link.clone(), broker.clone(), first_round.clone());
                 tokio::spawn(async move { sender::run(repl, link, broker, first).await });
             }
             let wait = first_round.wait_for(owner.peers.len());
@@ -465,7 +471,13 @@ impl Replication {
             .iter()
             .map(|t| {
                 let h = t.core.head();
-                (t.name().to_string(), End { pos: h.pos, seq: h.seq })
+                (
+                    t.name().to_string(),
+                    End {
+                        pos: h.pos,
+                        seq: h.seq,
+                    },
+                )
             })
             .collect()
     }

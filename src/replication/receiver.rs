@@ -40,7 +40,11 @@ pub async fn serve(
     };
     let io: BoxIo = if magic == MAGIC_TLS {
         let Some(acceptor) = tls else {
-            let _ = link::write_all(&mut stream, &refuse("E_TLS_NOT_AVAILABLE this broker has no TLS certificate")).await;
+            let _ = link::write_all(
+                &mut stream,
+                &refuse("E_TLS_NOT_AVAILABLE this broker has no TLS certificate"),
+            )
+            .await;
             return;
         };
         match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await {
@@ -185,7 +189,11 @@ where
 }
 
 /// Another holder claims (or pulls) a copy: answer, then send what it lacks.
-async fn claim_session<W: AsyncWrite + Unpin>(repl: &Replication, claim: Claim, wr: &mut W) -> Result<(), String> {
+async fn claim_session<W: AsyncWrite + Unpin>(
+    repl: &Replication,
+    claim: Claim,
+    wr: &mut W,
+) -> Result<(), String> {
     let copy = repl.copies.get(&claim.owner);
     let mut answer = Claimed {
         granted: true,
@@ -198,11 +206,7 @@ async fn claim_session<W: AsyncWrite + Unpin>(repl: &Replication, claim: Claim, 
         answer.has_copy = copy.adopted.lock().is_none();
         answer.ends = copy.ends();
         let adopted = copy.adopted.lock().clone();
-        let other_grant = copy
-            .grant
-            .lock()
-            .clone()
-            .filter(|g| g.claimant != claim.claimant);
+        let other_grant = copy.grant.lock().clone().filter(|g| g.claimant != claim.claimant);
         // Decided under the phase lock, which this holder's own adoption takes to commit.
         let mut phase = copy.phase.lock();
         if let Some(a) = adopted {

@@ -50,10 +50,7 @@ impl LinkStatus {
             .chain(self.unshipped_since_ns)
             .min();
         let count = self.state_pending.iter().map(|p| p.2).sum();
-        (
-            oldest.map_or(0, |t| ((now - t).max(0) / 1_000_000) as u64),
-            count,
-        )
+        (oldest.map_or(0, |t| ((now - t).max(0) / 1_000_000) as u64), count)
     }
 }
 
@@ -186,7 +183,10 @@ async fn session(
     // What an earlier connection acknowledged counts no more: the peer may have lost it.
     link.acked.lock().clear();
     for (name, end) in &welcome.ends {
-        match broker.topic(name).filter(|t| matches!(t.core.log, LogStore::Disk(_))) {
+        match broker
+            .topic(name)
+            .filter(|t| matches!(t.core.log, LogStore::Disk(_)))
+        {
             Some(topic) if copy_matches(&topic, *end) => {
                 link.acked.lock().insert(name.clone(), end.pos);
                 shipped.insert(
@@ -226,14 +226,29 @@ async fn session(
     let reader_done = Arc::new(Notify::new());
     let reader_error = Arc::new(parking_lot::Mutex::new(None::<String>));
     let ack_task = {
-        let (repl, link, done, error) = (repl.clone(), link.clone(), reader_done.clone(), reader_error.clone());
+        let (repl, link, done, error) = (
+            repl.clone(),
+            link.clone(),
+            reader_done.clone(),
+            reader_error.clone(),
+        );
         tokio::spawn(async move {
             let e = read_acks(&repl, &link, reader).await;
             *error.lock() = Some(e);
             done.notify_one();
         })
     };
-    let result = ship(repl, link, broker, &mut wr, &mut out, &mut shipped, &reader_done, &reader_error).await;
+    let result = ship(
+        repl,
+        link,
+        broker,
+        &mut wr,
+        &mut out,
+        &mut shipped,
+        &reader_done,
+        &reader_error,
+    )
+    .await;
     ack_task.abort();
     result
 }
@@ -258,7 +273,11 @@ fn copy_matches(topic: &Topic, end: End) -> bool {
     }
 }
 
-async fn read_acks<R: AsyncRead + Unpin>(repl: &Replication, link: &PeerLink, mut reader: FrameReader<R>) -> String {
+async fn read_acks<R: AsyncRead + Unpin>(
+    repl: &Replication,
+    link: &PeerLink,
+    mut reader: FrameReader<R>,
+) -> String {
     loop {
         match reader.next(IDLE_TIMEOUT).await {
             Ok(Frame::Ack { topic, end }) => repl.set_acked(link, &topic, end.pos),
@@ -368,7 +387,12 @@ fn append_logs(
         });
         if entry.instance != instance(topic) {
             // Deleted and created again: the copy starts over.
-            wire::encode(&Frame::Drop { topic: name.to_string() }, out);
+            wire::encode(
+                &Frame::Drop {
+                    topic: name.to_string(),
+                },
+                out,
+            );
             link.acked.lock().remove(name);
             *entry = Shipped {
                 instance: instance(topic),
@@ -433,7 +457,10 @@ fn ship_state(link: &PeerLink, topics: &[Arc<Topic>], state: &mut ShippedState, 
     for topic in topics {
         let name = topic.name().to_string();
         let channels: Vec<_> = topic.channels().into_iter().filter(|c| !c.ephemeral).collect();
-        let orphan = topic.orphan_start().map(|h| End { pos: h.pos, seq: h.seq });
+        let orphan = topic.orphan_start().map(|h| End {
+            pos: h.pos,
+            seq: h.seq,
+        });
         let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
         let meta = (topic.is_paused(), orphan, names.clone());
         if state.topics.get(&name) != Some(&meta) {
@@ -472,10 +499,11 @@ fn ship_state(link: &PeerLink, topics: &[Arc<Topic>], state: &mut ShippedState, 
         }
     }
     state.channels.retain(|k, _| live.contains(k));
-    state
-        .topics
-        .retain(|t, _| topics.iter().any(|x| x.name() == t));
+    state.topics.retain(|t, _| topics.iter().any(|x| x.name() == t));
     if count > 0 {
-        link.status.lock().state_pending.push_back((version, version as i64, count));
+        link.status
+            .lock()
+            .state_pending
+            .push_back((version, version as i64, count));
     }
 }

@@ -126,22 +126,40 @@ pub fn collect(repl: &Replication) -> ReplicationStatus {
     }
 }
 
+/// A per-peer gauge: name, help text, and how to read it.
+type Gauge = (&'static str, &'static str, fn(&PeerStatus) -> f64);
+
 /// Prometheus lines for `/metrics`.
 pub fn render_metrics(st: &ReplicationStatus) -> String {
     let mut out = String::new();
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    let _ = writeln!(out, "# HELP nsqrs_replication_degraded 1 when fewer than --replicas peers are connected");
+    let _ = writeln!(
+        out,
+        "# HELP nsqrs_replication_degraded 1 when fewer than --replicas peers are connected"
+    );
     let _ = writeln!(out, "# TYPE nsqrs_replication_degraded gauge");
     let _ = writeln!(out, "nsqrs_replication_degraded {}", st.degraded as u8);
-    let gauges: [(&str, &str, fn(&PeerStatus) -> f64); 4] = [
-        ("nsqrs_replication_peer_connected", "1 when the peer is connected", |p| p.connected as u8 as f64),
-        ("nsqrs_replication_log_lag_bytes", "log bytes the peer has not acknowledged", |p| p.log_lag_bytes as f64),
-        ("nsqrs_replication_state_lag_seconds", "age of the oldest channel state change the peer has not confirmed", |p| {
-            p.state_lag_ms as f64 / 1000.0
-        }),
-        ("nsqrs_replication_state_lag_channels", "channel and topic states the peer has not confirmed", |p| {
-            p.state_lag_channels as f64
-        }),
+    let gauges: [Gauge; 4] = [
+        (
+            "nsqrs_replication_peer_connected",
+            "1 when the peer is connected",
+            |p| p.connected as u8 as f64,
+        ),
+        (
+            "nsqrs_replication_log_lag_bytes",
+            "log bytes the peer has not acknowledged",
+            |p| p.log_lag_bytes as f64,
+        ),
+        (
+            "nsqrs_replication_state_lag_seconds",
+            "age of the oldest channel state change the peer has not confirmed",
+            |p| p.state_lag_ms as f64 / 1000.0,
+        ),
+        (
+            "nsqrs_replication_state_lag_channels",
+            "channel and topic states the peer has not confirmed",
+            |p| p.state_lag_channels as f64,
+        ),
     ];
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -150,7 +168,10 @@ pub fn render_metrics(st: &ReplicationStatus) -> String {
             let _ = writeln!(out, "{name}{{peer=\"{}\"}} {}", esc(&p.address), value(p));
         }
     }
-    let _ = writeln!(out, "# HELP nsqrs_replication_copy_bytes log bytes held in a copy of another broker");
+    let _ = writeln!(
+        out,
+        "# HELP nsqrs_replication_copy_bytes log bytes held in a copy of another broker"
+    );
     let _ = writeln!(out, "# TYPE nsqrs_replication_copy_bytes gauge");
     for c in &st.copies {
         let _ = writeln!(
@@ -174,7 +195,11 @@ pub fn render_text(st: &ReplicationStatus) -> String {
         st.node_id,
         st.epoch,
         match st.policy {
-            Some(p) => format!(" replicas {} policy {p}{}", st.replicas, if st.degraded { " DEGRADED" } else { "" }),
+            Some(p) => format!(
+                " replicas {} policy {p}{}",
+                st.replicas,
+                if st.degraded { " DEGRADED" } else { "" }
+            ),
             None => String::new(),
         }
     );

@@ -184,7 +184,10 @@ fn bad(what: impl Into<String>) -> WireError {
 /// A node id is what `replication.json` holds: 1 to 64 lower-case hex digits. It names a
 /// directory, so nothing else may pass.
 pub fn is_valid_node_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_replicated_topic(name: &str) -> bool {
@@ -458,7 +461,9 @@ pub fn decode(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Frame>, Wir
         return Err(bad("empty frame"));
     }
     if len > max_frame.min(HARD_FRAME_LIMIT) {
-        return Err(bad(format!("frame of {len} bytes is over the limit of {max_frame}")));
+        return Err(bad(format!(
+            "frame of {len} bytes is over the limit of {max_frame}"
+        )));
     }
     if buf.len() < 4 + len {
         return Ok(None);
@@ -704,12 +709,7 @@ mod tests {
     #[test]
     fn names_that_could_escape_the_data_directory_are_refused() {
         let mut out = Vec::new();
-        encode(
-            &Frame::Drop {
-                topic: "ok".into(),
-            },
-            &mut out,
-        );
+        encode(&Frame::Drop { topic: "ok".into() }, &mut out);
         // Same length as "ok": a topic of "..".
         let at = out.len() - 2;
         out[at..].copy_from_slice(b"..");
