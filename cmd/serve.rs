@@ -1053,6 +1053,42 @@ mod tests {
     }
 
     #[test]
+    fn replication_flags_and_config_keys() {
+        let o = nsqd(&["--replicate-to=b:4150", "--replicate-to", "c:4150"]).unwrap();
+        assert_eq!(o.replicate_to, ["b:4150", "c:4150"]);
+        assert_eq!(o.replicas, 1, "one replica by default when peers are given");
+        assert_eq!(
+            (o.replica_policy.as_str(), o.replica_timeout),
+            ("strict", secs(5))
+        );
+        assert_eq!(o.adopt_after, Duration::ZERO);
+        let o = nsqd(&[
+            "--replicate-to=b:4150",
+            "--replicate-to=c:4150",
+            "--replicas=2",
+            "--replica-policy=best-effort",
+            "--replica-timeout=250ms",
+            "--adopt-after=30s",
+        ])
+        .unwrap();
+        assert_eq!(o.replicas, 2);
+        assert_eq!(o.replica_policy, "best-effort");
+        assert_eq!(o.replica_timeout, Duration::from_millis(250));
+        assert_eq!(o.adopt_after, secs(30));
+        assert_eq!(nsqd(&[]).unwrap().replicas, 0, "no peers, no replicas");
+        assert!(err(&["--replicate-to=b:4150", "--replicas=2"]).contains("--replicas must be [1,1]"));
+        assert!(err(&["--replicas=1"]).contains("--replicas needs --replicate-to"));
+        assert!(err(&["--replicate-to=b:4150", "--replica-policy=maybe"]).contains("strict or best-effort"));
+        let o = config_only(
+            "replicate_to = [\"b:4150\", \"c:4150\"]\nreplicas = 2\nreplica_policy = \"best-effort\"\nreplica_timeout = \"1s\"\nadopt_after = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!((o.replicate_to.len(), o.replicas), (2, 2));
+        assert_eq!(o.replica_policy, "best-effort");
+        assert_eq!((o.replica_timeout, o.adopt_after), (secs(1), secs(10)));
+    }
+
+    #[test]
     fn a_repeated_flag_takes_its_last_value_and_repeatable_ones_collect() {
         let o = nsqd(&[
             "--tcp-address=127.0.0.1:1",
