@@ -225,6 +225,23 @@ fn start_at(addr: &str, data: &std::path::Path, peers: &[&Nsqd], extra: &[&str])
     Nsqd::start_in(data, &refs)
 }
 
+/// One sample of `/metrics`, parsed with Prometheus' text-format parser.
+fn metric(n: &Nsqd, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (code, text) = n.get("/metrics");
+    assert_eq!(code, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid Prometheus text");
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"));
+    match sample.value {
+        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: {other:?}"),
+    }
+}
+
 /// Publishes `body` with PUB on a fresh connection: Ok, or the error frame's text.
 fn pub_once(n: &Nsqd, topic: &str, body: &[u8]) -> Result<(), String> {
     let mut c = n.connect();
@@ -278,11 +295,21 @@ fn strict_refuses_while_the_peer_is_away_and_the_peer_catches_up() {
     assert_eq!(code, 503);
     assert!(body.starts_with("NOK - replication degraded"), "{body}");
     assert_eq!(replication(&a)["degraded"], true);
+    assert_eq!(metric(&a, "nsqrs_replication_degraded", &[]), 1.0);
+    assert_eq!(
+        metric(&a, "nsqrs_replication_peer_connected", &[("peer", &b_addr)]),
+        0.0
+    );
 
     // The peer returns and catches up from the log; publishes are accepted again.
     let b = start_at(&b_addr, b_dir.path(), &[], &[]);
     wait_for(Duration::from_secs(15), "B caught up", || lag_is_zero(&a, &b.tcp));
     assert_eq!(a.get("/ping"), (200, "OK".to_string()));
+    assert_eq!(metric(&a, "nsqrs_replication_degraded", &[]), 0.0);
+    assert_eq!(
+        metric(&a, "nsqrs_replication_log_lag_bytes", &[("peer", &b_addr)]),
+        0.0
+    );
     for i in 0..50 {
         let body = format!("after-{i}").into_bytes();
         pub_once(&a, "t", &body).unwrap();
