@@ -373,6 +373,8 @@ impl Replication {
 
     fn set_acked(&self, link: &PeerLink, topic: &str, end: u64) {
         link.acked.lock().insert(topic.to_string(), end);
+        // The sender may be waiting for room in its window of unacknowledged bytes.
+        link.wake.notify_one();
         if let Some(owner) = &self.owner {
             owner.changed.notify_waiters();
         }
