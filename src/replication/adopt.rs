@@ -102,7 +102,7 @@ async fn adopt_copy(
             Ok(Some(false)) => {
                 abort(copy);
                 crate::server::log(
-                    "[nsqd] ",
+                    &repl.log_prefix,
                     "INFO",
                     &format!(
                         "replication: {peer} holds the claim on {}; not adopting",
@@ -113,7 +113,7 @@ async fn adopt_copy(
             }
             Ok(None) => {}
             Err(e) => crate::server::log(
-                "[nsqd] ",
+                &repl.log_prefix,
                 "WARNING",
                 &format!("replication: pulling the copy of {} from {peer}: {e}", info.name),
             ),
@@ -162,7 +162,7 @@ async fn adopt_copy(
     }
     let messages = topics.values().sum();
     crate::server::log(
-        "[nsqd] ",
+        &repl.log_prefix,
         "INFO",
         &format!(
             "replication: adopted {} ({}, epoch {}): {messages} messages on {} topics",
@@ -455,13 +455,13 @@ pub fn resume_interrupted(repl: Arc<Replication>) {
             let repl = repl.clone();
             tokio::spawn(async move {
                 crate::server::log(
-                    "[nsqd] ",
+                    &repl.log_prefix,
                     "INFO",
                     &format!("replication: resuming the interrupted adoption of {}", copy.owner),
                 );
                 if let Err(e) = adopt_copy(&repl, &copy, false).await {
                     crate::server::log(
-                        "[nsqd] ",
+                        &repl.log_prefix,
                         "ERROR",
                         &format!("replication: adoption of {}: {e}", copy.owner),
                     );
@@ -518,7 +518,7 @@ pub async fn auto_loop(repl: Arc<Replication>) {
                 continue;
             }
             crate::server::log(
-                "[nsqd] ",
+                &repl.log_prefix,
                 "WARNING",
                 &format!(
                     "replication: {} ({}) unreachable for {:?}: adopting its copy",
@@ -527,7 +527,7 @@ pub async fn auto_loop(repl: Arc<Replication>) {
             );
             if let Err(e) = adopt_copy(&repl, &copy, true).await {
                 crate::server::log(
-                    "[nsqd] ",
+                    &repl.log_prefix,
                     "ERROR",
                     &format!("replication: adoption of {}: {e}", info.name),
                 );

@@ -161,6 +161,8 @@ pub struct Replication {
     pub name: Mutex<String>,
     pub tcp_address: Mutex<String>,
     pub max_msg_size: u64,
+    /// `--log-prefix`, for replication's log lines.
+    pub log_prefix: String,
     /// Serializes adoptions and the handling of adoption news.
     adoption: tokio::sync::Mutex<()>,
 }
@@ -224,6 +226,7 @@ impl Replication {
             name: Mutex::new(String::new()),
             tcp_address: Mutex::new(String::new()),
             max_msg_size: o.max_msg_size.max(1) as u64,
+            log_prefix: o.log_prefix.clone(),
             adoption: tokio::sync::Mutex::new(()),
         }))
     }
@@ -367,7 +370,7 @@ impl Replication {
                     owner.peers.len()
                 ),
             };
-            crate::server::log("[nsqd] ", if degraded { "WARNING" } else { "INFO" }, &msg);
+            crate::server::log(&self.log_prefix, if degraded { "WARNING" } else { "INFO" }, &msg);
         }
     }
 
@@ -447,12 +450,12 @@ impl Replication {
                 epoch: next,
             },
         ) {
-            crate::server::log("[nsqd] ", "ERROR", &format!("replication: {e}"));
+            crate::server::log(&self.log_prefix, "ERROR", &format!("replication: {e}"));
         }
         self.epoch.store(next, Ordering::Release);
         let _ = self.epoch_changed.send(next);
         crate::server::log(
-            "[nsqd] ",
+            &self.log_prefix,
             "WARNING",
             &format!(
                 "replication: this broker was adopted by {} (epoch {}); skipped what it took ({}); now epoch {next}",

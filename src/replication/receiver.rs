@@ -80,7 +80,11 @@ pub async fn serve(
         let mut out = Vec::new();
         wire::encode(&Frame::Error(e.clone()), &mut out);
         let _ = link::write_all(&mut wr, &out).await;
-        crate::server::log("[nsqd] ", "WARNING", &format!("replication from {remote}: {e}"));
+        crate::server::log(
+            &repl.log_prefix,
+            "WARNING",
+            &format!("replication from {remote}: {e}"),
+        );
     }
 }
 
