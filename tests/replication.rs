@@ -874,3 +874,61 @@ fn adoption_first_pulls_what_only_another_holder_has() {
         copy_of(&c, &a_tcp).filter(|x| x["adopted"] == true).map(|_| ())
     });
 }
+
+#[test]
+fn adoption_over_http_needs_the_admin_token_when_one_is_set() {
+    let b = start(&[], &["--http-admin-token=s3cret"]);
+    let (code, _) = b.post("/replication/adopt?node=nobody", b"");
+    assert_eq!(code, 401);
+    let out = common::run_tool(
+        &[
+            "adopt",
+            "--node",
+            "nobody",
+            "--nsqd-http-address",
+            &b.http,
+            "--http-admin-token",
+            "s3cret",
+        ],
+        b"",
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("COPY_NOT_FOUND") || err.contains("no copy"), "{err}");
+    // The status stays readable without the token, like /stats.
+    assert_eq!(b.get("/replication").0, 200);
+}
+
+#[test]
+fn a_broker_that_returns_with_an_empty_data_directory_is_a_new_node() {
+    let b = start(&[], &[]);
+    let a_addr = free_addr();
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = start_at(&a_addr, a_dir.path(), &[&b], &[]);
+    pub_once(&a, "t", b"old").unwrap();
+    let old_node = replication(&a)["node_id"].clone();
+    drop(a.kill9());
+    std::fs::remove_dir_all(a_dir.path()).unwrap();
+    std::fs::create_dir_all(a_dir.path()).unwrap();
+    let a = start_at(&a_addr, a_dir.path(), &[&b], &[]);
+    let new_node = replication(&a)["node_id"].clone();
+    assert_ne!(old_node, new_node, "a fresh data directory is a fresh node");
+    assert_eq!(replication(&a)["epoch"], 1);
+    assert!(!a.log.lock().unwrap().iter().any(|l| l.contains("was adopted by")));
+    pub_once(&a, "t", b"new").unwrap();
+    let got = consume(&a, "t", "c", 2, Duration::from_secs(3));
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec![b"new".to_vec()]);
+    // B still holds the old node's copy, adoptable by its node id, beside the new one.
+    wait_for(Duration::from_secs(10), "two copies on B", || {
+        let copies = replication(&b)["copies"].as_array().cloned().unwrap_or_default();
+        (copies.len() == 2).then_some(())
+    });
+    let (code, body) = b.post(
+        &format!("/replication/adopt?node={}", old_node.as_str().unwrap()),
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    let got = consume(&b, "t", "c", 1, Duration::from_secs(5));
+    assert!(got.contains_key(&b"old"[..]));
+}
