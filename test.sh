@@ -10,5 +10,7 @@ cargo clippy --all-targets -- -D warnings
 cargo build
 # tests/history_pg.rs runs against a PostgreSQL it starts; this installs the server if missing.
 tests/pg.sh >/dev/null
+# tests/admin_browser.rs drives the admin in headless Chromium; this installs it if missing.
+tests/browser.sh >/dev/null
 cargo test
 NSQRS_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/nsqrs" tests/compat/run.sh

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use nsqrs::client::http::{post, query_escape, HttpTimeouts};
+use nsqrs::client::http::{query_escape, send, HttpTimeouts, Request};
 
 use crate::tools;
 
@@ -38,18 +38,17 @@ pub fn run(args: AdoptArgs) -> i32 {
             request: args.timeout,
         };
         let path = format!("/replication/adopt?node={}", query_escape(&args.node));
-        match post(
-            &args.nsqd_http_address,
-            &path,
-            args.http_admin_token.as_deref(),
-            timeouts,
-        )
-        .await
-        {
+        let req = Request {
+            method: "POST",
+            path: &path,
+            bearer: args.http_admin_token.as_deref(),
+            ..Request::default()
+        };
+        match send(&args.nsqd_http_address, &req, timeouts).await {
             Ok((200, body)) => {
                 let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 for r in doc["adopted"].as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "adopted {} ({}, epoch {}): {} messages on {} topics",
                         r["name"].as_str().unwrap_or(""),
                         r["owner"].as_str().unwrap_or(""),
@@ -58,7 +57,7 @@ pub fn run(args: AdoptArgs) -> i32 {
                         r["topics"].as_object().map_or(0, |t| t.len())
                     );
                     for (topic, n) in r["topics"].as_object().into_iter().flatten() {
-                        println!("  {topic}: {n}");
+                        outln!("  {topic}: {n}");
                     }
                 }
                 0

@@ -4,6 +4,7 @@
 
 use clap::{Args, ValueEnum};
 use nsqrs::bench::{self, null_server, wire::IdentifyOptions, Config, Mode};
+use nsqrs::errln;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,7 +23,9 @@ pub enum ModeArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Tables for people
     Table,
+    /// One JSON object
     Json,
 }
 
@@ -31,8 +34,10 @@ pub struct BenchArgs {
     /// <addr>:<port> of the nsqd TCP endpoint to load
     #[arg(long, default_value = "127.0.0.1:4150")]
     pub nsqd_tcp_address: String,
+    /// Topic the writers publish to and the readers consume
     #[arg(long, default_value = "sub_bench")]
     pub topic: String,
+    /// Channel the readers consume on
     #[arg(long, default_value = "ch")]
     pub channel: String,
     /// Message body size in bytes
@@ -56,11 +61,14 @@ pub struct BenchArgs {
     /// Stop after this many messages (writers share it out; readers stop once it is reached)
     #[arg(long)]
     pub count: Option<u64>,
+    /// What to run
     #[arg(long, value_enum, default_value_t = ModeArg::Both)]
     pub mode: ModeArg,
+    /// How the report is printed
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Sample this process's VmRSS/VmHWM (e.g. the broker) during the run
+    /// Sample this process's resident memory, now and at its peak (the broker's, say),
+    /// during the run
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// IDENTIFY output_buffer_size for every connection (-1 = unbuffered) [default: server's]
@@ -129,7 +137,7 @@ pub fn run(args: BenchArgs) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("nsqrs bench: cannot start runtime: {e}");
+            errln!("nsqrs bench: cannot start runtime: {e}");
             return 1;
         }
     };
@@ -143,7 +151,7 @@ pub fn run(args: BenchArgs) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("nsqrs bench: {e}");
+            errln!("nsqrs bench: {e}");
             1
         }
     }
@@ -204,8 +212,8 @@ async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
     };
     let report = bench::run(cfg).await?;
     match args.format {
-        Format::Table => print!("{}", report.to_table()),
-        Format::Json => println!("{}", report.to_json()),
+        Format::Table => outln!("{}", report.to_table().trim_end_matches('\n')),
+        Format::Json => outln!("{}", report.to_json()),
     }
     Ok(())
 }
@@ -218,7 +226,7 @@ async fn serve_null(args: &BenchArgs) -> bench::Result<()> {
         .await
         .map_err(|e| format!("listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!("TCP: listening on {addr}");
+    errln!("TCP: listening on {addr}");
     let mut term = signal(SignalKind::terminate())?;
     let opts = null_server::NullOptions { body_size: args.size };
     tokio::select! {

@@ -14,11 +14,12 @@ use nsqrs::lookup::LookupdOptions;
 
 use crate::serve::{cfg_bool, cfg_duration, cfg_scalar_text, cfg_string, load_config_table, parse_log_level};
 
-/// Every nsqlookupd flag, under nsqlookupd's long name.
-///
-/// Boolean flags take an optional `=value` as Go's do. Defaults shown in `--help` are
-/// nsqlookupd's; flags not given take their values from `LookupdOptions::default()` and the
-/// config file.
+// Every nsqlookupd flag, under nsqlookupd's long name. (Plain comments: a doc comment here
+// would become the `nsqlookupd --help` text.)
+//
+// Boolean flags take an optional `=value` as Go's do. Defaults shown in `--help` are
+// nsqlookupd's; flags not given take their values from `LookupdOptions::default()` and the
+// config file.
 #[derive(Debug, Args)]
 // Go lets any flag be repeated, the last one winning.
 #[command(args_override_self = true)]

@@ -3,12 +3,21 @@
 //! Invoked under the name `nsqd` (a symlink or a copy), the binary takes the role of nsqd: the
 //! whole command line is read as `nsqrs serve`'s, Go flag syntax included, so existing nsqd
 //! command lines, scripts and test harnesses work unchanged. Under the name `nsqlookupd` it
-//! takes nsqlookupd's role (`nsqrs lookupd`) the same way.
+//! takes nsqlookupd's role (`nsqrs lookupd`) the same way, and under `nsqadmin` the admin's
+//! (`nsqrs admin`).
 
+// Output goes through `outln!` and `errln!`, which survive a closed pipe (cmd/tools.rs).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod tools;
+
+mod admin;
 mod adopt;
 mod bench;
 #[cfg(test)]
 mod docs;
+mod help;
 mod lookupd;
 mod publish;
 mod replay;
@@ -17,14 +26,17 @@ mod stat;
 mod tail;
 mod to_db;
 mod to_file;
-mod tools;
+mod to_http;
+mod to_nsq;
+mod topic;
 mod trace;
 
 use std::ffi::OsString;
 use std::path::Path;
 
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgMatches, FromArgMatches, Parser, Subcommand};
 use lookupd::LookupdArgs;
+use nsqrs::errln;
 use serve::ServeArgs;
 
 #[derive(Parser)]
@@ -43,38 +55,98 @@ struct Cli {
 #[derive(Subcommand)]
 enum Commands {
     /// Run the nsqd-compatible broker (what runs when this binary is invoked as `nsqd`)
+    ///
+    /// Speaks nsqd's TCP protocol and HTTP API and takes every nsqd flag, in Go's flag syntax
+    /// too. An OK to a publish means the message is on disk: a crash loses no acknowledged
+    /// message. Without --lookupd-tcp-address it also runs a lookupd on 4160/4161. It reports
+    /// what happens to each message on the topic nsqrs.events (--lifecycle-events), which
+    /// `nsqrs to-db --events` archives for `nsqrs trace`.
     // `--version` here is nsqd's flag, which prints nsqd's version string, not clap's.
     #[command(disable_version_flag = true)]
     Serve(Box<ServeArgs>),
     /// Run the nsqlookupd-compatible discovery server (what runs when this binary is invoked
     /// as `nsqlookupd`)
+    ///
+    /// nsqlookupd's TCP protocol, HTTP API and flags; brokers register with it, consumers ask
+    /// it where topics are.
     // As for serve, `--version` is nsqlookupd's own flag.
     #[command(disable_version_flag = true)]
     Lookupd(Box<LookupdArgs>),
+    /// Run the nsqadmin-compatible web UI, with archived messages, deferred messages and
+    /// replays (what runs when this binary is invoked as `nsqadmin`)
+    #[command(disable_version_flag = true)]
+    Admin(Box<admin::AdminArgs>),
     /// Load generator and latency meter for any NSQ-compatible server (NSQ's bench method)
+    ///
+    /// Writers publish MPUB batches on several connections, readers consume with a large RDY
+    /// and finish every message; the report gives messages and bytes per second, or
+    /// publish-to-delivery latency quantiles with --mode latency.
     Bench(Box<bench::BenchArgs>),
     /// Publish messages from arguments or stdin to nsqd (to_nsq)
     ///
-    /// Once every message is acknowledged, prints `OK <count> <nsqd address>` for each nsqd.
+    /// Every message goes to every --nsqd-tcp-address. Once every message is acknowledged,
+    /// prints each message's ID (where the broker returns it, as nsqrs does) and `OK <count>
+    /// <nsqd address>` for each nsqd. A message the broker refuses stops the run: what was
+    /// published before it is printed as for a success, the refusal on stderr, status 1.
     #[command(disable_version_flag = true)]
     Pub(Box<publish::PubArgs>),
     /// Print the messages of one or more topics as they arrive (nsq_tail)
+    ///
+    /// Reads on a new #ephemeral channel unless --channel says otherwise, so it sees only new
+    /// messages and takes none from other consumers. Each message is finished once printed.
     #[command(disable_version_flag = true)]
     Tail(Box<tail::TailArgs>),
     /// Archive topics to rotating (optionally gzip) files, finishing only what is fsync'ed (nsq_to_file)
+    ///
+    /// A crash can write a message twice, never lose one. Every file left behind is valid for
+    /// its format (gzip files decompress even when empty).
     #[command(disable_version_flag = true)]
     ToFile(Box<to_file::ToFileArgs>),
     /// Rates and depths of one channel across nsqd, or of the whole cluster (nsq_stat)
+    ///
+    /// With --topic and --channel, nsq_stat's columns summed over every nsqd; without
+    /// --channel, a table of every topic and channel. A topic or channel no nsqd has is an
+    /// error, not a row of zeros.
     #[command(disable_version_flag = true)]
     Stat(Box<stat::StatArgs>),
     /// Archive a topic and its lifecycle events into SQLite or PostgreSQL, finishing only what is committed
+    ///
+    /// Its channels are named after the topic and the archive, so it keeps its place across
+    /// restarts and shares messages or events with no other archiver. A channel left behind
+    /// by a retired archiver keeps collecting: delete it (nsqd's /channel/delete).
     #[command(name = "to-db")]
     ToDb(Box<to_db::ToDbArgs>),
     /// Show a message's history from the archive: publish, deliveries, requeues, finishes, replays
+    ///
+    /// With an ID, the message and a timeline per channel, and a note when the broker's event
+    /// mode means steps may be missing; without one, --grep or --where find it (the newest
+    /// --limit are listed when several match).
     Trace(Box<trace::TraceArgs>),
     /// Republish archived messages of a time window in publish order, resumable, optionally to another topic
+    ///
+    /// Each MPUB batch is checkpointed in the archive, so an interrupted run resumes where it
+    /// stopped (--resume, or the same command again). A window or an ID the archive does not
+    /// hold is said, not replayed as nothing.
     #[command(disable_version_flag = true)]
     Replay(Box<replay::ReplayArgs>),
+    /// Create, delete, empty, pause, unpause or tombstone a topic on a broker or the cluster
+    Topic(Box<topic::TopicArgs>),
+    /// Create, delete, empty, pause or unpause a channel on a broker or the cluster
+    Channel(Box<topic::ChannelArgs>),
+    /// Forward topics to other nsqd, finishing each message only once a destination took it (nsq_to_nsq)
+    ///
+    /// A refusal or a lost connection requeues the message with backoff, and nothing is given
+    /// up after some number of attempts unless --consumer-opt max_attempts,N asks. The
+    /// destination gives each message a new ID.
+    #[command(name = "to-nsq", disable_version_flag = true)]
+    ToNsq(Box<to_nsq::ToNsqArgs>),
+    /// Send each message of a topic to HTTP endpoints, finishing it only once one answered 2xx (nsq_to_http)
+    ///
+    /// Any other answer, a timeout or a lost connection requeues the message with backoff;
+    /// nothing is given up unless --consumer-opt max_attempts,N asks. HTTPS trusts the
+    /// system's certificate authorities (SSL_CERT_FILE names others).
+    #[command(name = "to-http", disable_version_flag = true)]
+    ToHttp(Box<to_http::ToHttpArgs>),
     /// Take over a lost broker's replicated messages on the broker that holds its copy
     Adopt(Box<adopt::AdoptArgs>),
 }
@@ -87,7 +159,7 @@ fn run() -> i32 {
     let argv = match collect_args(std::env::args_os()) {
         Ok(argv) => argv,
         Err(msg) => {
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             return 2;
         }
     };
@@ -95,7 +167,8 @@ fn run() -> i32 {
     match role(&argv[0]) {
         Role::Nsqd => {
             return match serve::parse_as_nsqd(&argv[1..]) {
-                // nsqd never embeds a lookupd: scripts that start `nsqd` expect exactly nsqd.
+                // nsqd never embeds a lookupd or an admin: scripts that start `nsqd` expect
+                // exactly nsqd.
                 Ok((args, matches)) => serve_main(args, &matches, false),
                 Err(e) => e.exit(),
             };
@@ -106,11 +179,17 @@ fn run() -> i32 {
                 Err(e) => e.exit(),
             };
         }
+        Role::Nsqadmin => {
+            return match admin::parse_as_nsqadmin(&argv[1..]) {
+                Ok((args, matches)) => admin_main(args, &matches),
+                Err(e) => e.exit(),
+            };
+        }
         Role::Nsqrs => {}
     }
 
     let argv = normalize_subcommand_args(argv);
-    let mut cmd = Cli::command();
+    let mut cmd = help::command();
     let matches = match cmd.try_get_matches_from_mut(&argv) {
         Ok(m) => m,
         Err(e) => return usage_error(&argv, e),
@@ -130,6 +209,12 @@ fn run() -> i32 {
                 .expect("clap returned Lookupd without its matches");
             lookupd_main(*args, sub)
         }
+        Commands::Admin(args) => {
+            let sub = matches
+                .subcommand_matches("admin")
+                .expect("clap returned Admin without its matches");
+            admin_main(*args, sub)
+        }
         Commands::Bench(args) => bench::run(*args),
         Commands::Pub(args) => publish::run(*args),
         Commands::Tail(args) => tail::run(*args),
@@ -138,6 +223,10 @@ fn run() -> i32 {
         Commands::ToDb(args) => to_db::run(*args),
         Commands::Trace(args) => trace::run(*args),
         Commands::Replay(args) => replay::run(*args),
+        Commands::Topic(args) => topic::run_topic(*args),
+        Commands::Channel(args) => topic::run_channel(*args),
+        Commands::ToNsq(args) => to_nsq::run(*args),
+        Commands::ToHttp(args) => to_http::run(*args),
         Commands::Adopt(args) => adopt::run(*args),
     }
 }
@@ -158,7 +247,7 @@ fn usage_error(argv: &[String], e: clap::Error) -> i32 {
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .filter(|l| !l.is_empty())
         .collect();
-    eprintln!("{}", line.join(" "));
+    errln!("{}", line.join(" "));
     2
 }
 
@@ -183,6 +272,7 @@ fn collect_args(args: impl Iterator<Item = OsString>) -> Result<Vec<String>, Str
 enum Role {
     Nsqd,
     Nsqlookupd,
+    Nsqadmin,
     Nsqrs,
 }
 
@@ -190,6 +280,7 @@ fn role(argv0: &str) -> Role {
     match Path::new(argv0).file_name().and_then(|n| n.to_str()) {
         Some("nsqd" | "nsqd.exe") => Role::Nsqd,
         Some("nsqlookupd" | "nsqlookupd.exe") => Role::Nsqlookupd,
+        Some("nsqadmin" | "nsqadmin.exe") => Role::Nsqadmin,
         _ => Role::Nsqrs,
     }
 }
@@ -207,6 +298,11 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
             out.extend(lookupd::normalize_lookupd_args(&argv[2..]));
             out
         }
+        Some("admin") => {
+            let mut out = argv[..2].to_vec();
+            out.extend(admin::normalize_admin_args(&argv[2..]));
+            out
+        }
         Some(sub) => match tools::normalize_tool_args(sub, &argv[2..]) {
             Some(rest) => {
                 let mut out = argv[..2].to_vec();
@@ -219,22 +315,23 @@ fn normalize_subcommand_args(argv: Vec<String>) -> Vec<String> {
     }
 }
 
-fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed_lookupd: bool) -> i32 {
+fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed: bool) -> i32 {
     if args.version {
-        println!("{}", serve::nsqd_version_string());
+        outln!("{}", serve::nsqd_version_string());
         return 0;
     }
     if !args.trailing.is_empty() {
-        eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+        errln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
     }
     match args.into_options(matches) {
         Ok(mut opts) => {
-            opts.embedded_lookupd &= may_embed_lookupd;
+            opts.embedded_lookupd &= may_embed;
+            opts.embedded_admin &= may_embed;
             start_broker(opts)
         }
         Err(msg) => {
             // The contract with scripts is one line on stderr, whatever the message holds.
-            eprintln!("error: {}", msg.replace('\n', " "));
+            errln!("error: {}", msg.replace('\n', " "));
             2
         }
     }
@@ -242,16 +339,33 @@ fn serve_main(args: ServeArgs, matches: &ArgMatches, may_embed_lookupd: bool) ->
 
 fn lookupd_main(args: LookupdArgs, matches: &ArgMatches) -> i32 {
     if args.version {
-        println!("{}", lookupd::nsqlookupd_version_string());
+        outln!("{}", lookupd::nsqlookupd_version_string());
         return 0;
     }
     if !args.trailing.is_empty() {
-        eprintln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+        errln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
     }
     match args.into_options(matches) {
         Ok(opts) => nsqrs::lookup::run(opts),
         Err(msg) => {
-            eprintln!("error: {}", msg.replace('\n', " "));
+            errln!("error: {}", msg.replace('\n', " "));
+            2
+        }
+    }
+}
+
+fn admin_main(args: admin::AdminArgs, matches: &ArgMatches) -> i32 {
+    if args.version {
+        outln!("{}", admin::nsqadmin_version_string());
+        return 0;
+    }
+    if !args.trailing.is_empty() {
+        errln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
+    }
+    match args.into_options(matches) {
+        Ok(opts) => nsqrs::admin::run(opts),
+        Err(msg) => {
+            errln!("error: {}", msg.replace('\n', " "));
             2
         }
     }
@@ -264,6 +378,8 @@ fn start_broker(opts: nsqrs::options::NsqdOptions) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn argv(args: &[&str]) -> Vec<String> {
@@ -334,6 +450,7 @@ mod tests {
         assert_eq!(role("/opt/nsqlookupd/bin/nsqrs"), Role::Nsqrs);
         assert_eq!(role("nsqd-old"), Role::Nsqrs);
         assert_eq!(role("nsqlookupd2"), Role::Nsqrs);
+        assert_eq!(role("/usr/local/bin/nsqadmin"), Role::Nsqadmin);
     }
 
     #[test]

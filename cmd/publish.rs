@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::tools;
 
-/// Prints `OK <count> <nsqd address>` for each nsqd once everything is acknowledged.
+// Prints `OK <count> <nsqd address>` for each nsqd once everything is acknowledged.
 #[derive(Debug, Args)]
 #[command(args_override_self = true)]
 pub struct PubArgs {
@@ -66,7 +66,7 @@ const PIPELINE: usize = 16;
 
 pub fn run(args: PubArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("to_nsq"));
+        outln!("{}", tools::tool_version("to_nsq"));
         return 0;
     }
     let topic = args.topic.clone().unwrap_or_default();
@@ -89,23 +89,37 @@ pub fn run(args: PubArgs) -> i32 {
     };
     tools::runtime().block_on(async move {
         match publish_all(&args, &topic, delimiter, config).await {
-            Ok(lines) => {
-                for line in lines {
-                    println!("{line}");
+            Ok(done) => {
+                // What was acknowledged is printed even when a later message was refused, so
+                // a script knows exactly which messages the broker has.
+                for line in &done.lines {
+                    outln!("{line}");
                 }
-                0
+                match done.refused {
+                    None => 0,
+                    Some(e) => tools::fail(e),
+                }
             }
             Err(e) => tools::fail(e),
         }
     })
 }
 
+/// What a run published: the lines to print, and the refusal that stopped it early, if any.
+struct Published {
+    lines: Vec<String>,
+    refused: Option<String>,
+}
+
+/// Publishes everything, stopping at the first refusal. Errors before anything could be sent
+/// (connect, stdin) are `Err`; a refusal mid-stream is reported in `Published` beside what
+/// was acknowledged before it.
 async fn publish_all(
     args: &PubArgs,
     topic: &str,
     delimiter: u8,
     config: nsqrs::client::Config,
-) -> Result<Vec<String>, String> {
+) -> Result<Published, String> {
     let mut producers = Vec::new();
     for addr in &args.nsqd_tcp_address {
         let p = Producer::connect(addr, config.clone())
@@ -116,6 +130,7 @@ async fn publish_all(
             pending: VecDeque::new(),
             count: 0,
             ids: Vec::new(),
+            refused: None,
         });
     }
 
@@ -179,19 +194,31 @@ async fn publish_all(
                     bodies: batch.clone(),
                 },
             };
-            s.send(publish).await?;
+            s.send(publish).await;
         }
         if let Some(pb) = &progress {
             pb.inc(bytes);
         }
+        if producers.iter().any(|s| s.refused.is_some()) {
+            break;
+        }
     }
+    drop(rx);
     if let Ok(e) = err_rx.try_recv() {
         return Err(format!("read stdin: {e}"));
     }
     let mut lines = Vec::new();
+    let mut refused = None;
     let several = producers.len() > 1;
     for mut s in producers {
-        s.drain().await?;
+        s.drain().await;
+        if let Some(e) = s.refused.take() {
+            refused.get_or_insert(format!(
+                "{e}; stopped with {} published to {}",
+                tools::count(s.count, "message"),
+                s.producer.addr()
+            ));
+        }
         // One ID a line, in publish order; prefixed with the nsqd when there are several.
         for id in &s.ids {
             match several {
@@ -205,7 +232,7 @@ async fn publish_all(
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    Ok(lines)
+    Ok(Published { lines, refused })
 }
 
 struct Sender {
@@ -214,39 +241,47 @@ struct Sender {
     count: usize,
     /// Message IDs, when the server returns them (nsqrs does; stock nsqd answers plain `OK`).
     ids: Vec<nsqrs::protocol::MessageId>,
+    /// The first refusal; nothing more is sent after it.
+    refused: Option<String>,
 }
 
 impl Sender {
-    async fn send(&mut self, publish: Publish) -> Result<(), String> {
-        let addr = self.producer.addr().to_string();
-        let reply = self
-            .producer
-            .submit(publish)
-            .await
-            .map_err(|e| format!("publish to {addr}: {e}"))?;
-        self.pending.push_back(reply);
+    async fn send(&mut self, publish: Publish) {
+        if self.refused.is_some() {
+            return;
+        }
+        match self.producer.submit(publish).await {
+            Ok(reply) => self.pending.push_back(reply),
+            Err(e) => self.refuse(e),
+        }
         while self.pending.len() > PIPELINE {
-            self.wait_one().await?;
+            self.wait_one().await;
         }
-        Ok(())
     }
 
-    async fn wait_one(&mut self) -> Result<(), String> {
+    async fn wait_one(&mut self) {
         if let Some(reply) = self.pending.pop_front() {
-            let r = reply
-                .await
-                .map_err(|e| format!("publish to {}: {e}", self.producer.addr()))?;
-            self.count += r.count;
-            self.ids.extend(r.ids);
+            match reply.await {
+                Ok(r) => {
+                    self.count += r.count;
+                    self.ids.extend(r.ids);
+                }
+                Err(e) => self.refuse(e),
+            }
         }
-        Ok(())
     }
 
-    async fn drain(&mut self) -> Result<(), String> {
-        while !self.pending.is_empty() {
-            self.wait_one().await?;
+    /// Keeps the first error: what follows a fatal one (a closed connection) says nothing new.
+    fn refuse(&mut self, e: nsqrs::client::PublishError) {
+        if self.refused.is_none() {
+            self.refused = Some(format!("publish to {}: {e}", self.producer.addr()));
         }
-        Ok(())
+    }
+
+    async fn drain(&mut self) {
+        while !self.pending.is_empty() {
+            self.wait_one().await;
+        }
     }
 }
 

@@ -3,9 +3,8 @@
 //!
 //! Each batch the broker accepts is checkpointed, with the original → new ID mapping `trace`
 //! shows, in the run's row of `replay_runs`, so an interrupted replay resumes after its last
-//! recorded batch. The next batch is read while the broker stores the current one, and handed
-//! over only once the current one is recorded, so at most one batch is ever with the broker
-//! unrecorded; the checkpoint before it goes out marks it as sent.
+//! recorded batch. The publishing loop is `nsqrs::archive::replayer`, shared with the admin's
+//! replays; this file owns the command line, the run's identity and the progress bar.
 //!
 //! What an interruption costs: SIGINT/SIGTERM waits for the batch on the wire and records
 //! it, so nothing is sent twice. A kill -9 (or a lost connection) between handing a batch to
@@ -16,21 +15,19 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Args};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nsqrs::archive::replay::{self, Batch, FileSource, Limits, Published, Run, Source, Window};
+use nsqrs::archive::replay::{self, parse_when, FileSource, Limits, Run, Source, Window};
+use nsqrs::archive::replayer::{self, Event, Pace, MAX_BATCH_BYTES};
 use nsqrs::archive::store::{Location, OpenMode};
 use nsqrs::archive::trace::{format_ts, valid_id};
 use nsqrs::archive::{now_ns, Store};
-use nsqrs::client::{PendingReply, Producer, Publish};
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::client::Producer;
+use nsqrs::errln;
+use nsqrs::goflags::parse_go_bool;
 
 use crate::tools;
-
-/// nsqd's default --max-body-size is 5 MiB; MPUB batches stay under it.
-const MAX_BATCH_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Args)]
 #[command(args_override_self = true)]
@@ -90,17 +87,6 @@ pub struct ReplayArgs {
     pub producer_opt: Vec<String>,
 }
 
-/// `2h` (ago) or an RFC 3339 time, as ns since the epoch.
-fn parse_when(s: &str, now: i64, flag: &str) -> Result<i64, String> {
-    if let Ok(d) = parse_go_duration(s) {
-        return Ok(now - d.as_nanos() as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| format!("{flag} {s:?} is neither a duration (2h) nor an RFC 3339 time"))
-}
-
 pub fn run(args: ReplayArgs) -> i32 {
     if args.since.is_none() && args.id.is_empty() && args.resume.is_none() {
         return tools::usage("--since (or --id, or --resume) is required");
@@ -119,6 +105,19 @@ pub fn run(args: ReplayArgs) -> i32 {
     }
     if args.batch_size == 0 {
         return tools::usage("--batch-size must be positive");
+    }
+    let now = now_ns();
+    let when = |flag: &str, value: &Option<String>| value.as_deref().map(|v| parse_when(v, now, flag));
+    match (when("--since", &args.since), when("--until", &args.until)) {
+        (Some(Err(e)), _) | (_, Some(Err(e))) => return tools::usage(e),
+        (Some(Ok(since)), Some(Ok(until))) if until <= since => {
+            return tools::usage(format!(
+                "--until {} is not after --since {}: the window holds nothing",
+                args.until.as_deref().unwrap_or_default(),
+                args.since.as_deref().unwrap_or_default()
+            ))
+        }
+        _ => {}
     }
     if let Err(e) = Location::parse(&args.db) {
         return tools::usage(e);
@@ -196,7 +195,33 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     } else {
         Source::Files(FileSource::load(&args.from_file, &window)?)
     };
+    let missing = source.missing_ids(&store).await?;
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} not archived for topic {} in the window: {}",
+            tools::count(missing.len(), "message ID"),
+            run.from_topic,
+            missing.join(" ")
+        ));
+    }
     let remaining = source.count(&store, run.cursor.as_ref()).await?;
+    if remaining == 0 && existing.is_none() {
+        if let Source::Archive(_) = &source {
+            if !replay::topic_archived(&store, &run.from_topic).await? {
+                return Err(format!(
+                    "the archive holds no message of topic {}",
+                    run.from_topic
+                ));
+            }
+        }
+        errln!(
+            "warning: no archived message of topic {} was published from {} to {}: nothing to replay",
+            run.from_topic,
+            format_ts(run.since_ns.max(0)),
+            format_ts(run.until_ns)
+        );
+        return Ok(());
+    }
 
     if args.dry_run {
         let one = Limits {
@@ -205,8 +230,9 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
             upto: None,
         };
         let first = source.read(&store, run.cursor.as_ref(), one).await?;
-        println!(
-            "would replay {remaining} messages from topic {} to topic {}{}",
+        outln!(
+            "would replay {} from topic {} to topic {}{}",
+            tools::count(remaining as usize, "message"),
             run.from_topic,
             run.to_topic,
             first
@@ -217,9 +243,11 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
         return Ok(());
     }
     if existing.is_some() {
-        eprintln!(
-            "resuming replay run {} after {} of {} messages",
-            run.run_id, run.done, run.total
+        errln!(
+            "resuming replay run {} after {} of {}",
+            run.run_id,
+            run.done,
+            tools::count(run.total as usize, "message")
         );
     } else {
         run.total = remaining;
@@ -234,113 +262,63 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(run.total as u64), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} ETA {eta}")
-                .expect("static template"),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {rate} ETA {eta}")
+                .expect("static template")
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&nsqrs::console::per_second(state.per_sec(), "msg"));
+                    },
+                ),
         );
         bar.set_position(run.done as u64);
         bar
     } else {
         ProgressBar::hidden()
     };
-    // A rate limit paces whole batches, so keep them to about a tenth of a second's worth.
-    let batch_size = match args.rate {
-        0 => args.batch_size,
-        r => args.batch_size.min((r as usize / 10).max(1)),
-    };
-    let started = Instant::now();
-    let mut sent_here = 0u64;
-    let mut unknown_ids = 0u64;
     // SIGINT/SIGTERM stops reading; the batch already submitted is awaited and recorded, so
     // an interrupted run resumes without republishing anything.
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         tools::terminated().await;
         let _ = stop_tx.send(true);
     });
-    // The batch a killed run left with the broker unrecorded goes out first and on its own,
-    // so its record can say it was sent twice and the rest's need not.
-    let mut resend = run.unrecorded().cloned();
-    let mut read_cursor = run.cursor.clone();
-    let mut inflight: Option<(Batch, PendingReply, bool)> = None;
-    loop {
-        let mut next = None;
-        if !*stop_rx.borrow() {
-            let upto = resend.take();
-            let limits = Limits {
-                messages: batch_size,
-                bytes: MAX_BATCH_BYTES,
-                upto: upto.as_ref(),
-            };
-            let batch = source.read(&store, read_cursor.as_ref(), limits).await?;
-            if upto.is_some() && !batch.is_empty() {
-                eprintln!(
-                    "note: the previous attempt stopped before the broker's reply to {} messages was \
-                     recorded; sending them again (the broker may hold them twice)",
-                    batch.len()
-                );
-            }
-            if args.rate > 0 && !batch.is_empty() {
-                let due = Duration::from_secs_f64(sent_here as f64 / args.rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop_rx.changed() => {}
-                    }
-                }
-            }
-            if !batch.is_empty() && !*stop_rx.borrow() {
-                read_cursor = batch.last().cloned();
-                next = Some((batch, upto.is_some()));
-            }
-        }
-        // The next batch counts as sent from this checkpoint on: it goes out right after.
-        run.sent = next.as_ref().and_then(|(b, _)| b.last().cloned());
-        match inflight.take() {
-            Some((batch, reply, resent)) => {
-                let receipt = reply.await.map_err(|e| format!("publish to {addr}: {e}"))?;
-                let known = receipt.ids.len() == batch.len();
-                if !known {
-                    unknown_ids += batch.len() as u64;
-                }
-                replay::advance(&mut run, &batch);
-                let published = Published {
-                    batch: &batch,
-                    new_ids: known.then_some(&receipt.ids[..]),
-                    resent,
-                    replayed_at: now_ns(),
-                };
-                replay::checkpoint(&store, &run, Some(published)).await?;
-                bar.set_position(run.done as u64);
-            }
-            None if next.is_some() => replay::checkpoint(&store, &run, None).await?,
-            None => {}
-        }
-        match next {
-            Some((mut batch, resent)) => {
-                let reply = producer
-                    .submit(Publish::Mpub {
-                        topic: run.to_topic.clone(),
-                        bodies: batch.take_bodies(),
-                    })
-                    .await
-                    .map_err(|e| format!("publish to {addr}: {e}"))?;
-                sent_here += batch.len() as u64;
-                inflight = Some((batch, reply, resent));
-            }
-            None if *stop_rx.borrow() => return interrupted(&run),
-            None => break,
-        }
+    let pace = Pace {
+        batch_size: args.batch_size,
+        rate: args.rate,
+    };
+    let outcome = replayer::drive(
+        &store,
+        &source,
+        &mut run,
+        &producer,
+        pace,
+        stop_rx,
+        |event| match event {
+            Event::Resending(n) => errln!(
+                "note: the previous attempt stopped before the broker's reply to {} was \
+                 recorded; sending them again (the broker may hold them twice)",
+                tools::count(n, "message")
+            ),
+            Event::Progress(done) => bar.set_position(done as u64),
+        },
+    )
+    .await?;
+    if outcome.interrupted {
+        return interrupted(&run);
     }
-    run.finished = true;
-    replay::checkpoint(&store, &run, None).await?;
+    let unknown_ids = outcome.unknown_ids;
     bar.finish_and_clear();
     producer.stop().await;
-    println!(
-        "replayed {} messages from topic {} to topic {} (run {})",
-        run.done, run.from_topic, run.to_topic, run.run_id
+    outln!(
+        "replayed {} from topic {} to topic {} (run {})",
+        tools::count(run.done as usize, "message"),
+        run.from_topic,
+        run.to_topic,
+        run.run_id
     );
     if unknown_ids > 0 {
-        eprintln!(
+        errln!(
             "note: the broker did not return the new message IDs; {unknown_ids} replays are recorded with their new ID unknown"
         );
     }
@@ -349,7 +327,9 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
 
 fn interrupted(run: &Run) -> Result<(), String> {
     Err(format!(
-        "interrupted after {} of {} messages; resume with --resume {} (or the same command)",
-        run.done, run.total, run.run_id
+        "interrupted after {} of {}; resume with --resume {} (or the same command)",
+        run.done,
+        tools::count(run.total as usize, "message"),
+        run.run_id
     ))
 }

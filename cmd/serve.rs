@@ -23,11 +23,12 @@ pub fn nsqd_version_string() -> String {
     )
 }
 
-/// Every nsqd flag, under nsqd's long name.
-///
-/// Boolean flags take an optional `=value` (Go's bool flags do), so `--snappy` and
-/// `--snappy=false` both work. Defaults shown in `--help` are nsqd's; the values actually used
-/// for flags not given come from `NsqdOptions::default()` and the config file.
+// Every nsqd flag, under nsqd's long name. (Plain comments: a doc comment here would become
+// the `nsqd --help` text.)
+//
+// Boolean flags take an optional `=value` (Go's bool flags do), so `--snappy` and
+// `--snappy=false` both work. Defaults shown in `--help` are nsqd's; the values actually used
+// for flags not given come from `NsqdOptions::default()` and the config file.
 #[derive(Debug, Args)]
 // Go lets any flag be repeated, the last one winning; nsqd command lines rely on it when a
 // wrapper script appends overrides.
@@ -67,11 +68,12 @@ pub struct ServeArgs {
           value_parser = parse_go_bool)]
     pub worker_id: bool,
 
-    /// <addr>:<port> (or unix-socket path) to listen on for TCP clients
+    /// <addr>:<port> to listen on for TCP clients (port 0 picks a free one; nsqrs has no
+    /// unix-socket listener)
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4150")]
     pub tcp_address: String,
 
-    /// <addr>:<port> (or unix-socket path) to listen on for HTTP clients; empty disables HTTP
+    /// <addr>:<port> to listen on for HTTP clients; empty disables HTTP
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4151")]
     pub http_address: String,
 
@@ -111,19 +113,24 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
     pub http_client_request_timeout: Duration,
 
-    /// Region of this nsqd, for topology-aware consumption [default: none]
+    /// Region of this nsqd, told to lookupd and to clients in IDENTIFY (nsqrs itself does not
+    /// prefer consumers of the same region) [default: none]
     #[arg(long, value_name = "REGION", default_value = "", hide_default_value = true)]
     pub topology_region: String,
 
-    /// Zone of this nsqd, for topology-aware consumption [default: none]
+    /// Zone of this nsqd, told to lookupd and to clients in IDENTIFY (nsqrs itself does not
+    /// prefer consumers of the same zone) [default: none]
     #[arg(long, value_name = "ZONE", default_value = "", hide_default_value = true)]
     pub topology_zone: String,
 
-    /// Path to store disk-backed messages and nsqd.dat [default: current directory]
+    /// Directory for nsqd.dat and nsqrs's topic logs and channel journals (in nsqrs-data/)
+    /// [default: current directory]
     #[arg(long, value_name = "DIR")]
     pub data_path: Option<String>,
 
-    /// Number of messages to keep in memory (per topic/channel)
+    /// How far an #ephemeral channel may fall behind before its oldest messages are dropped,
+    /// and the size of an #ephemeral topic (nsqrs writes every other message to disk, so a
+    /// backlog never fills memory; 0 keeps one)
     #[arg(
         long,
         value_name = "N",
@@ -132,7 +139,8 @@ pub struct ServeArgs {
     )]
     pub mem_queue_size: i64,
 
-    /// Number of bytes per diskqueue file before rolling
+    /// Size of each topic log segment file; a segment is deleted once every channel has
+    /// finished its messages
     #[arg(
         long,
         value_name = "BYTES",
@@ -141,31 +149,33 @@ pub struct ServeArgs {
     )]
     pub max_bytes_per_file: i64,
 
-    /// Number of messages per diskqueue fsync
+    /// fsync the logs after this many messages (1: before every OK, one fsync shared by the
+    /// publishers waiting)
     #[arg(long, value_name = "N", default_value = "2500", allow_negative_numbers = true)]
     pub sync_every: i64,
 
-    /// Duration of time per diskqueue fsync
+    /// fsync the logs at least this often
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_go_duration)]
     pub sync_timeout: Duration,
 
-    /// Max concurrency for checking in-flight and deferred message timeouts
+    /// Accepted for nsqd's sake, no effect: nsqrs checks every channel's timeouts every 20ms
     #[arg(long, value_name = "N", default_value = "4", allow_negative_numbers = true)]
     pub queue_scan_worker_pool_max: i64,
 
-    /// Number of channels to check per cycle (every 100ms) for in-flight and deferred timeouts
+    /// Accepted for nsqd's sake, no effect: nsqrs checks every channel's timeouts every 20ms
     #[arg(long, value_name = "N", default_value = "20", allow_negative_numbers = true)]
     pub queue_scan_selection_count: i64,
 
-    /// Default duration to wait before auto-requeueing a message
+    /// Time a delivered message may stay unanswered before it is delivered again (clients
+    /// may ask for another up to --max-msg-timeout)
     #[arg(long, value_name = "DURATION", default_value = "1m0s", value_parser = parse_go_duration)]
     pub msg_timeout: Duration,
 
-    /// Maximum duration before a message will timeout
+    /// Longest message timeout a client may ask for in IDENTIFY
     #[arg(long, value_name = "DURATION", default_value = "15m0s", value_parser = parse_go_duration)]
     pub max_msg_timeout: Duration,
 
-    /// Maximum size of a single message in bytes
+    /// Largest message body accepted; larger ones are refused with E_BAD_MESSAGE
     #[arg(
         long,
         value_name = "BYTES",
@@ -174,11 +184,11 @@ pub struct ServeArgs {
     )]
     pub max_msg_size: i64,
 
-    /// Maximum requeuing timeout for a message (also the maximum DPUB defer)
+    /// Longest delay a REQ or a DPUB may ask for
     #[arg(long, value_name = "DURATION", default_value = "1h0m0s", value_parser = parse_go_duration)]
     pub max_req_timeout: Duration,
 
-    /// Maximum size of a single command body
+    /// Largest command body accepted (an MPUB's, say); larger ones are refused
     #[arg(
         long,
         value_name = "BYTES",
@@ -187,15 +197,15 @@ pub struct ServeArgs {
     )]
     pub max_body_size: i64,
 
-    /// Maximum client configurable duration of time between client heartbeats
+    /// Longest heartbeat interval a client may ask for in IDENTIFY
     #[arg(long, value_name = "DURATION", default_value = "1m0s", value_parser = parse_go_duration)]
     pub max_heartbeat_interval: Duration,
 
-    /// Maximum RDY count for a client
+    /// Largest RDY a client may send
     #[arg(long, value_name = "N", default_value = "2500", allow_negative_numbers = true)]
     pub max_rdy_count: i64,
 
-    /// Maximum client configurable size (in bytes) for a client output buffer
+    /// Largest output buffer a client may ask for in IDENTIFY
     #[arg(
         long,
         value_name = "BYTES",
@@ -204,19 +214,20 @@ pub struct ServeArgs {
     )]
     pub max_output_buffer_size: i64,
 
-    /// Maximum client configurable duration of time between flushing to a client
+    /// Longest output buffer timeout a client may ask for in IDENTIFY
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_go_duration)]
     pub max_output_buffer_timeout: Duration,
 
-    /// Minimum client configurable duration of time between flushing to a client
+    /// Shortest output buffer timeout a client may ask for in IDENTIFY
     #[arg(long, value_name = "DURATION", default_value = "25ms", value_parser = parse_go_duration)]
     pub min_output_buffer_timeout: Duration,
 
-    /// Default duration of time between flushing data to clients
+    /// How long messages for a client may wait to be written together, unless it asks
+    /// otherwise in IDENTIFY
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_go_duration)]
     pub output_buffer_timeout: Duration,
 
-    /// Maximum channel consumer connection count per nsqd instance; 0 means unlimited
+    /// Most consumers one channel may have (more are refused at SUB); 0 means unlimited
     #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true)]
     pub max_channel_consumers: i64,
 
@@ -228,7 +239,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "1m0s", value_parser = parse_go_duration)]
     pub statsd_interval: Duration,
 
-    /// Toggle sending memory and GC stats to statsd
+    /// Also send mem.* keys to statsd (the process's resident memory; nsqd's Go heap and GC
+    /// keys are sent as 0)
     #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value = "true",
           value_parser = parse_go_bool)]
@@ -285,7 +297,8 @@ pub struct ServeArgs {
           value_parser = parse_tls_required)]
     pub tls_required: TlsRequired,
 
-    /// Minimum SSL/TLS version acceptable ('tls1.0', 'tls1.1', 'tls1.2' or 'tls1.3')
+    /// Oldest TLS version accepted: tls1.2 or tls1.3 (tls1.0 and tls1.1 are accepted and mean
+    /// tls1.2, the oldest rustls speaks)
     #[arg(long, value_name = "VERSION", default_value = "tls1.0",
           value_parser = parse_tls_min_version)]
     pub tls_min_version: String,
@@ -320,8 +333,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4161")]
     pub embedded_lookupd_http_address: String,
 
-    /// nsqrs: report message lifecycle events on topic nsqrs.events: off, publish or all
-    #[arg(long, value_name = "MODE", default_value = "publish")]
+    /// nsqrs: also serve the admin web UI (nsqadmin) in this process (never in the `nsqd`
+    /// role)
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "true",
+          value_parser = parse_go_bool)]
+    pub embedded_admin: bool,
+
+    /// nsqrs: <addr>:<port> of the embedded admin web UI
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4171")]
+    pub embedded_admin_http_address: String,
+
+    /// nsqrs: report what happens to messages as JSON lines on topic nsqrs.events (kept only
+    /// while that topic has a channel; docs/events.md): all (publishes, deliveries, requeues,
+    /// timeouts, finishes, ...), publish (publishes only), or off
+    #[arg(long, value_name = "MODE", default_value = "all")]
     pub lifecycle_events: String,
 
     /// nsqrs: only topics matching this regex report lifecycle events [default: all]
@@ -334,14 +360,14 @@ pub struct ServeArgs {
           value_parser = parse_go_bool)]
     pub snappy: bool,
 
-    /// Enable an experiment (may be given multiple times): topology-aware-consumption
-    /// [default: none]
+    /// Accepted for nsqd's sake (topology-aware-consumption), no effect in nsqrs; may be given
+    /// multiple times [default: none]
     #[arg(long, value_name = "NAME", action = ArgAction::Append)]
     pub enable_experiment: Vec<String>,
 
-    /// nsqrs only: bearer token required by the HTTP admin endpoints (/topic/*, /channel/*,
-    /// /config/*) as `Authorization: Bearer <token>`; /pub, /mpub, /stats, /ping, /info and
-    /// /metrics stay open [default: none, everything open as in nsqd]
+    /// nsqrs: bearer token required by the HTTP admin endpoints (/topic/*, /channel/*,
+    /// /config/*, /deferred*) as `Authorization: Bearer <token>`; /pub, /mpub, /stats, /ping,
+    /// /info, /message and /metrics stay open [default: none, everything open as in nsqd]
     #[arg(long, value_name = "TOKEN")]
     pub http_admin_token: Option<String>,
 
@@ -493,6 +519,8 @@ impl ServeArgs {
             embedded_lookupd,
             embedded_lookupd_tcp_address,
             embedded_lookupd_http_address,
+            embedded_admin,
+            embedded_admin_http_address,
             lifecycle_events,
             lifecycle_events_topics,
             enable_experiment,
@@ -570,6 +598,8 @@ impl ServeArgs {
             embedded_lookupd => o.embedded_lookupd,
             embedded_lookupd_tcp_address => o.embedded_lookupd_tcp_address,
             embedded_lookupd_http_address => o.embedded_lookupd_http_address,
+            embedded_admin => o.embedded_admin,
+            embedded_admin_http_address => o.embedded_admin_http_address,
             lifecycle_events => o.lifecycle_events,
             lifecycle_events_topics => o.lifecycle_events_topics,
             enable_experiment => o.enable_experiment,
@@ -821,6 +851,8 @@ fn apply_config_key(
         "embedded_lookupd" => o.embedded_lookupd = cfg_bool(v)?,
         "embedded_lookupd_tcp_address" => o.embedded_lookupd_tcp_address = cfg_string(v)?,
         "embedded_lookupd_http_address" => o.embedded_lookupd_http_address = cfg_string(v)?,
+        "embedded_admin" => o.embedded_admin = cfg_bool(v)?,
+        "embedded_admin_http_address" => o.embedded_admin_http_address = cfg_string(v)?,
         "lifecycle_events" => o.lifecycle_events = cfg_string(v)?,
         "lifecycle_events_topics" => o.lifecycle_events_topics = cfg_string(v)?,
         "enable_experiment" => o.enable_experiment = cfg_strings(v)?,
@@ -999,8 +1031,9 @@ mod tests {
             "tls-required",
             "deflate",
             "snappy",
-            // nsqrs's own: whether `serve` runs a lookupd in-process.
+            // nsqrs's own: whether `serve` runs a lookupd and an admin in-process.
             "embedded-lookupd",
+            "embedded-admin",
         ]);
         want.sort();
         assert_eq!(got, want);

@@ -13,6 +13,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use comfy_table::{presets, CellAlignment, Table};
 use nsqrs::client::http::{get_json, query_escape, HttpTimeouts};
 use nsqrs::client::lookup::{self, ACCEPT_V1};
+use nsqrs::errln;
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use serde_json::{json, Value};
 
@@ -39,11 +40,11 @@ pub struct StatArgs {
     #[arg(long, value_name = "CHANNEL")]
     pub channel: Option<String>,
 
-    /// nsqd HTTP address, host:port (may be given multiple times)
+    /// nsqd HTTP address, host:port or http://host:port (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_http_address: Vec<String>,
 
-    /// nsqlookupd HTTP address, host:port (may be given multiple times)
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -55,12 +56,15 @@ pub struct StatArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub count: u64,
 
+    /// How each report is printed
     #[arg(long, value_enum, default_value_t = StatFormat::Table)]
     pub format: StatFormat,
 
+    /// Time allowed to connect to an nsqd or lookupd
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_go_duration)]
     pub http_client_connect_timeout: Duration,
 
+    /// Time allowed for each /stats or lookupd request
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
     pub http_client_request_timeout: Duration,
 
@@ -83,7 +87,7 @@ const HEADER_EVERY: u64 = 25;
 
 pub fn run(args: StatArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("nsq_stat"));
+        outln!("{}", tools::tool_version("nsq_stat"));
         return 0;
     }
     if let Err(e) = validate(&args) {
@@ -137,7 +141,7 @@ async fn poll_replication(args: &StatArgs) -> i32 {
                 Ok(s) => s,
                 Err(e) if reports == 0 => return tools::fail(format!("nsqd {node}: {e}")),
                 Err(e) => {
-                    eprintln!("warning: nsqd {node}: {}", e.replace('\n', " "));
+                    errln!("warning: nsqd {node}: {}", e.replace('\n', " "));
                     continue;
                 }
             };
@@ -237,11 +241,8 @@ fn validate(args: &StatArgs) -> Result<(), String> {
         (false, false) => return Err("use --nsqd-http-address or --lookupd-http-address not both".into()),
         _ => {}
     }
-    for a in args.nsqd_http_address.iter().chain(&args.lookupd_http_address) {
-        if a.contains("://") {
-            return Err(format!("address {a:?} must be host:port, without a scheme"));
-        }
-    }
+    tools::check_http_addresses("--nsqd-http-address", &args.nsqd_http_address)?;
+    tools::check_http_addresses("--lookupd-http-address", &args.lookupd_http_address)?;
     if args.interval.is_zero() {
         return Err("--interval must be positive".into());
     }
@@ -321,9 +322,8 @@ async fn snapshot(args: &StatArgs, timeouts: HttpTimeouts) -> Result<Snapshot, S
     if let Some(t) = &args.topic {
         path.push_str(&format!("&topic={}", query_escape(t)));
     }
-    if let Some(c) = &args.channel {
-        path.push_str(&format!("&channel={}", query_escape(c)));
-    }
+    // No channel filter: nsqd would then leave the topic out too, and a missing channel could
+    // not be told from a missing topic. A topic's channels are few.
     let mut snap = Snapshot::new();
     for node in &nodes {
         let mut stats = get_json(node, &path, Some(ACCEPT_V1), timeouts)
@@ -359,6 +359,7 @@ async fn poll(args: &StatArgs) -> i32 {
     let mut out = stdout.lock();
     let mut previous: Option<Snapshot> = None;
     let mut reports = 0u64;
+    let mut warned_absent = false;
     let mut ticker = tokio::time::interval(args.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -369,10 +370,21 @@ async fn poll(args: &StatArgs) -> i32 {
             // transient for a monitor, which keeps going.
             Err(e) if previous.is_none() => return tools::fail(e),
             Err(e) => {
-                eprintln!("warning: {}", e.replace('\n', " "));
+                errln!("warning: {}", e.replace('\n', " "));
                 continue;
             }
         };
+        // Rows of zeros for a name nobody has would look like an idle channel: say so instead,
+        // and fail outright when it is absent from the start (a typo, most likely).
+        match absent(args, &snap) {
+            Some(what) if previous.is_none() => return tools::fail(what),
+            Some(what) if !warned_absent => {
+                errln!("warning: {what}");
+                warned_absent = true;
+            }
+            Some(_) => {}
+            None => warned_absent = false,
+        }
         let result = match &args.channel {
             Some(channel) => report_channel(args, channel, previous.as_ref(), &snap, reports, &mut out),
             None => match &previous {
@@ -394,6 +406,26 @@ async fn poll(args: &StatArgs) -> i32 {
             }
         }
         previous = Some(snap);
+    }
+}
+
+/// What `--topic`/`--channel` name that no polled nsqd has, in words.
+fn absent(args: &StatArgs, snap: &Snapshot) -> Option<String> {
+    let topic = args.topic.as_deref()?;
+    let whom = if args.nsqd_http_address.is_empty() {
+        format!(
+            "on any nsqd lookupd ({}) knows",
+            args.lookupd_http_address.join(", ")
+        )
+    } else {
+        format!("on nsqd {}", args.nsqd_http_address.join(", "))
+    };
+    let Some((_, channels)) = snap.get(topic) else {
+        return Some(format!("topic {topic} does not exist {whom}"));
+    };
+    match &args.channel {
+        Some(c) if !channels.contains_key(c) => Some(format!("topic {topic} has no channel {c} {whom}")),
+        _ => None,
     }
 }
 

@@ -36,7 +36,7 @@ pub struct TailArgs {
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_tcp_address: Vec<String>,
 
-    /// nsqlookupd HTTP address (may be given multiple times)
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -54,6 +54,7 @@ pub struct TailArgs {
           value_parser = parse_go_bool)]
     pub print_topic: bool,
 
+    /// How each message is printed
     #[arg(long, value_enum, default_value_t = TailFormat::Raw)]
     pub format: TailFormat,
 
@@ -70,7 +71,7 @@ pub struct TailArgs {
 
 pub fn run(args: TailArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("nsq_tail"));
+        outln!("{}", tools::tool_version("nsq_tail"));
         return 0;
     }
     if args.topic.is_empty() {

@@ -5,6 +5,11 @@
 //! collected into batches, each batch is one transaction, and a message is finished only once
 //! the transaction holding it has committed: a crash can re-deliver but never lose, and the
 //! archive's keys make a re-delivered insert a no-op.
+//!
+//! Its channels are named after what it archives: the topic and the archive's own identity
+//! (stored in the archive). Two archivers of different topics or into different archives
+//! never share a channel, so neither receives only a share of the messages or events; a
+//! restarted archiver finds its channel where it left it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use nsqrs::archive::events::{self, EVENTS_TOPIC};
 use nsqrs::archive::store::OpenMode;
 use nsqrs::archive::{now_ns, EventRow, MessageRow, Store};
 use nsqrs::client::{Consumer, Message};
+use nsqrs::errln;
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use tokio::sync::mpsc;
 
@@ -27,15 +33,21 @@ pub struct ToDbArgs {
     #[arg(long, value_name = "TOPIC")]
     pub topic: String,
 
-    /// The archiver's own channel (it sees every message of the topic)
-    #[arg(long, value_name = "CHANNEL", default_value = "nsqrs_to_db")]
-    pub channel: String,
+    /// The archiver's channel on --topic [default: nsqrs_to_db.<topic>.<hash of the topic and
+    /// the archive's identity>, the same on every restart and for no other archive]
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+
+    /// With --events, the archiver's channel on nsqrs.events [default: as --channel's default]
+    #[arg(long, value_name = "CHANNEL")]
+    pub events_channel: Option<String>,
 
     /// nsqd TCP address (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_tcp_address: Vec<String>,
 
-    /// nsqlookupd HTTP address (may be given multiple times); follows the topic on every nsqd
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times);
+    /// follows the topic on every nsqd it knows
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -43,7 +55,8 @@ pub struct ToDbArgs {
     #[arg(long, value_name = "PATH|URL", default_value = "nsqrs.db")]
     pub db: String,
 
-    /// Also archive the broker's lifecycle events (topic nsqrs.events) for this topic
+    /// Also archive the lifecycle events nsqrs brokers publish on nsqrs.events about this topic
+    /// (what trace shows: deliveries, requeues, timeouts, finishes)
     #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value = "false",
           value_parser = parse_go_bool)]
@@ -73,11 +86,15 @@ pub fn run(args: ToDbArgs) -> i32 {
     if !nsqrs::protocol::names::is_valid_topic_name(&args.topic) {
         return tools::usage(format!("--topic {:?} is not a valid topic name", args.topic));
     }
-    if !nsqrs::protocol::names::is_valid_channel_name(&args.channel) {
-        return tools::usage(format!(
-            "--channel {:?} is not a valid channel name",
-            args.channel
-        ));
+    for (flag, channel) in [
+        ("--channel", &args.channel),
+        ("--events-channel", &args.events_channel),
+    ] {
+        if let Some(c) = channel.as_deref() {
+            if !nsqrs::protocol::names::is_valid_channel_name(c) {
+                return tools::usage(format!("{flag} {c:?} is not a valid channel name"));
+            }
+        }
     }
     if args.batch_size == 0 || args.flush_interval.is_zero() {
         return tools::usage("--batch-size and --flush-interval must be positive");
@@ -98,19 +115,37 @@ pub fn run(args: ToDbArgs) -> i32 {
     })
 }
 
+/// The channel an archiver of `topic` into the archive `archive_id` uses by default: the same
+/// name on every restart, a different one for any other topic or archive. The topic is in the
+/// name for the operator reading /stats (cut to fit NSQ's 64 characters); the hash is what
+/// keeps two names apart.
+fn default_channel(topic: &str, archive_id: &str) -> String {
+    let hash = crc32fast::hash(format!("{topic}\n{archive_id}").as_bytes());
+    // A topic may end in `#ephemeral`; a channel may hold `#` only there.
+    let readable: String = topic.chars().filter(|c| *c != '#').take(42).collect();
+    format!("nsqrs_to_db.{readable}.{hash:08x}")
+}
+
 async fn archive(args: ToDbArgs, config: nsqrs::client::Config) -> Result<(), String> {
     let store = Arc::new(Store::open(&args.db, OpenMode::Create).await?);
+    let derived = default_channel(&args.topic, &store.archive_id().await?);
+    let channel = args.channel.clone().unwrap_or_else(|| derived.clone());
     let mut consumers = vec![(
-        Consumer::new(&args.topic, &args.channel, config.clone())?,
+        Consumer::new(&args.topic, &channel, config.clone())?,
         Kind::Messages(args.topic.clone()),
     )];
+    let mut said = format!("archiving topic {} on channel {channel}", args.topic);
     if args.events {
-        let only = args.topic.clone();
+        let events_channel = args.events_channel.clone().unwrap_or(derived);
+        said.push_str(&format!(
+            ", its events on {EVENTS_TOPIC} channel {events_channel}"
+        ));
         consumers.push((
-            Consumer::new(EVENTS_TOPIC, &args.channel, config)?,
-            Kind::Events(only),
+            Consumer::new(EVENTS_TOPIC, &events_channel, config)?,
+            Kind::Events(args.topic.clone()),
         ));
     }
+    errln!("to-db: {said}");
     let mut tasks = Vec::new();
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<String>();
     for (consumer, kind) in &consumers {
@@ -273,17 +308,20 @@ async fn commit(store: &Store, kind: &Kind, batch: Vec<Message>) -> Result<(), S
         }
         Kind::Events(topic) => {
             let mut rows: Vec<EventRow> = Vec::new();
+            let mut sources = Vec::new();
             for m in &batch {
-                let (exploded, skipped) = events::explode(&m.body);
-                if skipped > 0 {
-                    eprintln!(
-                        "warning: {skipped} unreadable line(s) in {EVENTS_TOPIC} message {}",
+                let exploded = events::explode(&m.body);
+                if exploded.skipped > 0 {
+                    errln!(
+                        "warning: {} unreadable line(s) in {EVENTS_TOPIC} message {}",
+                        exploded.skipped,
                         m.id_str()
                     );
                 }
-                rows.extend(exploded.into_iter().filter(|r| &r.topic == topic));
+                rows.extend(exploded.rows.into_iter().filter(|r| &r.topic == topic));
+                sources.extend(exploded.sources);
             }
-            store.insert_events(rows).await?;
+            store.insert_events(rows, &sources).await?;
         }
     }
     // Only now is the batch durable; a crash before this line re-delivers it.
@@ -291,4 +329,40 @@ async fn commit(store: &Store, kind: &Kind, batch: Vec<Message>) -> Result<(), S
         m.finish();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_channels_are_valid_and_tell_archivers_apart() {
+        let a = default_channel("orders", "00000000000000aa");
+        assert_eq!(a, default_channel("orders", "00000000000000aa"), "stable");
+        assert!(a.starts_with("nsqrs_to_db.orders."));
+        assert_ne!(
+            a,
+            default_channel("orders", "00000000000000ab"),
+            "another archive"
+        );
+        assert_ne!(
+            a,
+            default_channel("payments", "00000000000000aa"),
+            "another topic"
+        );
+        let long = "t".repeat(64);
+        let eph = "x".repeat(54) + "#ephemeral";
+        for t in ["orders", &long, &eph, "a.b-c_d"] {
+            let c = default_channel(t, "00000000000000aa");
+            assert!(
+                nsqrs::protocol::names::is_valid_channel_name(&c),
+                "{c:?} from {t:?}"
+            );
+        }
+        assert_ne!(
+            default_channel(&("t".repeat(60) + "1"), "id"),
+            default_channel(&("t".repeat(60) + "2"), "id"),
+            "topics alike up to the cut"
+        );
+    }
 }

@@ -17,6 +17,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use nsqrs::client::http::HttpTimeouts;
 use nsqrs::client::{lookup, Config, Consumer, Message};
+use nsqrs::errln;
 use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use regex::Regex;
 use tokio::sync::watch;
@@ -54,7 +55,7 @@ pub struct ToFileArgs {
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub nsqd_tcp_address: Vec<String>,
 
-    /// nsqlookupd HTTP address (may be given multiple times)
+    /// nsqlookupd HTTP address, host:port or http://host:port (may be given multiple times)
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub lookupd_http_address: Vec<String>,
 
@@ -118,9 +119,11 @@ pub struct ToFileArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_go_duration)]
     pub sync_interval: Duration,
 
+    /// Time allowed to connect to lookupd
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_go_duration)]
     pub http_client_connect_timeout: Duration,
 
+    /// Time allowed for each lookupd request
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
     pub http_client_request_timeout: Duration,
 
@@ -168,7 +171,7 @@ struct Settings {
 impl Settings {
     fn log(&self, msg: impl std::fmt::Display) {
         if self.verbose {
-            eprintln!("{}{msg}", self.log_prefix);
+            errln!("{}{msg}", self.log_prefix);
         }
     }
 }
@@ -275,7 +278,7 @@ fn resolve(args: &ToFileArgs) -> Result<Settings, String> {
 
 pub fn run(args: ToFileArgs) -> i32 {
     if args.version {
-        println!("{}", tools::tool_version("nsq_to_file"));
+        outln!("{}", tools::tool_version("nsq_to_file"));
         return 0;
     }
     let settings = match resolve(&args) {
@@ -613,6 +616,13 @@ impl FileLogger {
         };
         self.s.log(format!("opening {}", path.display()));
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // A gzip file with no member is not gzip (`zcat` refuses it), and one may be left
+        // behind by a file closed before any message, or by a crash right after opening:
+        // each file opens with an empty member, so it is valid from its first byte.
+        let file = match self.s.gzip_level {
+            Some(level) => GzEncoder::new(file, Compression::new(level)).finish()?,
+            None => file,
+        };
         self.out = Some(Output {
             file: Some(file),
             gz: None,
@@ -631,9 +641,9 @@ impl FileLogger {
         }
         if !self.pending.is_empty() {
             self.s.log(format!(
-                "[{}] syncing {} records to disk",
+                "[{}] syncing {} to disk",
                 self.topic,
-                self.pending.len()
+                tools::count(self.pending.len(), "record")
             ));
         }
         for m in self.pending.drain(..) {

@@ -18,7 +18,9 @@ use crate::tools;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TraceFormat {
+    /// The message, then a table per channel
     Table,
+    /// One JSON object with every row, timeline and note
     Json,
 }
 
@@ -33,6 +35,7 @@ pub struct TraceArgs {
     #[arg(long, value_name = "PATH|URL", default_value = "nsqrs.db")]
     pub db: String,
 
+    /// How the history is printed
     #[arg(long, value_enum, default_value_t = TraceFormat::Table)]
     pub format: TraceFormat,
 
@@ -52,11 +55,12 @@ pub struct TraceArgs {
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
 
-    /// At most this many search results
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub limit: usize,
+    /// List at most this many matches, the newest (the count of all is still given) [default: 20]
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 
-    /// Also ask this nsqd (HTTP) for the message's live state (best effort)
+    /// Also ask this nsqd (HTTP, host:port or http://host:port) for the message's live state
+    /// (best effort)
     #[arg(long, value_name = "ADDR")]
     pub nsqd_http_address: Option<String>,
 }
@@ -70,10 +74,27 @@ pub fn run(args: TraceArgs) -> i32 {
         if !trace::valid_id(id) {
             return tools::usage(format!("{id:?} is not a message ID (16 hex characters)"));
         }
+        // They narrow a search; with an ID there is nothing to search, and quietly ignoring
+        // them would answer a question the user did not ask.
+        let search_flags = [
+            ("--grep", args.grep.is_some()),
+            ("--where", field.is_some()),
+            ("--since", args.since.is_some()),
+            ("--limit", args.limit.is_some()),
+        ];
+        if let Some((flag, _)) = search_flags.iter().find(|(_, given)| *given) {
+            return tools::usage(format!(
+                "{flag} searches for messages when the ID is not known; give it without {id}"
+            ));
+        }
     } else if args.grep.is_none() && field.is_none() {
         return tools::usage("give a message ID, or --grep/--where to search for one");
     }
     if let Err(e) = nsqrs::archive::store::Location::parse(&args.db) {
+        return tools::usage(e);
+    }
+    let live_from: Vec<String> = args.nsqd_http_address.iter().cloned().collect();
+    if let Err(e) = tools::check_http_addresses("--nsqd-http-address", &live_from) {
         return tools::usage(e);
     }
     tools::runtime().block_on(async move {
@@ -94,12 +115,12 @@ async fn trace_main(args: TraceArgs, field: Option<(String, String)>) -> Result<
                 field,
                 since_ns: args.since.map(|d| now_ns() - d.as_nanos() as i64),
                 topic: args.topic.clone(),
-                limit: args.limit,
+                limit: args.limit.unwrap_or(20),
             };
             let found = trace::search(&store, &search).await?;
-            match found.len() {
+            match found.total {
                 0 => return Err("no archived message matches".into()),
-                1 => found[0].id.clone(),
+                1 => found.messages[0].id.clone(),
                 _ => {
                     print_matches(&found, args.format);
                     return Ok(());
@@ -108,18 +129,19 @@ async fn trace_main(args: TraceArgs, field: Option<(String, String)>) -> Result<
         }
     };
     let t = trace::by_id(&store, &id).await?;
+    let notes = trace::gaps(&store, &t).await?;
     let live = match &args.nsqd_http_address {
         Some(addr) => Some((addr, live_state(addr, &t, &id, args.topic.as_deref()).await)),
         None => None,
     };
     match args.format {
         TraceFormat::Table => {
-            print_table(&t, &id);
+            print_table(&t, &id, &notes);
             if let Some((addr, live)) = &live {
                 print_live(addr, live);
             }
         }
-        TraceFormat::Json => print_json(&t, &id, live.as_ref().map(|(_, l)| l)),
+        TraceFormat::Json => print_json(&t, &id, &notes, live.as_ref().map(|(_, l)| l)),
     }
     Ok(())
 }
@@ -179,24 +201,24 @@ fn is_not_held(body: &[u8]) -> bool {
 }
 
 fn print_live(addr: &str, live: &Live) {
-    println!();
+    outln!();
     let v = match live {
         Live::NotHeld => {
-            println!("live state on {addr}: nothing pending (done on every channel, or never there)");
+            outln!("live state on {addr}: nothing pending (done on every channel, or never there)");
             return;
         }
         Live::Unavailable(why) => {
-            println!("live state unavailable: {why}");
+            outln!("live state unavailable: {why}");
             return;
         }
         Live::State(v) => v,
     };
-    println!("live state on {addr}");
+    outln!("live state on {addr}");
     if v["held_by_topic"].as_bool() == Some(true) {
-        println!("  held by the topic until its first channel exists");
+        outln!("  held by the topic until its first channel exists");
     }
     if v["topic_paused"].as_bool() == Some(true) {
-        println!("  the topic is paused");
+        outln!("  the topic is paused");
     }
     let channels = v["channels"].as_array().cloned().unwrap_or_default();
     if channels.is_empty() {
@@ -232,7 +254,7 @@ fn print_live(addr: &str, live: &Live) {
         }
         table.add_row([c["channel"].as_str().unwrap_or(""), state, &attempts, &detail]);
     }
-    println!("{table}");
+    outln!("{table}");
 }
 
 fn live_json(live: &Live) -> serde_json::Value {
@@ -260,17 +282,17 @@ fn preview(body: &[u8]) -> String {
     }
 }
 
-fn print_matches(found: &[MessageRow], format: TraceFormat) {
+fn print_matches(found: &trace::Found, format: TraceFormat) {
     match format {
         TraceFormat::Json => {
-            let v: Vec<_> = found.iter().map(message_json).collect();
-            println!("{}", json!({ "matches": v }));
+            let v: Vec<_> = found.messages.iter().map(message_json).collect();
+            outln!("{}", json!({ "matches": v, "total": found.total }));
         }
         TraceFormat::Table => {
             let mut table = Table::new();
             table.load_style(presets::UTF8_FULL_CONDENSED);
             table.set_header(["id", "topic", "nsqd", "published", "body"]);
-            for m in found {
+            for m in &found.messages {
                 table.add_row([
                     m.id.clone(),
                     m.topic.clone(),
@@ -279,8 +301,16 @@ fn print_matches(found: &[MessageRow], format: TraceFormat) {
                     preview(&m.body),
                 ]);
             }
-            println!("{} messages match; trace one by its id", found.len());
-            println!("{table}");
+            if found.messages.len() < found.total {
+                outln!(
+                    "{} messages match; the newest {} are listed (--limit); trace one by its id",
+                    found.total,
+                    found.messages.len()
+                );
+            } else {
+                outln!("{} messages match; trace one by its id", found.total);
+            }
+            outln!("{table}");
         }
     }
 }
@@ -294,24 +324,27 @@ fn message_json(m: &MessageRow) -> serde_json::Value {
     })
 }
 
-fn print_table(t: &Trace, id: &str) {
-    println!("message {id}");
+fn print_table(t: &Trace, id: &str, notes: &[String]) {
+    outln!("message {id}");
     for m in &t.messages {
-        println!("  topic      {}", m.topic);
-        println!("  nsqd       {}", m.nsqd);
-        println!("  published  {}", format_ts(m.ts));
-        println!("  size       {} bytes", m.body.len());
-        println!("  body       {}", preview(&m.body));
+        outln!("  topic      {}", m.topic);
+        outln!("  nsqd       {}", m.nsqd);
+        outln!("  published  {}", format_ts(m.ts));
+        outln!("  size       {}", tools::count(m.body.len(), "byte"));
+        outln!("  body       {}", preview(&m.body));
     }
     if t.messages.is_empty() {
-        println!("  (body not archived: only its events are)");
+        outln!("  (body not archived: only its events are)");
+    }
+    for note in notes {
+        outln!("note: {note}");
     }
     for (channel, steps) in trace::timelines(t) {
-        println!();
+        outln!();
         if channel.is_empty() {
-            println!("timeline (no channel events archived)");
+            outln!("timeline (no channel events archived)");
         } else {
-            println!("channel {channel}");
+            outln!("channel {channel}");
         }
         let mut table = Table::new();
         table.load_style(presets::UTF8_FULL_CONDENSED);
@@ -324,10 +357,10 @@ fn print_table(t: &Trace, id: &str) {
                 s.client,
             ]);
         }
-        println!("{table}");
+        outln!("{table}");
     }
     if !t.replays.is_empty() {
-        println!();
+        outln!();
         let mut table = Table::new();
         table.load_style(presets::UTF8_FULL_CONDENSED);
         table.set_header(["time", "event", "run"]);
@@ -348,15 +381,15 @@ fn print_table(t: &Trace, id: &str) {
                 r.run_id.clone(),
             ]);
         }
-        println!("replays");
-        println!("{table}");
+        outln!("replays");
+        outln!("{table}");
         if unknown {
-            println!("(the broker did not return the new IDs when these were replayed)");
+            outln!("(the broker did not return the new IDs when these were replayed)");
         }
     }
 }
 
-fn print_json(t: &Trace, id: &str, live: Option<&Live>) {
+fn print_json(t: &Trace, id: &str, notes: &[String], live: Option<&Live>) {
     let timelines: Vec<_> = trace::timelines(t)
         .into_iter()
         .map(|(channel, steps)| {
@@ -383,9 +416,10 @@ fn print_json(t: &Trace, id: &str, live: Option<&Live>) {
         "messages": t.messages.iter().map(message_json).collect::<Vec<_>>(),
         "timelines": timelines,
         "replays": replays,
+        "notes": notes,
     });
     if let Some(live) = live {
         out["live"] = live_json(live);
     }
-    println!("{out}");
+    outln!("{out}");
 }

@@ -16,11 +16,17 @@ _nsqrs() {
             ",$1")
                 cmd="nsqrs"
                 ;;
+            nsqrs,admin)
+                cmd="nsqrs__subcmd__admin"
+                ;;
             nsqrs,adopt)
                 cmd="nsqrs__subcmd__adopt"
                 ;;
             nsqrs,bench)
                 cmd="nsqrs__subcmd__bench"
+                ;;
+            nsqrs,channel)
+                cmd="nsqrs__subcmd__channel"
                 ;;
             nsqrs,help)
                 cmd="nsqrs__subcmd__help"
@@ -49,14 +55,29 @@ _nsqrs() {
             nsqrs,to-file)
                 cmd="nsqrs__subcmd__to__subcmd__file"
                 ;;
+            nsqrs,to-http)
+                cmd="nsqrs__subcmd__to__subcmd__http"
+                ;;
+            nsqrs,to-nsq)
+                cmd="nsqrs__subcmd__to__subcmd__nsq"
+                ;;
+            nsqrs,topic)
+                cmd="nsqrs__subcmd__topic"
+                ;;
             nsqrs,trace)
                 cmd="nsqrs__subcmd__trace"
+                ;;
+            nsqrs__subcmd__help,admin)
+                cmd="nsqrs__subcmd__help__subcmd__admin"
                 ;;
             nsqrs__subcmd__help,adopt)
                 cmd="nsqrs__subcmd__help__subcmd__adopt"
                 ;;
             nsqrs__subcmd__help,bench)
                 cmd="nsqrs__subcmd__help__subcmd__bench"
+                ;;
+            nsqrs__subcmd__help,channel)
+                cmd="nsqrs__subcmd__help__subcmd__channel"
                 ;;
             nsqrs__subcmd__help,help)
                 cmd="nsqrs__subcmd__help__subcmd__help"
@@ -85,6 +106,15 @@ _nsqrs() {
             nsqrs__subcmd__help,to-file)
                 cmd="nsqrs__subcmd__help__subcmd__to__subcmd__file"
                 ;;
+            nsqrs__subcmd__help,to-http)
+                cmd="nsqrs__subcmd__help__subcmd__to__subcmd__http"
+                ;;
+            nsqrs__subcmd__help,to-nsq)
+                cmd="nsqrs__subcmd__help__subcmd__to__subcmd__nsq"
+                ;;
+            nsqrs__subcmd__help,topic)
+                cmd="nsqrs__subcmd__help__subcmd__topic"
+                ;;
             nsqrs__subcmd__help,trace)
                 cmd="nsqrs__subcmd__help__subcmd__trace"
                 ;;
@@ -95,12 +125,142 @@ _nsqrs() {
 
     case "${cmd}" in
         nsqrs)
-            opts="-h -V --help --version serve lookupd bench pub tail to-file stat to-db trace replay adopt help"
+            opts="-h -V --help --version adopt serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__admin)
+            opts="-h --version --config --log-level --log-prefix --verbose --http-address --base-path --dev-static-dir --graphite-url --proxy-graphite --statsd-counter-format --statsd-gauge-format --statsd-prefix --statsd-interval --notification-http-endpoint --http-client-connect-timeout --http-client-request-timeout --http-client-tls-insecure-skip-verify --http-client-tls-root-ca-file --http-client-tls-cert --http-client-tls-key --allow-config-from-cidr --acl-http-header --lookupd-http-address --nsqd-http-address --admin-user --http-admin-token --db --stats-sample-interval --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verbose)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --base-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dev-static-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --graphite-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-graphite)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statsd-counter-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statsd-gauge-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statsd-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statsd-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --notification-http-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-tls-insecure-skip-verify)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-tls-root-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-config-from-cidr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --acl-http-header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nsqd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stats-sample-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -220,9 +380,57 @@ _nsqrs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        nsqrs__subcmd__help)
-            opts="serve lookupd bench pub tail to-file stat to-db trace replay adopt help"
+        nsqrs__subcmd__channel)
+            opts="-h --nsqd-http-address --lookupd-http-address --http-admin-token --http-client-connect-timeout --http-client-request-timeout --help create delete empty pause unpause"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --nsqd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help)
+            opts="adopt serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__admin)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -249,6 +457,20 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__channel)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -375,6 +597,48 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__help__subcmd__to__subcmd__file)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__to__subcmd__http)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__to__subcmd__nsq)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__help__subcmd__topic)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -569,7 +833,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__serve)
-            opts="-h --version --config --log-level --log-prefix --verbose --node-id --worker-id --tcp-address --http-address --https-address --auth-http-address --auth-http-request-method --broadcast-address --broadcast-tcp-port --broadcast-http-port --lookupd-tcp-address --http-client-connect-timeout --http-client-request-timeout --topology-region --topology-zone --data-path --mem-queue-size --max-bytes-per-file --sync-every --sync-timeout --queue-scan-worker-pool-max --queue-scan-selection-count --msg-timeout --max-msg-timeout --max-msg-size --max-req-timeout --max-body-size --max-heartbeat-interval --max-rdy-count --max-output-buffer-size --max-output-buffer-timeout --min-output-buffer-timeout --output-buffer-timeout --max-channel-consumers --statsd-address --statsd-interval --statsd-mem-stats --statsd-prefix --statsd-udp-packet-size --statsd-exclude-ephemeral --e2e-processing-latency-percentile --e2e-processing-latency-window-time --tls-cert --tls-key --tls-client-auth-policy --tls-root-ca-file --tls-required --tls-min-version --deflate --max-deflate-level --embedded-lookupd --embedded-lookupd-tcp-address --embedded-lookupd-http-address --lifecycle-events --lifecycle-events-topics --snappy --enable-experiment --http-admin-token --replicate-to --replicas --replica-policy --replica-timeout --adopt-after --help"
+            opts="-h --version --config --log-level --log-prefix --verbose --node-id --worker-id --tcp-address --http-address --https-address --auth-http-address --auth-http-request-method --broadcast-address --broadcast-tcp-port --broadcast-http-port --lookupd-tcp-address --http-client-connect-timeout --http-client-request-timeout --topology-region --topology-zone --data-path --mem-queue-size --max-bytes-per-file --sync-every --sync-timeout --queue-scan-worker-pool-max --queue-scan-selection-count --msg-timeout --max-msg-timeout --max-msg-size --max-req-timeout --max-body-size --max-heartbeat-interval --max-rdy-count --max-output-buffer-size --max-output-buffer-timeout --min-output-buffer-timeout --output-buffer-timeout --max-channel-consumers --statsd-address --statsd-interval --statsd-mem-stats --statsd-prefix --statsd-udp-packet-size --statsd-exclude-ephemeral --e2e-processing-latency-percentile --e2e-processing-latency-window-time --tls-cert --tls-key --tls-client-auth-policy --tls-root-ca-file --tls-required --tls-min-version --deflate --max-deflate-level --embedded-lookupd --embedded-lookupd-tcp-address --embedded-lookupd-http-address --embedded-admin --embedded-admin-http-address --lifecycle-events --lifecycle-events-topics --snappy --enable-experiment --http-admin-token --replicate-to --replicas --replica-policy --replica-timeout --adopt-after --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -807,6 +1071,14 @@ _nsqrs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --embedded-admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --embedded-admin-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lifecycle-events)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -971,7 +1243,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__to__subcmd__db)
-            opts="-h --topic --channel --nsqd-tcp-address --lookupd-http-address --db --events --batch-size --flush-interval --max-in-flight --consumer-opt --help"
+            opts="-h --topic --channel --events-channel --nsqd-tcp-address --lookupd-http-address --db --events --batch-size --flush-interval --max-in-flight --consumer-opt --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -982,6 +1254,10 @@ _nsqrs() {
                     return 0
                     ;;
                 --channel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events-channel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1128,6 +1404,204 @@ _nsqrs() {
                     return 0
                     ;;
                 --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__to__subcmd__http)
+            opts="-n -h --topic --channel --nsqd-tcp-address --lookupd-http-address --post --get --content-type --header --mode --n --sample --max-in-flight --status-every --http-client-connect-timeout --http-client-request-timeout --consumer-opt --version --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --channel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nsqd-tcp-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --post)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --get)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --content-type)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mode)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sample)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-in-flight)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --status-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consumer-opt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__to__subcmd__nsq)
+            opts="-h --topic --channel --nsqd-tcp-address --lookupd-http-address --destination-nsqd-tcp-address --destination-topic --mode --max-in-flight --require-json-field --require-json-value --whitelist-json-field --status-every --consumer-opt --producer-opt --version --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --channel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nsqd-tcp-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --destination-nsqd-tcp-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --destination-topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mode)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-in-flight)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-json-field)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-json-value)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --whitelist-json-field)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --status-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consumer-opt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --producer-opt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsqrs__subcmd__topic)
+            opts="-h --node --nsqd-http-address --lookupd-http-address --http-admin-token --http-client-connect-timeout --http-client-request-timeout --help create delete empty pause unpause tombstone"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nsqd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lookupd-http-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-client-request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

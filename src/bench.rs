@@ -5,6 +5,9 @@
 //! Every run is bounded: loops end by `runfor` or `count`, every wait for a reply has a
 //! timeout, and a failed connection ends the run with one error instead of a panic.
 
+// The tools run on this: see crate::console.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod latency;
 pub mod load;
 pub mod memory;
@@ -66,7 +69,7 @@ pub async fn open(
     identify: &wire::IdentifyOptions,
     transport: &crate::client::Config,
 ) -> Result<(BenchConn, wire::ServerInfo)> {
-    let log = |line: &str| eprintln!("nsqrs bench: {addr}: {line}");
+    let log = |line: &str| crate::errln!("nsqrs bench: {addr}: {line}");
     let n = crate::client::connect::connect_with(addr, transport, identify, &log).await?;
     Ok((n.conn, n.info))
 }

@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+/// Largest reply read: a lookupd's `/channels` answer is a list of names, far below this; the
+/// bound keeps a wrong or hostile server from making the broker buffer without limit.
+const MAX_REPLY: usize = 16 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct HttpClient {
@@ -38,8 +42,7 @@ impl HttpClient {
                 .await
                 .map_err(|e| format!("GET {url} failed - {e}"))?;
             let status = resp.status();
-            let body = resp
-                .into_body()
+            let body = Limited::new(resp.into_body(), MAX_REPLY)
                 .collect()
                 .await
                 .map_err(|e| format!("GET {url} failed reading body - {e}"))?

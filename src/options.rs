@@ -76,6 +76,9 @@ pub struct NsqdOptions {
     pub embedded_lookupd: bool,
     pub embedded_lookupd_tcp_address: String,
     pub embedded_lookupd_http_address: String,
+    /// nsqrs: serve the admin web UI in-process (reading this broker, or the embedded lookupd).
+    pub embedded_admin: bool,
+    pub embedded_admin_http_address: String,
     /// nsqrs: lifecycle events on `nsqrs.events`: `off`, `publish` or `all` (docs/events.md).
     pub lifecycle_events: String,
     /// nsqrs: only topics matching this regex report events (empty: all).
@@ -154,7 +157,9 @@ impl Default for NsqdOptions {
             embedded_lookupd: true,
             embedded_lookupd_tcp_address: "0.0.0.0:4160".into(),
             embedded_lookupd_http_address: "0.0.0.0:4161".into(),
-            lifecycle_events: "publish".into(),
+            embedded_admin: true,
+            embedded_admin_http_address: "0.0.0.0:4171".into(),
+            lifecycle_events: "all".into(),
             lifecycle_events_topics: String::new(),
             http_admin_token: String::new(),
             replicate_to: vec![],

@@ -78,6 +78,8 @@ fn serve_subcommand_reads_go_flag_syntax() {
         "-embedded-lookupd-tcp-address=127.0.0.1:0",
         "-embedded-lookupd-http-address",
         "127.0.0.1:0",
+        "-embedded-admin-http-address",
+        "127.0.0.1:0",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -141,7 +143,7 @@ fn config_file_is_read_and_flags_win() {
     let cfg = dir.path().join("nsqd.toml");
     std::fs::write(
         &cfg,
-        "mem_queue_size = 77\ntcp_address = \"127.0.0.1:1\"\nmax_rdy_count = 9\nembedded_lookupd = false\n",
+        "mem_queue_size = 77\ntcp_address = \"127.0.0.1:1\"\nmax_rdy_count = 9\nembedded_lookupd = false\nembedded_admin = false\n",
     )
     .unwrap();
     let args: Vec<String> = vec![

@@ -167,3 +167,63 @@ fn sigterm_exits_zero_and_keeps_in_flight_messages() {
     assert!(meta.contains("\"graceful\"") && meta.contains("\"ch\""), "{meta}");
     drop(tmp);
 }
+
+/// Sends a FIN for an ID nobody holds and waits for its error: every command sent before it has
+/// been processed by the time the answer arrives.
+fn barrier(c: &mut common::Conn) {
+    c.cmd("FIN 0000000000000000");
+    match c.read_frame() {
+        Some(Frame::Error(e)) if e.starts_with("E_FIN_FAILED") => {}
+        other => panic!("barrier: {other:?}"),
+    }
+}
+
+#[test]
+fn requeue_with_delay_just_before_kill_9_comes_back_once_at_its_time() {
+    // The message is read, delivered, requeued and the broker killed within a few
+    // milliseconds, well inside one checkpoint interval: the last snapshot still has the
+    // cursor before the message, and only the journal knows about the requeue.
+    let n = Nsqd::start(&[]);
+    let data = n.data.clone();
+    let mut c = n.connect();
+    c.subscribe("rqk", "ch", 1);
+    barrier(&mut c);
+    // Let a checkpoint record the new channel at rest.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut p = n.connect();
+    p.cmd_body("PUB rqk", b"later");
+    p.expect_ok();
+    let Some(Frame::Message { id, attempts: 1, .. }) = c.read_frame() else {
+        panic!("no first delivery")
+    };
+    let requeued = Instant::now();
+    c.cmd(&format!("REQ {id} 2500"));
+    barrier(&mut c);
+    let tmp = n.kill9();
+    let n = Nsqd::start_in(&data, &[]);
+    let mut c = n.connect();
+    c.subscribe("rqk", "ch", 10);
+    c.s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut deliveries = Vec::new();
+    while requeued.elapsed() < Duration::from_millis(5000) {
+        if let Some(Frame::Message {
+            id, body, attempts, ..
+        }) = c.read_frame()
+        {
+            deliveries.push((requeued.elapsed(), body, attempts));
+            c.cmd(&format!("FIN {id}"));
+        }
+    }
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "delivered once, at its due time: {deliveries:?}"
+    );
+    let (at, body, attempts) = &deliveries[0];
+    assert_eq!((body.as_slice(), *attempts), (&b"later"[..], 2));
+    assert!(
+        *at >= Duration::from_millis(2500),
+        "delivered before its due time: {at:?}"
+    );
+    drop(tmp);
+}

@@ -1,5 +1,5 @@
-//! Lifecycle events (docs/events.md): with `--lifecycle-events=all` the broker reports each
-//! step of a message's life on `nsqrs.events`, readable by any consumer.
+//! Lifecycle events (docs/events.md): with `--lifecycle-events=all`, the default, the broker
+//! reports each step of a message's life on `nsqrs.events`, readable by any consumer.
 
 mod common;
 
@@ -114,7 +114,7 @@ fn a_cancelled_deferred_message_is_reported() {
 
 #[test]
 fn events_are_kept_only_while_someone_reads_them() {
-    // Default mode (publish), but no channel on the events topic: nothing accumulates.
+    // Events on by default, but no channel on the events topic: nothing accumulates.
     let n = Nsqd::start(&[]);
     n.post("/pub?topic=quiet", b"x");
     std::thread::sleep(Duration::from_millis(300));
@@ -143,8 +143,8 @@ fn events_are_kept_only_while_someone_reads_them() {
 }
 
 #[test]
-fn default_publish_mode_reports_only_publishes_of_matching_topics() {
-    let n = Nsqd::start(&["--lifecycle-events-topics=^audited"]);
+fn publish_mode_reports_only_publishes_of_matching_topics() {
+    let n = Nsqd::start(&["--lifecycle-events=publish", "--lifecycle-events-topics=^audited"]);
     n.post("/topic/create?topic=nsqrs.events", b"");
     n.post("/channel/create?topic=nsqrs.events&channel=test", b"");
     n.post("/pub?topic=audited", b"a");
@@ -155,15 +155,48 @@ fn default_publish_mode_reports_only_publishes_of_matching_topics() {
         panic!()
     };
     c.cmd(&format!("FIN {id}"));
-    let events = collect_events(&n, |evs| !evs.is_empty());
+    let events = collect_events(&n, |evs| evs.iter().any(|e| e["ev"] == "published"));
     std::thread::sleep(Duration::from_millis(200));
+    let (batches, groups): (Vec<_>, Vec<_>) = events.iter().partition(|e| e["ev"] == "batch");
     assert!(
-        events
+        groups
             .iter()
             .all(|e| e["ev"] == "published" && e["topic"] == "audited"),
         "{events:#?}"
     );
-    assert_eq!(events[0]["client"], "http");
+    assert_eq!(groups[0]["client"], "http");
+    // Each body says the mode and filter it was written under, so a reader can tell that no
+    // deliveries were reported rather than that none happened.
+    assert!(!batches.is_empty());
+    for b in batches {
+        assert_eq!(b["mode"], "publish", "{b}");
+        assert_eq!(b["topics"], "^audited", "{b}");
+        let port = n.tcp.rsplit(':').next().unwrap();
+        assert!(b["nsqd"].as_str().unwrap().ends_with(&format!(":{port}")), "{b}");
+    }
+}
+
+/// Without the flag, everything is reported: `trace` has whole timelines out of the box.
+#[test]
+fn every_step_is_reported_by_default() {
+    let n = Nsqd::start(&[]);
+    n.post("/topic/create?topic=nsqrs.events", b"");
+    n.post("/channel/create?topic=nsqrs.events&channel=test", b"");
+    n.post("/pub?topic=orders", b"a");
+    let mut c = n.connect();
+    c.subscribe("orders", "c", 1);
+    let Some(Frame::Message { id, .. }) = c.read_frame() else {
+        panic!()
+    };
+    c.cmd(&format!("FIN {id}"));
+    let events = collect_events(&n, |evs| evs.iter().any(|e| e["ev"] == "finished"));
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["ev"].as_str()).collect();
+    for kind in ["published", "delivered", "finished"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let batch = events.iter().find(|e| e["ev"] == "batch").expect("a batch line");
+    assert_eq!(batch["mode"], "all");
+    assert!(batch.get("topics").is_none(), "no filter, no field: {batch}");
 }
 
 #[test]

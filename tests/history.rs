@@ -104,7 +104,8 @@ fn to_db_archives_every_message_once_and_drains_on_sigterm() {
     // Everything was finished: nothing left on the archiver's channel.
     let stats = n.stats();
     let ch = &stats["topics"][0]["channels"][0];
-    assert_eq!(ch["channel_name"], "nsqrs_to_db");
+    let channel = ch["channel_name"].as_str().unwrap();
+    assert!(channel.starts_with("nsqrs_to_db.orders."), "{channel}");
     assert_eq!(ch["depth"], 0);
     assert_eq!(ch["in_flight_count"], 0);
 }
@@ -174,6 +175,48 @@ fn one_clear_line_for_each_error() {
         "0123456789abcdef",
     );
     one_error_line(&nsqrs(&["trace", "--db", db, "--where", "nokey"]), "key=value");
+    one_error_line(
+        &nsqrs(&[
+            "trace",
+            "0123456789abcdef",
+            "--db",
+            db,
+            "--nsqd-http-address=https://h:1",
+        ]),
+        "https://",
+    );
+
+    // replay: windows and IDs that hold nothing are said, not replayed as nothing.
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay", "--db", db, "--dry-run"];
+        args.extend_from_slice(extra);
+        nsqrs(&args)
+    };
+    let o = replay(&["--topic=t", "--since=1h", "--until=2h"]);
+    assert_eq!(o.status.code(), Some(2));
+    one_error_line(&o, "--until 2h is not after --since 1h");
+    one_error_line(
+        &replay(&["--topic=t", "--id=0123456789abcdef"]),
+        "1 message ID not archived for topic t in the window: 0123456789abcdef",
+    );
+    one_error_line(
+        &replay(&["--topic=typo", "--since=1h"]),
+        "the archive holds no message of topic typo",
+    );
+    let o = replay(&["--topic=t", "--since=1h", "--until=30m"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        stderr(&o).starts_with("warning: no archived message of topic t"),
+        "{}",
+        stderr(&o)
+    );
+    let o = replay(&["--topic=t", "--since=1h"]);
+    assert!(
+        stdout(&o).starts_with("would replay 1 message from topic t to topic t"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// Archives `bodies` on topic `t` with events on, and returns (db dir, db path, ids by body).
@@ -339,10 +382,39 @@ fn trace_shows_every_step_in_order() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["matches"].as_array().unwrap().len(), 5);
+    assert_eq!(v["total"], 5);
+    // A limit lists the newest and still counts them all.
+    let o = nsqrs(&["trace", "--db", &db, "--grep", "ann", "--limit", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("5 messages match; the newest 2 are listed"),
+        "{}",
+        stdout(&o)
+    );
+    let o = nsqrs(&[
+        "trace",
+        "--db",
+        &db,
+        "--grep",
+        "ann",
+        "--limit=1",
+        "--format=json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["matches"].as_array().unwrap().len(), &v["total"]),
+        (1, &serde_json::json!(5))
+    );
     one_error_line(
         &nsqrs(&["trace", "--db", &db, "--grep", "bob"]),
         "no archived message",
     );
+    // Search flags with an ID would be ignored: refused instead.
+    for flag in ["--grep=ann", "--where=order=3", "--since=1h", "--limit=3"] {
+        let o = nsqrs(&["trace", id, "--db", &db, flag]);
+        assert_eq!(o.status.code(), Some(2), "{flag}");
+        one_error_line(&o, flag.split('=').next().unwrap());
+    }
 }
 
 fn bodies_in_order(db: &str) -> Vec<String> {
@@ -622,7 +694,7 @@ fn an_archive_from_before_batched_replay_records_is_migrated_and_still_traced() 
         "{}",
         stdout(&o)
     );
-    assert_eq!(count(&db, "SELECT MAX(version) FROM nsqrs_schema"), 2);
+    assert_eq!(count(&db, "SELECT MAX(version) FROM nsqrs_schema"), 3);
 
     // The old run resumes: only the second message goes, and nothing counts as resent.
     let n = Nsqd::start(&[]);
@@ -671,8 +743,9 @@ fn archiving_events(n: &Nsqd, topic: &str, channels: &[&str]) -> (tempfile::Temp
     for ch in channels {
         n.post(&format!("/channel/create?topic={topic}&channel={ch}"), b"");
     }
+    let before = n.events_archivers();
     let t = ToDb::start(n, topic, &db, &["--events", "--flush-interval=100ms"]);
-    wait_for("to-db on the events topic", 30, || n.events_have_a_reader());
+    wait_for("to-db on the events topic", 30, || n.events_archivers() > before);
     (dir, db, t)
 }
 
@@ -737,7 +810,11 @@ fn trace_follows_the_brokers_own_events() {
             .collect()
     };
     wait_for("trace's live state", 30, || {
-        live_states() == ["audit=in_flight", "billing=done", "nsqrs_to_db=done"]
+        let states = live_states();
+        states.len() == 3
+            && states[..2] == ["audit=in_flight", "billing=done"]
+            && states[2].starts_with("nsqrs_to_db.story.")
+            && states[2].ends_with("=done")
     });
     let table = stdout(&nsqrs(&[
         "trace",
@@ -870,5 +947,127 @@ fn runs_of_consecutive_ids_in_events_become_one_row_per_message() {
         count(&db, "SELECT COUNT(*) FROM events WHERE kind = 'published'"),
         50
     );
+    assert_eq!(t.terminate(), Some(0));
+}
+
+/// Reads `count` messages of `topic` on `channel` and finishes each.
+fn consume_all(n: &Nsqd, topic: &str, channel: &str, count: usize) {
+    use common::Frame;
+    let mut c = n.connect();
+    c.subscribe(topic, channel, count as u32);
+    for _ in 0..count {
+        match c.read_frame() {
+            Some(Frame::Message { id, .. }) => c.cmd(&format!("FIN {id}")),
+            other => panic!("expected a message of {topic}, got {other:?}"),
+        }
+    }
+    c.cmd("CLS");
+}
+
+/// How many distinct messages of `topic` the archive has a `kind` event for.
+fn with_event(db: &str, topic: &str, kind: &str) -> i64 {
+    count(
+        db,
+        &format!("SELECT COUNT(DISTINCT id) FROM events WHERE topic = '{topic}' AND kind = '{kind}'"),
+    )
+}
+
+fn nsqrs_events_channels(n: &Nsqd) -> Vec<String> {
+    n.stats()["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["topic_name"] == "nsqrs.events")
+        .flat_map(|t| t["channels"].as_array().unwrap().clone())
+        .map(|c| c["channel_name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Two archivers with `--events` at once, of different topics into different archives, on
+/// their default channels, against a broker on its default event mode: each archive gets
+/// every step of every message of its topic, not a share of them. Then one archiver is
+/// stopped while its topic lives on, and started again: its channel kept its place, so the
+/// steps taken while it was away are archived too.
+#[test]
+fn two_archivers_each_get_every_event_and_keep_their_place() {
+    let n = Nsqd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db_a = dir.path().join("a.db").to_str().unwrap().to_string();
+    let db_b = dir.path().join("b.db").to_str().unwrap().to_string();
+    for topic in ["a", "b"] {
+        n.post(&format!("/topic/create?topic={topic}"), b"");
+        n.post(&format!("/channel/create?topic={topic}&channel=work"), b"");
+    }
+    let flags = ["--events", "--flush-interval=100ms"];
+    let to_a = ToDb::start(&n, "a", &db_a, &flags);
+    let to_b = ToDb::start(&n, "b", &db_b, &flags);
+    wait_for("both archivers on nsqrs.events", 30, || n.events_archivers() == 2);
+    publish(&n, "a", &numbered("a", 40));
+    publish(&n, "b", &numbered("b", 40));
+    consume_all(&n, "a", "work", 40);
+    consume_all(&n, "b", "work", 40);
+    for (db, topic) in [(&db_a, "a"), (&db_b, "b")] {
+        wait_for(&format!("every step of {topic} in its archive"), 30, || {
+            ["published", "delivered", "finished"]
+                .iter()
+                .all(|kind| with_event(db, topic, kind) == 40)
+        });
+    }
+    let id: String = sqlite(&db_a)
+        .query_row("SELECT id FROM messages LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let o = nsqrs(&["trace", &id, "--db", &db_a, "--format=json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["notes"],
+        serde_json::json!([]),
+        "a whole timeline needs no note"
+    );
+
+    assert_eq!(to_a.terminate(), Some(0));
+    publish(&n, "a", &numbered("later", 10));
+    consume_all(&n, "a", "work", 10);
+    let to_a = ToDb::start(&n, "a", &db_a, &flags);
+    wait_for("the steps taken while the archiver was away", 30, || {
+        with_event(&db_a, "a", "finished") == 50
+    });
+    wait_for("the archiver back on nsqrs.events", 30, || {
+        n.events_archivers() == 2
+    });
+    assert_eq!(
+        nsqrs_events_channels(&n).len(),
+        2,
+        "the restart reused its channel"
+    );
+    assert_eq!(with_event(&db_b, "a", "published"), 0, "b archives only b");
+    assert_eq!(to_a.terminate(), Some(0));
+    assert_eq!(to_b.terminate(), Some(0));
+}
+
+/// A broker that reports only publishes: trace shows the publish and says the rest was not
+/// reported, rather than suggesting nothing happened.
+#[test]
+fn trace_says_when_the_broker_reported_only_publishes() {
+    let n = Nsqd::start(&["--lifecycle-events=publish"]);
+    let (_dir, db, t) = archiving_events(&n, "p", &["work"]);
+    publish(&n, "p", &numbered("p", 1));
+    consume_all(&n, "p", "work", 1);
+    wait_for("the message and its publish", 30, || {
+        count(&db, "SELECT COUNT(*) FROM messages") == 1 && with_event(&db, "p", "published") == 1
+    });
+    let id: String = sqlite(&db)
+        .query_row("SELECT id FROM messages", [], |r| r.get(0))
+        .unwrap();
+    let o = nsqrs(&["trace", &id, "--db", &db, "--format=json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let notes = v["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].as_str().unwrap().contains("--lifecycle-events=publish"),
+        "{notes:?}"
+    );
+    let table = stdout(&nsqrs(&["trace", &id, "--db", &db]));
+    assert!(table.contains("note: the timeline may be incomplete"), "{table}");
     assert_eq!(t.terminate(), Some(0));
 }

@@ -192,7 +192,17 @@ fn archive_trace_and_replay_through_postgres() {
         a = n.tcp,
         id = id
     );
-    publish(&n, "nsqrs.events", &[events.clone(), events]);
+    // Each body opens with the broker's batch line; the same body twice, then a later one
+    // from the broker restarted in publish mode, so the spans are merged by upsert.
+    let batch = |at: i64, mode: &str| {
+        format!(
+            r#"{{"ev":"batch","ts":{at},"nsqd":"{}","mode":"{mode}","ids":[]}}"#,
+            n.tcp
+        )
+    };
+    let events = format!("{}\n{events}", batch(ts + 3_000_000, "all"));
+    let restarted = batch(ts + 5_000_000, "publish");
+    publish(&n, "nsqrs.events", &[events.clone(), events, restarted]);
     let steps = || -> Vec<String> {
         let o = nsqrs(&["trace", &id, "--db", &pg.url, "--format=json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
@@ -215,6 +225,19 @@ fn archive_trace_and_replay_through_postgres() {
             "delivered, attempt 2",
             "finished, end-to-end 2.0ms"
         ]
+    );
+    let notes = || -> serde_json::Value {
+        let o = nsqrs(&["trace", &id, "--db", &pg.url, "--format=json"]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default()["notes"].clone()
+    };
+    wait_for("the publish-mode span", || {
+        notes().as_array().is_some_and(|n| !n.is_empty())
+    });
+    let notes = notes();
+    assert_eq!(notes.as_array().unwrap().len(), 1, "{notes}");
+    assert!(
+        notes[0].as_str().unwrap().contains("--lifecycle-events=publish"),
+        "{notes}"
     );
     assert_eq!(t.terminate(), Some(0));
 

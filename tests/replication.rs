@@ -768,7 +768,11 @@ fn an_interrupted_adoption_is_done_again_at_start() {
     // A kill -9 in the middle of an adoption leaves its marker behind (what was appended
     // before the kill may be delivered twice, nothing is lost).
     std::fs::write(
-        b_dir.path().join("nsqrs/copies").join(&owner).join("adopting"),
+        b_dir
+            .path()
+            .join("nsqrs-data/copies")
+            .join(&owner)
+            .join("adopting"),
         b"",
     )
     .unwrap();

@@ -132,6 +132,44 @@ fn pub_to_a_dead_nsqd_fails_in_one_line() {
     assert!(err.contains("127.0.0.1:1"), "{err}");
 }
 
+/// A message the broker refuses stops pub: what was acknowledged before it is printed as
+/// for a success (IDs, then `OK <count>`), the refusal is one error line, the status is 1.
+#[test]
+fn pub_refused_mid_stream_reports_what_was_published() {
+    let n = Nsqd::start(&["--max-msg-size=100"]);
+    let big = "x".repeat(200);
+    let input = format!("a\nb\nc\n{big}\n");
+    let out = run(
+        &["pub", "--topic=t", "--nsqd-tcp-address", &n.tcp, "--batch-size=1"],
+        input.as_bytes(),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(summary(&out, 1), format!("OK 3 {}\n", n.tcp));
+    assert_eq!(text(&out.stdout).lines().count(), 4, "three IDs and the count");
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("E_BAD_MESSAGE"), "{err}");
+    assert!(err.contains("stopped with 3 messages published"), "{err}");
+    assert_eq!(topic(&n, "t")["message_count"], 3);
+
+    // With messages after the refused one, whatever is reported is exactly what the broker
+    // holds, in MPUB batches as well.
+    for batch in ["--batch-size=1", "--batch-size=2"] {
+        let n = Nsqd::start(&["--max-msg-size=100"]);
+        let input = format!("a\nb\nc\nd\n{big}\ne\nf\n");
+        let out = run(
+            &["pub", "--topic=t", "--nsqd-tcp-address", &n.tcp, batch],
+            input.as_bytes(),
+            LIMIT,
+        );
+        assert_eq!(out.status.code(), Some(1), "{batch}");
+        let held = topic(&n, "t")["message_count"].as_u64().unwrap_or(0);
+        assert_eq!(summary(&out, 1), format!("OK {held} {}\n", n.tcp), "{batch}");
+        assert_eq!(text(&out.stdout).lines().count() as u64, held + 1, "{batch}");
+    }
+}
+
 fn publish(n: &Nsqd, bodies: &[&[u8]]) {
     let mut c = n.connect();
     let bodies: Vec<Vec<u8>> = bodies.iter().map(|b| b.to_vec()).collect();

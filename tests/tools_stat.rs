@@ -177,7 +177,9 @@ fn bad_flags_give_one_error_line() {
             &["stat", "--nsqd-http-address=a:1", "--lookupd-http-address=b:1"],
             "not both",
         ),
-        (&["stat", "--nsqd-http-address=http://a:1"], "without a scheme"),
+        (&["stat", "--nsqd-http-address=https://a:1"], "scheme https://"),
+        (&["stat", "--lookupd-http-address=a:1/lookup"], "has a path"),
+        (&["stat", "--lookupd-http-address=a"], "has no port"),
         (
             &["stat", "--nsqd-http-address=a:1", "--channel=c"],
             "--topic is required",
@@ -201,4 +203,67 @@ fn bad_flags_give_one_error_line() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("127.0.0.1:1"), "{err}");
+}
+
+/// Both address forms `tail` takes, `host:port` and `http://host:port`, work here too.
+#[test]
+fn addresses_with_the_http_scheme() {
+    let (a, b) = cluster();
+    let out = Command::new(BIN)
+        .args([
+            "stat",
+            "--topic=t",
+            "--channel=c",
+            &format!("--nsqd-http-address=http://{}", a.http),
+            &format!("--nsqd-http-address=http://{}/", b.http),
+            "--interval=100ms",
+            "--count=1",
+            "--format=json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["total"], 8);
+}
+
+/// A topic or channel no nsqd has is said in one line, with status 1, not shown as rows of
+/// zeros that look like an idle channel.
+#[test]
+fn a_topic_or_channel_nobody_has_is_an_error() {
+    let (a, b) = cluster();
+    for (args, want) in [
+        (
+            vec!["--topic=nope", "--channel=c"],
+            "topic nope does not exist on nsqd",
+        ),
+        (
+            vec!["--topic=t", "--channel=nope"],
+            "topic t has no channel nope on nsqd",
+        ),
+        (vec!["--topic=nope"], "topic nope does not exist on nsqd"),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "stat",
+                "--nsqd-http-address",
+                &a.http,
+                "--nsqd-http-address",
+                &b.http,
+            ])
+            .args(&args)
+            .args(["--interval=100ms", "--count=1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }

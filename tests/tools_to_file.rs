@@ -231,6 +231,41 @@ fn gzip_files_decompress_with_flate2_and_gunzip_and_leave_the_work_dir() {
     );
 }
 
+/// Files closed without a message (a rotation with nothing after it, an exit right after one)
+/// are still gzip: `zcat dir/*.gz` reads every file the archiver left.
+#[test]
+fn every_gzip_file_left_behind_is_valid_even_when_empty() {
+    let n = Nsqd::start(&[]);
+    let out = tempfile::tempdir().unwrap();
+    let tf = ToFile::start(
+        &n,
+        &[
+            "--output-dir",
+            out.path().to_str().unwrap(),
+            "--gzip",
+            "--rotate-interval=300ms",
+            "--sync-interval=100ms",
+        ],
+    );
+    publish(&n, numbered(0..10));
+    wait_finished(&n, true);
+    // Rotation opens the next file at once (no --skip-empty-files), with nothing in it yet.
+    wait_for("a rotation", || files(out.path()).len() >= 2);
+    assert_eq!(tf.terminate(), Some(0));
+    let names = files(out.path());
+    let zcat = Command::new("gzip").arg("-dc").args(&names).output().unwrap();
+    assert!(
+        zcat.status.success(),
+        "{names:?}: {}",
+        String::from_utf8_lossy(&zcat.stderr)
+    );
+    let text = String::from_utf8(zcat.stdout).unwrap();
+    assert_eq!(
+        text.lines().map(String::from).collect::<Vec<_>>(),
+        numbered(0..10)
+    );
+}
+
 #[test]
 fn sighup_closes_and_moves_the_file() {
     let n = Nsqd::start(&[]);

@@ -38,6 +38,18 @@ pub struct Window {
     pub ids: Vec<String>,
 }
 
+/// `2h` (that long ago) or an RFC 3339 time, as ns since the epoch; `flag` names the
+/// option in the error.
+pub fn parse_when(s: &str, now: i64, flag: &str) -> Result<i64, String> {
+    if let Ok(d) = crate::goflags::parse_go_duration(s) {
+        return Ok(now - d.as_nanos() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| format!("{flag} {s:?} is neither a duration (2h) nor an RFC 3339 time"))
+}
+
 /// The cursor just past `m`.
 pub fn cursor_of(m: &MessageRow) -> Cursor {
     (m.ts, m.id.clone(), m.nsqd.clone())
@@ -203,6 +215,8 @@ impl Window {
 /// they page exactly like the archive does.
 pub struct FileSource {
     rows: Vec<MessageRow>,
+    /// The `--id`s asked for (empty: all).
+    ids: Vec<String>,
 }
 
 impl FileSource {
@@ -253,7 +267,10 @@ impl FileSource {
         rows.sort_by_key(cursor_of);
         // to-file is at-least-once: a message written twice is replayed once.
         rows.dedup_by(|a, b| cursor_of(a) == cursor_of(b));
-        Ok(FileSource { rows })
+        Ok(FileSource {
+            rows,
+            ids: w.ids.clone(),
+        })
     }
 
     fn start(&self, after: Option<&Cursor>) -> usize {
@@ -285,6 +302,28 @@ pub enum Source {
 }
 
 impl Source {
+    /// Which of the window's `--id`s it does not hold, in the order given.
+    pub async fn missing_ids(&self, store: &Store) -> Result<Vec<String>, String> {
+        let (wanted, present): (&[String], std::collections::HashSet<String>) = match self {
+            Source::Archive(w) => {
+                let (filter, params) = w.filter(None);
+                let rows = store
+                    .query(
+                        &format!("SELECT DISTINCT id FROM messages WHERE {filter}"),
+                        params,
+                    )
+                    .await?;
+                (&w.ids, rows.into_iter().map(|r| r[0].text()).collect())
+            }
+            Source::Files(f) => (&f.ids, f.rows.iter().map(|m| m.id.clone()).collect()),
+        };
+        Ok(wanted
+            .iter()
+            .filter(|id| !present.contains(*id))
+            .cloned()
+            .collect())
+    }
+
     pub async fn count(&self, store: &Store, after: Option<&Cursor>) -> Result<i64, String> {
         match self {
             Source::Archive(w) => w.count(store, after).await,
@@ -359,6 +398,18 @@ impl Run {
     pub fn unrecorded(&self) -> Option<&Cursor> {
         self.sent.as_ref().filter(|s| Some(*s) > self.cursor.as_ref())
     }
+}
+
+/// Whether the archive holds any message of `topic` (an empty window of a topic it has is
+/// not a typo; one of a topic it never saw probably is).
+pub async fn topic_archived(store: &Store, topic: &str) -> Result<bool, String> {
+    let rows = store
+        .query(
+            "SELECT 1 FROM messages WHERE topic = $1 LIMIT 1",
+            vec![topic.into()],
+        )
+        .await?;
+    Ok(!rows.is_empty())
 }
 
 pub async fn find_run(store: &Store, run_id: &str) -> Result<Option<Run>, String> {

@@ -95,6 +95,25 @@ ALTER TABLE replay_runs ADD COLUMN sent_ts BIGINT;
 ALTER TABLE replay_runs ADD COLUMN sent_id TEXT;
 ALTER TABLE replay_runs ADD COLUMN sent_nsqd TEXT;
 "#,
+    // 3: which brokers reported events, in which `--lifecycle-events` mode and topic filter,
+    // and over which span of time (from the `batch` line opening each `nsqrs.events` body),
+    // so `trace` can say when a timeline may be missing steps nobody reported. And the
+    // archive's own identity, which `to-db` names its channels after, so an archiver keeps
+    // its place across restarts and two archives never share a channel.
+    r#"
+CREATE TABLE event_sources (
+    nsqd     TEXT   NOT NULL,
+    mode     TEXT   NOT NULL,
+    topics   TEXT   NOT NULL,
+    first_ts BIGINT NOT NULL,
+    last_ts  BIGINT NOT NULL,
+    PRIMARY KEY (nsqd, mode, topics)
+);
+CREATE TABLE archive_info (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
 ];
 
 /// Creates the version table itself; runs before any migration.

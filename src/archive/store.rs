@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use rusqlite::types::ValueRef;
 
+use super::events::SourceSeen;
 use super::schema::{self, Dialect};
 
 /// A value bound to, or read from, a statement.
@@ -258,7 +259,7 @@ impl Store {
                     .map_err(|e| format!("connect to {}: {}", redact(&url), db_err(e)))?;
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
-                        eprintln!("error: postgres connection: {}", db_err(e));
+                        crate::errln!("error: postgres connection: {}", db_err(e));
                     }
                 });
                 Store::Postgres(tokio::sync::Mutex::new(client))
@@ -493,13 +494,57 @@ impl Store {
         self.transaction(vec![(sql, rows)]).await
     }
 
-    /// Archives events in one transaction, idempotently like `insert_messages`.
-    pub async fn insert_events(&self, rows: Vec<EventRow>) -> Result<u64, String> {
+    /// Archives events in one transaction, idempotently like `insert_messages`, with the
+    /// spans of time over which each source reported them (`event_sources` grows to cover
+    /// what it is given).
+    pub async fn insert_events(&self, rows: Vec<EventRow>, sources: &[SourceSeen]) -> Result<u64, String> {
         let sql = format!(
             "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
         );
         let rows = rows.into_iter().map(EventRow::into_row).collect();
-        self.transaction(vec![(sql, rows)]).await
+        let mut spans: std::collections::BTreeMap<(&str, &str, &str), (i64, i64)> = Default::default();
+        for s in sources {
+            let span = spans.entry((&s.nsqd, &s.mode, &s.topics)).or_insert((s.ts, s.ts));
+            *span = (span.0.min(s.ts), span.1.max(s.ts));
+        }
+        let spans: Vec<Row> = spans
+            .into_iter()
+            .map(|((nsqd, mode, topics), (first, last))| {
+                vec![nsqd.into(), mode.into(), topics.into(), first.into(), last.into()]
+            })
+            .collect();
+        let mut work = vec![(sql, rows)];
+        if !spans.is_empty() {
+            // CASE rather than MIN/MAX or LEAST/GREATEST: the one spelling both engines share.
+            work.push((
+                "INSERT INTO event_sources (nsqd, mode, topics, first_ts, last_ts) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (nsqd, mode, topics) DO UPDATE SET \
+                 first_ts = CASE WHEN excluded.first_ts < event_sources.first_ts \
+                 THEN excluded.first_ts ELSE event_sources.first_ts END, \
+                 last_ts = CASE WHEN excluded.last_ts > event_sources.last_ts \
+                 THEN excluded.last_ts ELSE event_sources.last_ts END"
+                    .to_string(),
+                spans,
+            ));
+        }
+        self.transaction(work).await
+    }
+
+    /// The archive's identity: made up by the first caller, the same for every later one
+    /// (concurrent first callers agree, as only one insert wins).
+    pub async fn archive_id(&self) -> Result<String, String> {
+        let candidate = format!("{:016x}", rand::random::<u64>());
+        self.execute(
+            "INSERT INTO archive_info (name, value) VALUES ('id', $1) ON CONFLICT DO NOTHING",
+            vec![candidate.into()],
+        )
+        .await?;
+        let rows = self
+            .query("SELECT value FROM archive_info WHERE name = 'id'", Vec::new())
+            .await?;
+        rows.first()
+            .map(|r| r[0].text())
+            .ok_or_else(|| "the archive has no identity row".to_string())
     }
 }
 

@@ -157,6 +157,87 @@ async fn batched_replays(
     Ok(out)
 }
 
+/// Why the archived timeline of `t` may lack steps, in words for the reader: the brokers'
+/// `batch` lines (`event_sources`) say in which mode, and for which topics, they reported
+/// events around the time the message lived. Empty when nothing says steps are missing.
+pub async fn gaps(store: &Store, t: &Trace) -> Result<Vec<String>, String> {
+    let topic = t
+        .messages
+        .first()
+        .map(|m| m.topic.clone())
+        .or_else(|| t.events.first().map(|e| e.topic.clone()))
+        .unwrap_or_default();
+    let published = t
+        .events
+        .iter()
+        .find(|e| e.kind == "published")
+        .map(|e| e.ts)
+        .or_else(|| t.messages.first().map(|m| m.ts))
+        .unwrap_or(0);
+    if t.events.is_empty() {
+        return Ok(vec![format!(
+            "no lifecycle events are archived for this message, only its body: to-db ran without \
+             --events, or the broker ran with --lifecycle-events=off or did not report topic \
+             {topic} (--lifecycle-events-topics), or it is not nsqrs"
+        )]);
+    }
+    let mut nsqds: Vec<&str> = t.events.iter().map(|e| e.nsqd.as_str()).collect();
+    nsqds.sort_unstable();
+    nsqds.dedup();
+    let mut notes = Vec::new();
+    for nsqd in nsqds {
+        let spans = store
+            .query(
+                "SELECT mode, topics, first_ts, last_ts FROM event_sources WHERE nsqd = $1 \
+                 AND last_ts >= $2 ORDER BY first_ts",
+                vec![nsqd.into(), published.into()],
+            )
+            .await?;
+        let known = !spans.is_empty()
+            || !store
+                .query(
+                    "SELECT mode FROM event_sources WHERE nsqd = $1",
+                    vec![nsqd.into()],
+                )
+                .await?
+                .is_empty();
+        for span in spans {
+            let (mode, topics) = (span[0].text(), span[1].text());
+            let when = format!(
+                "from {} to {}",
+                format_ts(span[2].int()),
+                format_ts(span[3].int())
+            );
+            if mode != "all" {
+                notes.push(format!(
+                    "the timeline may be incomplete: {nsqd} ran with --lifecycle-events={mode} {when}, \
+                     so deliveries, requeues, timeouts and finishes then were not reported"
+                ));
+            }
+            let reported =
+                topics.is_empty() || regex::Regex::new(&topics).is_ok_and(|re| re.is_match(&topic));
+            if !reported {
+                notes.push(format!(
+                    "the timeline may be incomplete: {nsqd} reported only topics matching \
+                     --lifecycle-events-topics={topics} {when}, which {topic} does not"
+                ));
+            }
+        }
+        let only_published = t
+            .events
+            .iter()
+            .filter(|e| e.nsqd == nsqd)
+            .all(|e| e.channel.is_empty());
+        if !known && only_published {
+            notes.push(format!(
+                "only the publish is archived: {nsqd} may have run with --lifecycle-events=publish \
+                 (the archive predates the record of the brokers' modes)"
+            ));
+        }
+    }
+    Ok(notes)
+}
+
 /// What to look for when the ID is not known.
 #[derive(Debug, Clone, Default)]
 pub struct Search {
@@ -200,10 +281,17 @@ impl Search {
     }
 }
 
-/// Newest first, at most `limit`. The filters run here rather than in SQL so both engines
-/// answer alike (JSON and byte functions differ between them); `since` and `topic` narrow
-/// the scan through the index first.
-pub async fn search(store: &Store, s: &Search) -> Result<Vec<MessageRow>, String> {
+/// What a search found: the newest `limit` matches, newest first, and how many there are.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub messages: Vec<MessageRow>,
+    pub total: usize,
+}
+
+/// Newest first, at most `limit`, with the count of every match. The filters run here rather
+/// than in SQL so both engines answer alike (JSON and byte functions differ between them);
+/// `since` and `topic` narrow the scan through the index first.
+pub async fn search(store: &Store, s: &Search) -> Result<Found, String> {
     let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE ts >= $1");
     let mut params = vec![Value::Int(s.since_ns.unwrap_or(i64::MIN))];
     if let Some(t) = &s.topic {
@@ -212,12 +300,19 @@ pub async fn search(store: &Store, s: &Search) -> Result<Vec<MessageRow>, String
     }
     sql.push_str(" ORDER BY ts DESC");
     let rows = store.query(&sql, params).await?;
-    Ok(rows
-        .into_iter()
-        .map(MessageRow::from_row)
-        .filter(|m| s.matches(&m.body))
-        .take(s.limit.max(1))
-        .collect())
+    let mut found = Found {
+        messages: Vec::new(),
+        total: 0,
+    };
+    for m in rows.into_iter().map(MessageRow::from_row) {
+        if s.matches(&m.body) {
+            found.total += 1;
+            if found.messages.len() < s.limit.max(1) {
+                found.messages.push(m);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// One line of a channel's timeline.

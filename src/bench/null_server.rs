@@ -41,7 +41,7 @@ pub async fn serve(listener: TcpListener, opts: NullOptions) -> io::Result<()> {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors and the like pass; do not spin on them.
-                eprintln!("null-server: accept: {e}");
+                crate::errln!("null-server: accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

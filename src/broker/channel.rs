@@ -7,6 +7,12 @@
 //! redelivers at most one checkpoint interval of finished messages, never loses one, and keeps
 //! every delay. A message held for a long time (deferred, stuck in flight) never holds the
 //! cursor back: it is an entry of its own.
+//!
+//! Order, as in nsqd, where a timed-out, requeued or due message is put at the back of the
+//! channel's queue: a message that becomes ready again (REQ, in-flight timeout, a deferred
+//! message coming due, a disconnected consumer's in-flight message) is delivered after every
+//! message that was already queued on the channel at that moment, i.e. after the unread
+//! messages the topic log held then. Messages published later do not overtake it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -45,6 +51,17 @@ struct InFlight {
     timestamp_ns: i64,
 }
 
+/// A message ready to be delivered again, waiting behind what was queued when it became ready.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    pos: u64,
+    /// Deliveries so far.
+    attempts: u16,
+    /// The topic's visible head sequence when it became ready: unread messages below it were
+    /// queued first and go first.
+    behind_seq: u64,
+}
+
 /// What a FIN found: enough for e2e latency and, later, lifecycle events.
 #[derive(Debug, Clone, Copy)]
 pub struct Finished {
@@ -57,8 +74,8 @@ struct ChannelState {
     ranges: VecDeque<CursorRange>,
     base_seq: u64,
     reader: LogReader,
-    /// Ready now, in requeue order: (position, attempts so far).
-    ready: VecDeque<(u64, u16)>,
+    /// Ready again, in the order they became ready.
+    ready: VecDeque<Ready>,
     /// Deferred until a time: (due ns, position) → (attempts so far, ID).
     deferred: BTreeMap<(i64, u64), (u16, MessageId)>,
     in_flight: HashMap<MessageId, InFlight>,
@@ -109,10 +126,10 @@ impl ChannelState {
 
     fn snapshot(&self) -> ChannelSnapshot {
         let mut entries: Vec<OutstandingEntry> = Vec::with_capacity(self.held.len());
-        for &(pos, attempts) in &self.ready {
+        for r in &self.ready {
             entries.push(OutstandingEntry {
-                pos,
-                attempts,
+                pos: r.pos,
+                attempts: r.attempts,
                 due_ns: 0,
             });
         }
@@ -140,6 +157,13 @@ impl ChannelState {
     }
 }
 
+/// The file cache a channel's store uses: its topic's (only durable topics have stores).
+fn store_files(topic: &TopicCore) -> std::io::Result<Arc<super::files::FileCache>> {
+    topic
+        .files()
+        .ok_or_else(|| std::io::Error::other("an in-memory topic keeps no channel files"))
+}
+
 pub struct Channel {
     pub name: String,
     pub ephemeral: bool,
@@ -151,8 +175,6 @@ pub struct Channel {
     deleted: AtomicBool,
     pub requeue_count: AtomicU64,
     pub timeout_count: AtomicU64,
-    /// Messages that entered the channel before this process started (imported backlog).
-    extra_message_count: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
     dir: Option<PathBuf>,
     pub e2e: Mutex<super::stats::E2eWindow>,
@@ -173,23 +195,33 @@ impl Channel {
         );
         if let Some(dir) = &dir {
             let mut snap = state.snapshot();
-            state.store = Some(ChannelStore::create(dir, name, &mut snap, fsync)?);
+            state.store = Some(ChannelStore::create(
+                dir,
+                name,
+                &mut snap,
+                fsync,
+                store_files(&topic)?,
+            )?);
         }
         Ok(Self::from_state(topic, name, state, dir))
     }
 
-    /// Rebuilds a channel from its persisted state: in-flight messages become ready again,
-    /// deferred ones keep their due time.
+    /// Rebuilds a channel from its persisted state (`ChannelStore::load`): in-flight messages
+    /// become ready again, deferred ones keep their due time.
+    ///
+    /// The journal may hold an entry for a message the snapshot's cursor had not read yet (read,
+    /// delivered and requeued with a delay after the last snapshot): that message is cut out of
+    /// the stretches still to read, so it comes back once, at its due time, and not also at
+    /// once through the cursor.
     pub fn restore(
         topic: Arc<TopicCore>,
         name: &str,
         dir: PathBuf,
+        saved: (ChannelSnapshot, Vec<JournalRecord>),
         fallback_start: super::log::LogHead,
         fsync: bool,
     ) -> std::io::Result<Arc<Channel>> {
-        let Some((mut snap, records)) = ChannelStore::load(&dir, name)? else {
-            return Self::create(topic, name, fallback_start, Some(dir), fsync);
-        };
+        let (mut snap, records) = saved;
         let mut entries: BTreeMap<u64, OutstandingEntry> = snap.entries.iter().map(|e| (e.pos, *e)).collect();
         for rec in records {
             match rec {
@@ -208,20 +240,39 @@ impl Channel {
                 .push_back(CursorRange::open(fallback_start.pos, fallback_start.seq));
         }
         for e in entries.values() {
+            let unread = state
+                .ranges
+                .iter()
+                .position(|r| r.pos <= e.pos && e.pos < r.end_pos);
+            let stored = (unread.is_some() || e.due_ns > 0)
+                .then(|| topic.read_one(&mut state.reader, e.pos))
+                .flatten();
+            if let (Some(index), Some(msg)) = (unread, &stored) {
+                cut_out(&mut state.ranges, index, msg);
+            }
             if e.due_ns > 0 {
                 // The journal keeps positions only; the ID (for listing and cancelling by ID)
                 // is read back from the log.
-                let id = topic
-                    .read_one(&mut state.reader, e.pos)
-                    .map_or(MessageId(0), |m| m.id);
+                let id = stored.map_or(MessageId(0), |m| m.id);
                 state.deferred.insert((e.due_ns, e.pos), (e.attempts, id));
             } else {
-                state.ready.push_back((e.pos, e.attempts));
+                // Ready again before the cursor: they had been delivered before the restart.
+                state.ready.push_back(Ready {
+                    pos: e.pos,
+                    attempts: e.attempts,
+                    behind_seq: 0,
+                });
             }
             state.hold(e.pos);
         }
         snap = state.snapshot();
-        state.store = Some(ChannelStore::create(&dir, name, &mut snap, fsync)?);
+        state.store = Some(ChannelStore::create(
+            &dir,
+            name,
+            &mut snap,
+            fsync,
+            store_files(&topic)?,
+        )?);
         Ok(Self::from_state(topic, name, state, Some(dir)))
     }
 
@@ -240,7 +291,6 @@ impl Channel {
             deleted: AtomicBool::new(false),
             requeue_count: AtomicU64::new(0),
             timeout_count: AtomicU64::new(0),
-            extra_message_count: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             dir,
             e2e: Mutex::new(super::stats::E2eWindow::new(&topic.e2e)),
@@ -250,11 +300,10 @@ impl Channel {
 
     /// Adds a closed stretch of the log to read before anything else (imported backlog that
     /// belongs to this channel only).
-    pub fn prepend_range(&self, range: CursorRange, count: u64) {
+    pub fn prepend_range(&self, range: CursorRange) {
         let mut st = self.state.lock();
         st.ranges.push_front(range);
         st.dirty = true;
-        self.extra_message_count.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The channel's state as a snapshot (what its checkpoint writes): replication ships it.
@@ -277,14 +326,17 @@ impl Channel {
                     .map_or(MessageId(0), |m| m.id);
                 st.deferred.insert((e.due_ns, e.pos), (e.attempts, id));
             } else {
-                st.ready.push_back((e.pos, e.attempts));
+                // Delivered before, on the owner: they go before what is unread here.
+                st.ready.push_back(Ready {
+                    pos: e.pos,
+                    attempts: e.attempts,
+                    behind_seq: 0,
+                });
             }
             st.hold(e.pos);
         }
         st.dirty = true;
         drop(guard);
-        self.extra_message_count
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
         self.notify.notify_waiters();
     }
 
@@ -305,10 +357,10 @@ impl Channel {
         let dropped_ready: Vec<u64> = st
             .ready
             .iter()
-            .filter(|(pos, _)| *pos < head.pos)
-            .map(|&(pos, _)| pos)
+            .filter(|r| r.pos < head.pos)
+            .map(|r| r.pos)
             .collect();
-        st.ready.retain(|(pos, _)| *pos >= head.pos);
+        st.ready.retain(|r| r.pos >= head.pos);
         let dropped_deferred: Vec<(i64, u64)> = st
             .deferred
             .keys()
@@ -398,10 +450,15 @@ impl Channel {
             .map(|(id, f)| (*id, f.clone()))
             .collect();
         mine.sort_by_key(|(_, f)| f.pos);
+        let behind_seq = self.topic.visible_head().seq;
         for (id, f) in mine {
             st.in_flight.remove(&id);
             st.deadlines.remove(&(f.deadline_ns, id));
-            st.ready.push_back((f.pos, f.attempts));
+            st.ready.push_back(Ready {
+                pos: f.pos,
+                attempts: f.attempts,
+                behind_seq,
+            });
         }
         st.dirty = true;
         drop(st);
@@ -433,33 +490,100 @@ impl Channel {
         let mut st = self.state.lock();
         let st = &mut *st;
         while out.len() < max {
-            if let Some((pos, attempts)) = st.ready.pop_front() {
-                st.unhold(pos);
-                match self.topic.read_one(&mut st.reader, pos) {
-                    Some(msg) => {
-                        self.deliver(st, &mut out, client, msg, attempts, now, msg_timeout, sample_rate)
-                    }
-                    None => eprintln!(
-                        "[nsqd] ERROR: message at {pos} of {} is gone from the log",
-                        self.topic.name
-                    ),
-                }
+            // Unread messages queued before the first ready one go first (nsqd's order).
+            let queued_before = st.ready.front().map(|r| {
+                st.ranges
+                    .front()
+                    .map_or(0, |front| r.behind_seq.saturating_sub(front.seq))
+            });
+            if queued_before == Some(0) {
+                self.deliver_ready(st, &mut out, client, now, msg_timeout, sample_rate);
                 continue;
             }
+            let budget = queued_before.map_or(max - out.len(), |n| n.min((max - out.len()) as u64) as usize);
+            let progressed = self.read_cursor(st, &mut out, client, budget, now, msg_timeout, sample_rate);
+            if !progressed {
+                // The cursor cannot move (nothing visible to read): what is ready waits no longer.
+                if st.ready.is_empty() {
+                    break;
+                }
+                self.deliver_ready(st, &mut out, client, now, msg_timeout, sample_rate);
+            }
+        }
+        if !out.is_empty() && self.wants(Kind::Delivered) {
+            let ids: Vec<MessageId> = out.iter().map(|d| d.id).collect();
+            let attempts = int_array("attempts", out.iter().map(|d| d.attempts as i64));
+            let place = self.place(Some(&client.remote_address));
+            self.topic
+                .events
+                .record_line(Kind::Delivered, &place, &ids, &attempts);
+        }
+        out
+    }
+
+    /// Delivers the first message of the ready queue.
+    fn deliver_ready(
+        &self,
+        st: &mut ChannelState,
+        out: &mut Vec<Delivery>,
+        client: &ClientHandle,
+        now: i64,
+        msg_timeout: Duration,
+        sample_rate: i32,
+    ) {
+        let Some(ready) = st.ready.pop_front() else {
+            return;
+        };
+        st.unhold(ready.pos);
+        match self.topic.read_one(&mut st.reader, ready.pos) {
+            Some(msg) => self.deliver(
+                st,
+                out,
+                client,
+                msg,
+                ready.attempts,
+                now,
+                msg_timeout,
+                sample_rate,
+            ),
+            None => eprintln!(
+                "[nsqd] ERROR: message at {} of {} is gone from the log",
+                ready.pos, self.topic.name
+            ),
+        }
+    }
+
+    /// Reads up to `want` messages at the cursor, delivering those due and setting aside the
+    /// deferred ones. False when the cursor could not move.
+    #[allow(clippy::too_many_arguments)]
+    fn read_cursor(
+        &self,
+        st: &mut ChannelState,
+        out: &mut Vec<Delivery>,
+        client: &ClientHandle,
+        want: usize,
+        now: i64,
+        msg_timeout: Duration,
+        sample_rate: i32,
+    ) -> bool {
+        loop {
             let Some(front) = st.ranges.front().copied() else {
-                break;
+                return false;
             };
             let limit = if front.is_open() {
                 if self.topic.is_paused() {
-                    break;
+                    return false;
                 }
-                self.topic.visible_head().pos
+                self.topic.visible_head()
             } else {
-                front.end_pos
+                super::log::LogHead {
+                    pos: front.end_pos,
+                    seq: front.end_seq,
+                }
             };
-            if front.pos >= limit {
+            if front.pos >= limit.pos {
                 if front.is_open() {
-                    break;
+                    return false;
                 }
                 st.ranges.pop_front();
                 st.dirty = true;
@@ -476,27 +600,24 @@ impl Channel {
             let want = if overflow > 0 {
                 overflow.min(10_000) as usize
             } else {
-                max - out.len()
+                want
             };
-            let batch = self.topic.read(&mut st.reader, front.pos, limit, want);
+            let batch = self.topic.read(&mut st.reader, front.pos, front.seq, limit, want);
             let range = st.ranges.front_mut().unwrap();
-            if let Some(seq) = batch.skipped_to_seq {
-                range.seq = seq;
-            }
             range.pos = batch.next_pos;
-            if let Some(last) = batch.messages.last() {
-                range.seq = last.seq + 1;
+            if let Some(seq) = batch.next_seq {
+                range.seq = seq;
             }
             st.dirty = true;
             if batch.messages.is_empty() && batch.next_pos == front.pos {
-                break;
+                return false;
             }
             if overflow > 0 {
                 if self.wants(Kind::Dropped) {
                     let ids: Vec<MessageId> = batch.messages.iter().map(|m| m.id).collect();
                     self.topic.events.record(Kind::Dropped, &self.place(None), &ids);
                 }
-                continue;
+                return true;
             }
             for msg in batch.messages {
                 if msg.deliver_at_ns > now {
@@ -512,18 +633,10 @@ impl Channel {
                     continue;
                 }
                 let attempts = msg.attempts;
-                self.deliver(st, &mut out, client, msg, attempts, now, msg_timeout, sample_rate);
+                self.deliver(st, out, client, msg, attempts, now, msg_timeout, sample_rate);
             }
+            return true;
         }
-        if !out.is_empty() && self.wants(Kind::Delivered) {
-            let ids: Vec<MessageId> = out.iter().map(|d| d.id).collect();
-            let attempts = int_array("attempts", out.iter().map(|d| d.attempts as i64));
-            let place = self.place(Some(&client.remote_address));
-            self.topic
-                .events
-                .record_line(Kind::Delivered, &place, &ids, &attempts);
-        }
-        out
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -632,7 +745,11 @@ impl Channel {
         }
         self.requeue_count.fetch_add(1, Ordering::Relaxed);
         if delay_ms <= 0 {
-            st.ready.push_back((f.pos, f.attempts));
+            st.ready.push_back(Ready {
+                pos: f.pos,
+                attempts: f.attempts,
+                behind_seq: self.topic.visible_head().seq,
+            });
         } else {
             let due_ns = now_ns() + delay_ms * 1_000_000;
             st.deferred.insert((due_ns, f.pos), (f.attempts, id));
@@ -685,13 +802,18 @@ impl Channel {
         let mut woke = false;
         {
             let mut st = self.state.lock();
+            let behind_seq = self.topic.visible_head().seq;
             while let Some(&(deadline, id)) = st.deadlines.first() {
                 if deadline > now {
                     break;
                 }
                 st.deadlines.pop_first();
                 if let Some(f) = st.in_flight.remove(&id) {
-                    st.ready.push_back((f.pos, f.attempts));
+                    st.ready.push_back(Ready {
+                        pos: f.pos,
+                        attempts: f.attempts,
+                        behind_seq,
+                    });
                     timed_out_clients.push(f.client_id);
                     timed_out_ids.push((id, f.client_id));
                     self.timeout_count.fetch_add(1, Ordering::Relaxed);
@@ -703,7 +825,11 @@ impl Channel {
                     break;
                 }
                 st.deferred.pop_first();
-                st.ready.push_back((pos, attempts));
+                st.ready.push_back(Ready {
+                    pos,
+                    attempts,
+                    behind_seq,
+                });
                 woke = true;
             }
             if woke {
@@ -844,8 +970,7 @@ impl Channel {
             depth: depth.saturating_sub(unread_deferred),
             in_flight: st.in_flight.len() as u64,
             deferred: st.deferred.len() as u64 + unread_deferred,
-            message_count: head.seq.saturating_sub(st.base_seq)
-                + self.extra_message_count.load(Ordering::Relaxed),
+            message_count: head.seq.saturating_sub(st.base_seq),
         }
     }
 
@@ -990,22 +1115,7 @@ impl Channel {
         let Some(msg) = self.topic.read_one(&mut st.reader, pos).filter(|m| m.id == id) else {
             return false;
         };
-        let range = st.ranges[index];
-        let before = CursorRange {
-            end_pos: msg.pos,
-            end_seq: msg.seq,
-            ..range
-        };
-        let after = CursorRange {
-            pos: msg.next_pos,
-            seq: msg.seq + 1,
-            ..range
-        };
-        st.ranges.remove(index);
-        st.ranges.insert(index, after);
-        if before.pos < before.end_pos {
-            st.ranges.insert(index, before);
-        }
+        cut_out(&mut st.ranges, index, &msg);
         true
     }
 
@@ -1030,8 +1140,8 @@ impl Channel {
         let Some(msg) = stored else {
             return MessageState::Done;
         };
-        if let Some(&(_, attempts)) = st.ready.iter().find(|(pos, _)| *pos == msg.pos) {
-            return MessageState::Queued { attempts };
+        if let Some(r) = st.ready.iter().find(|r| r.pos == msg.pos) {
+            return MessageState::Queued { attempts: r.attempts };
         }
         // The open range holds everything after it, including what a paused topic has not
         // shown its channels yet.
@@ -1055,6 +1165,28 @@ impl Channel {
             return MessageState::BeforeChannel;
         }
         MessageState::Done
+    }
+}
+
+/// Cuts message `msg`, which lies in `ranges[index]`, out of the stretches still to read.
+fn cut_out(ranges: &mut VecDeque<CursorRange>, index: usize, msg: &StoredMessage) {
+    let range = ranges[index];
+    let before = CursorRange {
+        end_pos: msg.pos,
+        end_seq: msg.seq,
+        ..range
+    };
+    let after = CursorRange {
+        pos: msg.next_pos,
+        seq: msg.seq + 1,
+        ..range
+    };
+    ranges.remove(index);
+    if after.pos < after.end_pos {
+        ranges.insert(index, after);
+    }
+    if before.pos < before.end_pos {
+        ranges.insert(index, before);
     }
 }
 

@@ -233,26 +233,53 @@ impl EventSink {
     }
 
     /// Takes everything recorded so far, as bodies of at most `max_body` bytes (lines whole).
+    /// Each body opens with a `batch` line saying which broker wrote it and in which mode, so
+    /// a reader can tell "nothing happened" from "nothing was reported" (docs/events.md).
     pub fn drain(&self, max_body: usize) -> Vec<String> {
         let text = {
             let mut st = self.state.lock();
             self.close_group(&mut st);
             std::mem::take(&mut st.out)
         };
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let header = self.batch_header();
         let mut bodies = Vec::new();
         let mut current = String::new();
         for line in text.split_inclusive('\n') {
-            if !current.is_empty() && current.len() + line.len() > max_body {
+            if current.len() > header.len() && current.len() + line.len() > max_body {
                 bodies.push(std::mem::take(&mut current));
+            }
+            if current.is_empty() {
+                current.push_str(&header);
             }
             // A single line over the limit (an enormous group) is split by message count
             // upstream; here it is sent as it is and the broker's size check decides.
             current.push_str(line);
         }
-        if !current.is_empty() {
-            bodies.push(current);
-        }
+        bodies.push(current);
         bodies
+    }
+
+    /// `{"ev":"batch",…}`: this broker, its `--lifecycle-events` mode and, when set, its
+    /// `--lifecycle-events-topics`. `ids` is empty, so readers that explode groups into rows
+    /// per message make none of it.
+    fn batch_header(&self) -> String {
+        let mode = match self.mode {
+            EventMode::Off => "off",
+            EventMode::Publish => "publish",
+            EventMode::All => "all",
+        };
+        let mut line = format!("{{\"ev\":\"batch\",\"ts\":{},\"nsqd\":", now_ns());
+        push_json_str(&mut line, self.nsqd.get().map(String::as_str).unwrap_or(""));
+        let _ = write!(line, ",\"mode\":\"{mode}\"");
+        if let Some(re) = &self.topics {
+            line.push_str(",\"topics\":");
+            push_json_str(&mut line, re.as_str());
+        }
+        line.push_str(",\"ids\":[]}\n");
+        line
     }
 
     pub fn is_on(&self) -> bool {
@@ -336,11 +363,13 @@ pub fn int_array(name: &str, values: impl Iterator<Item = i64>) -> String {
 mod tests {
     use super::*;
 
+    /// The groups of everything drained, without the `batch` lines that open each body.
     fn lines(sink: &EventSink) -> Vec<serde_json::Value> {
         sink.drain(1 << 20)
             .concat()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["ev"] != "batch")
             .collect()
     }
 
@@ -432,6 +461,33 @@ mod tests {
         assert!(bodies.len() > 1);
         for b in &bodies {
             assert!(b.len() <= 1000 && b.ends_with('\n'));
+        }
+    }
+
+    #[test]
+    fn every_body_says_which_broker_and_mode_wrote_it() {
+        let sink = EventSink::new(EventMode::Publish, Some(regex::Regex::new("^orders").unwrap()));
+        sink.set_nsqd_address("h:4150".into());
+        assert!(sink.drain(1000).is_empty(), "nothing recorded, nothing sent");
+        let place = Place {
+            topic: "orders",
+            channel: None,
+            client: None,
+        };
+        for i in 0..100 {
+            sink.record_line(Kind::Published, &place, &[MessageId(i * 2)], ",\"sizes\":[1]");
+        }
+        let bodies = sink.drain(1000);
+        assert!(bodies.len() > 1);
+        for b in &bodies {
+            let first: serde_json::Value = serde_json::from_str(b.lines().next().unwrap()).unwrap();
+            assert_eq!(first["ev"], "batch");
+            assert_eq!(first["mode"], "publish");
+            assert_eq!(first["topics"], "^orders");
+            assert_eq!(first["nsqd"], "h:4150");
+            assert_eq!(first["ids"], serde_json::json!([]));
+            assert!(b.len() <= 1000);
+            assert!(b.lines().skip(1).all(|l| l.contains("\"published\"")));
         }
     }
 }

@@ -3,52 +3,33 @@
 //!
 //! A position is a byte offset across all segments of a topic (a segment is named by the
 //! position of its first record), so channels can keep a plain number as their cursor. Every
-//! record carries a CRC: a torn tail left by a crash is cut off at open, and a corrupt record
-//! found while reading sets its segment aside (renamed `.bad`) and reading resumes at the next.
+//! record carries a CRC (format in `record.rs`). At open, the last segment is scanned whole: a
+//! torn tail left by a crash is cut off, damage with intact records after it is skipped.
+//! Damage found later while reading is skipped the same way, record by record
+//! (`damage.rs`), so one bad byte loses one message, and sequence numbers stay exact.
 //!
-//! Record: `[4B len][4B crc32(payload)][payload]`, payload =
-//! `[8B timestamp ns][8B id][8B seq][2B attempts][8B deliver_at ns][body]`.
+//! Segment files are not held open: they come from the broker's bounded file cache.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::damage::{self, FirstRecord, SeqWindow};
+use super::files::{FileCache, FileKey};
+use super::record::{
+    check_record, decode_record, encode_record, header_of, max_payload, payload_len, read_full_at, Checked,
+    Decoded, RecordHeader, MIN_RECORD, PAYLOAD_HEADER, RECORD_PREFIX,
+};
+pub use super::record::{check_records, stored_len, NewRecord, RecordSpan, StoredMessage};
+use super::repairs::{RepairAction, Repairs};
 use crate::protocol::MessageId;
 
-const RECORD_PREFIX: usize = 8;
-const PAYLOAD_HEADER: usize = 8 + 8 + 8 + 2 + 8;
 /// Bytes read ahead per disk read when a channel streams the log.
 const READ_CHUNK: usize = 256 * 1024;
-
-/// One message as stored: what a channel needs to deliver it.
-#[derive(Debug, Clone)]
-pub struct StoredMessage {
-    pub pos: u64,
-    /// Position of the record after this one.
-    pub next_pos: u64,
-    /// Topic-wide sequence number: counts messages, so depths are exact.
-    pub seq: u64,
-    pub id: MessageId,
-    pub timestamp_ns: i64,
-    /// Attempts already made before this record was written (non-zero only for imported data).
-    pub attempts: u16,
-    /// Deferred publish: not deliverable before this time (0 = at once).
-    pub deliver_at_ns: i64,
-    pub body: Bytes,
-}
-
-/// A message about to be appended.
-pub struct NewRecord<'a> {
-    pub id: MessageId,
-    pub timestamp_ns: i64,
-    pub attempts: u16,
-    pub deliver_at_ns: i64,
-    pub body: &'a [u8],
-}
 
 /// Where the log ends: the next position and the next sequence number.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,82 +41,37 @@ pub struct LogHead {
 /// Result of reading from a position.
 pub struct ReadBatch {
     pub messages: Vec<StoredMessage>,
-    /// Where the next read should start (skips over set-aside segments).
+    /// Where the next read should start (past the messages, and past any damage skipped).
     pub next_pos: u64,
-    /// Sequence number at `next_pos` when known from a skip (None if derived from messages).
-    pub skipped_to_seq: Option<u64>,
-}
-
-/// Bytes a record with a body of `body_len` takes in the log: positions of a batch's records
-/// follow from the head after it.
-pub fn stored_len(body_len: usize) -> u64 {
-    (RECORD_PREFIX + PAYLOAD_HEADER + body_len) as u64
-}
-
-fn encode_record(out: &mut Vec<u8>, seq: u64, rec: &NewRecord) {
-    let payload_len = PAYLOAD_HEADER + rec.body.len();
-    let start = out.len();
-    out.extend_from_slice(&(payload_len as u32).to_be_bytes());
-    out.extend_from_slice(&[0u8; 4]);
-    out.extend_from_slice(&rec.timestamp_ns.to_be_bytes());
-    out.extend_from_slice(&rec.id.0.to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&rec.attempts.to_be_bytes());
-    out.extend_from_slice(&rec.deliver_at_ns.to_be_bytes());
-    out.extend_from_slice(rec.body);
-    let crc = crc32fast::hash(&out[start + RECORD_PREFIX..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
-}
-
-enum Decoded {
-    Record(StoredMessage),
-    /// Not enough bytes buffered for the whole record; needs this many in total.
-    Incomplete(usize),
-    Corrupt,
-}
-
-fn decode_record(buf: &[u8], pos: u64, max_payload: usize) -> Decoded {
-    if buf.len() < RECORD_PREFIX {
-        return Decoded::Incomplete(RECORD_PREFIX);
-    }
-    let len = u32::from_be_bytes(buf[0..4].try_into().unwrap()) as usize;
-    if !(PAYLOAD_HEADER..=max_payload).contains(&len) {
-        return Decoded::Corrupt;
-    }
-    if buf.len() < RECORD_PREFIX + len {
-        return Decoded::Incomplete(RECORD_PREFIX + len);
-    }
-    let crc = u32::from_be_bytes(buf[4..8].try_into().unwrap());
-    let p = &buf[RECORD_PREFIX..RECORD_PREFIX + len];
-    if crc32fast::hash(p) != crc {
-        return Decoded::Corrupt;
-    }
-    let u64_at = |i: usize| u64::from_be_bytes(p[i..i + 8].try_into().unwrap());
-    Decoded::Record(StoredMessage {
-        pos,
-        next_pos: pos + (RECORD_PREFIX + len) as u64,
-        timestamp_ns: u64_at(0) as i64,
-        id: MessageId(u64_at(8)),
-        seq: u64_at(16),
-        attempts: u16::from_be_bytes(p[24..26].try_into().unwrap()),
-        deliver_at_ns: u64_at(26) as i64,
-        body: Bytes::copy_from_slice(&p[PAYLOAD_HEADER..]),
-    })
+    /// Sequence number of the record at `next_pos`; None when nothing was read or skipped.
+    pub next_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
 struct Segment {
     start: u64,
-    /// Bytes of valid records in the file.
+    /// Bytes of the file that belong to the log.
     len: u64,
     first_seq: u64,
+}
+
+/// A damaged stretch of the log that readers jump over, to the next intact record.
+#[derive(Debug, Clone, Copy)]
+struct Damage {
+    end_pos: u64,
+    end_seq: u64,
 }
 
 /// The on-disk log of one durable topic. Callers hold it behind a mutex.
 pub struct DiskLog {
     dir: PathBuf,
+    files: Arc<FileCache>,
+    repairs: Arc<Repairs>,
+    /// This log's files in the cache are keyed by (owner, segment start).
+    owner: u64,
     segments: BTreeMap<u64, Segment>,
-    active: File,
+    /// Known damaged stretches, by the position where each starts.
+    damage: BTreeMap<u64, Damage>,
     head: LogHead,
     max_segment_bytes: u64,
     max_payload: usize,
@@ -143,18 +79,66 @@ pub struct DiskLog {
     /// Bytes appended since the last fsync of the active segment.
     unsynced: bool,
     appends_since_sync: u64,
+    /// A replica's copy: segments may end before the next one starts (`open_copy`).
+    gaps: bool,
 }
 
 fn segment_path(dir: &Path, start: u64) -> PathBuf {
     dir.join(format!("{start:020}.seg"))
 }
 
+/// Where the bytes of damage found at `offset` of a segment are kept.
+fn side_path(dir: &Path, start: u64, offset: u64) -> PathBuf {
+    dir.join(format!("{start:020}.seg.{offset}.bad"))
+}
+
+/// Where the next read at a position goes.
+enum ReadPlace {
+    /// Read this segment (start, readable length, first sequence) from this file.
+    Segment(Segment, Arc<File>),
+    /// Nothing readable here (damage, a missing segment): continue at this position/sequence.
+    Jump(u64, u64),
+    End,
+}
+
 impl DiskLog {
-    /// Opens (or creates) the log in `dir`, cutting off a torn tail in the last segment.
-    pub fn open(dir: &Path, max_segment_bytes: u64, max_msg_size: usize) -> io::Result<DiskLog> {
-        fs::create_dir_all(dir)?;
-        let max_payload = PAYLOAD_HEADER + max_msg_size.max(1);
-        let mut starts: Vec<u64> = fs::read_dir(dir)?
+    /// Opens (or creates) the log in `dir`: cuts a torn tail off the last segment, finds the
+    /// damage in it, and checks the first record of every earlier segment. Each repair is
+    /// reported once to `repairs`.
+    pub fn open(
+        dir: &Path,
+        files: Arc<FileCache>,
+        repairs: Arc<Repairs>,
+        max_segment_bytes: u64,
+        max_msg_size: usize,
+    ) -> io::Result<DiskLog> {
+        Self::open_inner(dir, files, repairs, max_segment_bytes, max_msg_size, false)
+    }
+
+    /// `open` for a replica's copy of another broker's log (`append_raw`), where a segment
+    /// that ends before the next one starts is a gap the owner released or skipped, not
+    /// damage.
+    pub fn open_copy(
+        dir: &Path,
+        files: Arc<FileCache>,
+        repairs: Arc<Repairs>,
+        max_segment_bytes: u64,
+        max_msg_size: usize,
+    ) -> io::Result<DiskLog> {
+        Self::open_inner(dir, files, repairs, max_segment_bytes, max_msg_size, true)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        files: Arc<FileCache>,
+        repairs: Arc<Repairs>,
+        max_segment_bytes: u64,
+        max_msg_size: usize,
+        gaps: bool,
+    ) -> io::Result<DiskLog> {
+        files.with_descriptor(|| fs::create_dir_all(dir))?;
+        let mut starts: Vec<u64> = files
+            .with_descriptor(|| fs::read_dir(dir))?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
@@ -175,57 +159,214 @@ impl DiskLog {
         if starts.is_empty() {
             starts.push(0);
         }
-        let mut segments = BTreeMap::new();
-        let mut head = LogHead::default();
-        for (i, &start) in starts.iter().enumerate() {
-            let path = segment_path(dir, start);
-            let (len, first_seq, next_seq) = if i + 1 == starts.len() {
-                // Only the last segment can have a torn tail; earlier ones were complete at roll.
-                let file_len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                let (len, first_seq, next_seq) = scan_valid_prefix(&path, start, max_payload)?;
-                if len < file_len {
-                    let f = OpenOptions::new().write(true).open(&path)?;
-                    f.set_len(len)?;
-                    f.sync_all()?;
-                }
-                if len == 0 {
-                    (0, head.seq, head.seq)
-                } else {
-                    (len, first_seq, next_seq)
-                }
-            } else {
-                let first_seq = read_first_seq(&path)?.unwrap_or(head.seq);
-                (fs::metadata(&path)?.len(), first_seq, first_seq)
-            };
-            segments.insert(
-                start,
-                Segment {
-                    start,
-                    len,
-                    first_seq,
-                },
-            );
-            head = LogHead {
-                pos: start + len,
-                seq: next_seq,
-            };
-        }
-        let last_start = *segments.keys().next_back().unwrap();
-        let active = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment_path(dir, last_start))?;
-        Ok(DiskLog {
+        let owner = files.new_owner();
+        let mut log = DiskLog {
             dir: dir.to_path_buf(),
-            segments,
-            active,
-            head,
+            files,
+            repairs,
+            owner,
+            segments: BTreeMap::new(),
+            damage: BTreeMap::new(),
+            head: LogHead::default(),
             max_segment_bytes: max_segment_bytes.max(1024),
-            max_payload,
+            max_payload: max_payload(max_msg_size),
             scratch: Vec::new(),
             unsynced: false,
             appends_since_sync: 0,
-        })
+            gaps,
+        };
+        // The last segment first: when nothing in it is intact, the one before becomes last.
+        let (last, next_seq) = loop {
+            let start = starts.pop().unwrap();
+            let (segment, next_seq) = log.open_last_segment(start)?;
+            if segment.len > 0 || starts.is_empty() {
+                break (segment, next_seq);
+            }
+            log.files.forget(log.key(start));
+            fs::remove_file(segment_path(dir, start))?;
+        };
+        let mut lower_bound = 0;
+        for (i, &start) in starts.iter().enumerate() {
+            let next_start = starts.get(i + 1).copied().unwrap_or(last.start);
+            if let Some(segment) = log.open_sealed_segment(start, next_start, lower_bound)? {
+                lower_bound = segment.first_seq;
+                log.segments.insert(start, segment);
+            }
+        }
+        log.head = LogHead {
+            pos: last.start + last.len,
+            seq: next_seq.unwrap_or(last.first_seq),
+        };
+        log.segments.insert(last.start, last);
+        Ok(log)
+    }
+
+    /// Scans the segment appended to: damage with intact records after it is skipped, what
+    /// follows the last intact record is cut off. Returns the segment and its next sequence.
+    fn open_last_segment(&mut self, start: u64) -> io::Result<(Segment, Option<u64>)> {
+        let path = segment_path(&self.dir, start);
+        let file = self.files.get(self.key(start), true, || path.clone())?;
+        let file_len = file.metadata()?.len();
+        let scan = damage::scan_segment(&file, file_len, SeqWindow::at_least(0), self.max_payload)?;
+        for skipped in &scan.skipped {
+            self.damage.insert(
+                start + skipped.from,
+                Damage {
+                    end_pos: start + skipped.to,
+                    end_seq: skipped.to_seq,
+                },
+            );
+            report_skipped(&self.files, &self.repairs, &self.dir, start, &file, *skipped);
+        }
+        if scan.valid_end < file_len {
+            let cut = file_len - scan.valid_end;
+            let next = scan.next_seq.unwrap_or(0);
+            let detail = if scan.tail_is_partial {
+                format!(
+                    "{cut} bytes of a record whose write a crash cut short (never acknowledged) \
+                     cut off; the log ends before sequence {next}"
+                )
+            } else {
+                let bad = side_path(&self.dir, start, scan.valid_end);
+                let id = damage::claimed_id(&file, scan.valid_end, scan.next_seq)
+                    .map(|id| format!(", the first with ID {id}"))
+                    .unwrap_or_default();
+                let copied = copied_text(
+                    damage::save_copy(&self.files, &file, scan.valid_end, file_len, &bad),
+                    &bad,
+                );
+                format!(
+                    "{cut} damaged bytes with no intact record after them cut off (the messages \
+                     from sequence {next} on{id}); {copied}"
+                )
+            };
+            file.set_len(scan.valid_end)?;
+            file.sync_all()?;
+            self.repairs
+                .report(RepairAction::TornTailCut, &path, Some(scan.valid_end), detail);
+        }
+        let segment = Segment {
+            start,
+            len: scan.valid_end,
+            first_seq: scan.first_seq.unwrap_or(0),
+        };
+        Ok((segment, scan.next_seq))
+    }
+
+    /// Checks a segment the log rolled past: it must open, and its first record tells its
+    /// first sequence number (damage further in is found by the readers that get there).
+    /// None when it is set aside.
+    fn open_sealed_segment(
+        &mut self,
+        start: u64,
+        next_start: u64,
+        lower_bound: u64,
+    ) -> io::Result<Option<Segment>> {
+        let path = segment_path(&self.dir, start);
+        let opened = self
+            .files
+            .get(self.key(start), false, || path.clone())
+            .and_then(|file| Ok((file.metadata()?.len(), file)));
+        let (file_len, file) = match opened {
+            Ok(opened) => opened,
+            Err(e) if super::files::is_out_of_descriptors(&e) => return Err(e),
+            Err(e) => {
+                self.set_aside(start, &format!("cannot be opened ({e})"));
+                return Ok(None);
+            }
+        };
+        let window = SeqWindow::at_least(lower_bound);
+        let first = match damage::first_record(&file, file_len, window, self.max_payload) {
+            Ok(first) => first,
+            Err(e) if super::files::is_out_of_descriptors(&e) => return Err(e),
+            Err(e) => {
+                self.set_aside(start, &format!("cannot be read ({e})"));
+                return Ok(None);
+            }
+        };
+        let first_seq = match first {
+            FirstRecord::Empty => {
+                // Nothing in it, nothing lost.
+                self.files.forget(self.key(start));
+                let _ = fs::remove_file(&path);
+                return Ok(None);
+            }
+            FirstRecord::NoneIntact => {
+                self.set_aside(start, "no intact record in it");
+                return Ok(None);
+            }
+            FirstRecord::Intact { seq } => seq,
+            FirstRecord::AfterDamage { to, seq } => {
+                let skipped = damage::Skipped {
+                    from: 0,
+                    to,
+                    to_seq: seq,
+                    expected_seq: None,
+                };
+                self.damage.insert(
+                    start,
+                    Damage {
+                        end_pos: start + to,
+                        end_seq: seq,
+                    },
+                );
+                report_skipped(&self.files, &self.repairs, &self.dir, start, &file, skipped);
+                seq
+            }
+        };
+        let expected_len = next_start - start;
+        if file_len < expected_len && !self.gaps {
+            self.repairs.report(
+                RepairAction::RecordsSkipped,
+                &path,
+                Some(file_len),
+                format!(
+                    "the segment is {} bytes shorter than the log needs: the messages at its end \
+                     are lost, the next segment is served",
+                    expected_len - file_len
+                ),
+            );
+        }
+        Ok(Some(Segment {
+            start,
+            len: file_len.min(expected_len),
+            first_seq,
+        }))
+    }
+
+    /// Leaves a segment that cannot be read out of the log (renamed `.bad` when possible);
+    /// readers go on at the next segment. Never the one appended to.
+    fn set_aside(&mut self, start: u64, why: &str) {
+        if self.segments.keys().next_back() == Some(&start) {
+            return;
+        }
+        self.segments.remove(&start);
+        self.files.forget(self.key(start));
+        let path = segment_path(&self.dir, start);
+        let bad = path.with_extension("seg.bad");
+        let kept = match fs::rename(&path, &bad) {
+            Ok(()) => format!("renamed {}", bad.display()),
+            Err(e) => format!("left in place ({e})"),
+        };
+        self.repairs.report(
+            RepairAction::FileSetAside,
+            &path,
+            None,
+            format!("segment {why}: its messages are skipped, the next segment is served; {kept}"),
+        );
+    }
+
+    fn key(&self, start: u64) -> FileKey {
+        FileKey {
+            owner: self.owner,
+            part: start,
+        }
+    }
+
+    /// The segment file at `start`, open for appending.
+    fn segment_writer(&self, start: u64) -> io::Result<Arc<File>> {
+        self.files
+            .get(self.key(start), true, || segment_path(&self.dir, start))
     }
 
     pub fn head(&self) -> LogHead {
@@ -234,6 +375,11 @@ impl DiskLog {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The broker's file cache this log opens its segments through.
+    pub fn files(&self) -> &Arc<FileCache> {
+        &self.files
     }
 
     /// Position and sequence of the oldest record still on disk.
@@ -258,12 +404,13 @@ impl DiskLog {
         if active_len > 0 && active_len + self.scratch.len() as u64 > self.max_segment_bytes {
             self.roll()?;
         }
-        if let Err(e) = self.active.write_all(&self.scratch) {
+        let start = self.active_start();
+        let file = self.segment_writer(start)?;
+        if let Err(e) = (&*file).write_all(&self.scratch) {
             // A partial write would leave garbage ahead of the next record: cut it off.
-            let _ = self.active.set_len(self.head.pos - self.active_start());
+            let _ = file.set_len(self.head.pos - start);
             return Err(e);
         }
-        let start = self.active_start();
         self.head = LogHead {
             pos: self.head.pos + self.scratch.len() as u64,
             seq,
@@ -279,12 +426,9 @@ impl DiskLog {
     }
 
     fn roll(&mut self) -> io::Result<()> {
-        self.active.sync_data()?;
+        self.segment_writer(self.active_start())?.sync_data()?;
         let start = self.head.pos;
-        self.active = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment_path(&self.dir, start))?;
+        self.segment_writer(start)?;
         self.segments.insert(
             start,
             Segment {
@@ -308,47 +452,73 @@ impl DiskLog {
     }
 
     /// A handle to fsync the active segment outside the lock, with the head it will cover.
-    pub fn sync_handle(&mut self) -> io::Result<(File, LogHead)> {
+    pub fn sync_handle(&mut self) -> io::Result<(Arc<File>, LogHead)> {
+        let file = self.segment_writer(self.active_start())?;
         self.unsynced = false;
         self.appends_since_sync = 0;
-        Ok((self.active.try_clone()?, self.head))
+        Ok((file, self.head))
     }
 
     /// Appends records already encoded (a replica's copy of another broker's log) at `pos`,
     /// the position they have in that log. `records` must have passed `check_records`, which
-    /// gave `span`. A `pos` past the head leaves a gap: a new segment starts there, as if the
-    /// segments in between had been released. A `pos` before the head is refused.
+    /// gave `span`; they must continue the log's sequence numbers when `pos` is the head. A
+    /// `pos` past the head leaves a gap: a new segment starts there, as if the segments in
+    /// between had been released. A `pos` before the head is refused.
     pub fn append_raw(&mut self, pos: u64, records: &[u8], span: RecordSpan) -> io::Result<LogHead> {
+        let refuse = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
         if pos < self.head.pos {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "append at {pos} overlaps the log, which ends at {}",
-                    self.head.pos
-                ),
+            return refuse(format!(
+                "append at {pos} overlaps the log, which ends at {}",
+                self.head.pos
             ));
         }
         let active_len = self.head.pos - self.active_start();
+        if pos == self.head.pos && span.first_seq != self.head.seq {
+            return refuse(format!(
+                "records at {pos} start at sequence {}, the log continues with {}",
+                span.first_seq, self.head.seq
+            ));
+        }
         if pos > self.head.pos {
+            if span.first_seq < self.head.seq {
+                return refuse(format!(
+                    "records at {pos} start at sequence {}, before the log's next {}",
+                    span.first_seq, self.head.seq
+                ));
+            }
+            let active = self.active_start();
             if active_len == 0 {
                 // Nothing was written to the active segment: it is replaced, not kept empty.
-                let start = self.active_start();
-                self.segments.remove(&start);
-                let _ = fs::remove_file(segment_path(&self.dir, start));
+                self.segments.remove(&active);
+                self.files.forget(self.key(active));
+                let _ = fs::remove_file(segment_path(&self.dir, active));
+            } else {
+                self.segment_writer(active)?.sync_data()?;
             }
+            self.segment_writer(pos)?;
+            self.segments.insert(
+                pos,
+                Segment {
+                    start: pos,
+                    len: 0,
+                    first_seq: span.first_seq,
+                },
+            );
             self.head = LogHead {
                 pos,
                 seq: span.first_seq,
             };
-            self.roll()?;
+            self.unsynced = false;
         } else if active_len > 0 && active_len + records.len() as u64 > self.max_segment_bytes {
             self.roll()?;
         }
-        if let Err(e) = self.active.write_all(records) {
-            let _ = self.active.set_len(self.head.pos - self.active_start());
+        let start = self.active_start();
+        let file = self.segment_writer(start)?;
+        if let Err(e) = (&*file).write_all(records) {
+            // A partial write would leave garbage ahead of the next record: cut it off.
+            let _ = file.set_len(self.head.pos - start);
             return Err(e);
         }
-        let start = self.active_start();
         self.head = LogHead {
             pos: self.head.pos + records.len() as u64,
             seq: span.next_seq,
@@ -375,17 +545,20 @@ impl DiskLog {
             .collect();
         for start in doomed {
             self.segments.remove(&start);
+            self.files.forget(self.key(start));
             let _ = fs::remove_file(segment_path(&self.dir, start));
         }
+        let tail = self.tail().pos;
+        self.damage.retain(|_, d| d.end_pos > tail);
     }
 
-    /// Where to read `pos` from: the segment's start and the readable length.
-    fn locate(&self, pos: u64) -> Option<(u64, u64, u64)> {
-        let (_, seg) = self.segments.range(..=pos).next_back()?;
-        Some((seg.start, seg.len, seg.first_seq))
+    /// The known damaged stretch that holds `pos`.
+    fn damage_at(&self, pos: u64) -> Option<Damage> {
+        let (_, d) = self.damage.range(..=pos).next_back()?;
+        (pos < d.end_pos).then_some(*d)
     }
 
-    /// The segment after the one holding `pos`, for skipping over damage.
+    /// The segment after the one holding `pos`: (start, first sequence).
     fn next_segment_after(&self, pos: u64) -> Option<(u64, u64)> {
         self.segments
             .range(pos + 1..)
@@ -393,149 +566,112 @@ impl DiskLog {
             .map(|(_, s)| (s.start, s.first_seq))
     }
 
-    fn set_aside(&mut self, start: u64) {
-        if start == self.active_start() {
-            return;
+    /// Where a read at `pos` goes.
+    fn place_for_read(&mut self, pos: u64) -> io::Result<ReadPlace> {
+        if let Some(d) = self.damage_at(pos) {
+            return Ok(ReadPlace::Jump(d.end_pos, d.end_seq));
         }
-        self.segments.remove(&start);
-        let path = segment_path(&self.dir, start);
-        let bad = path.with_extension("seg.bad");
-        let _ = fs::rename(&path, &bad);
-        eprintln!(
-            "[nsqd] ERROR: corrupt log segment {} set aside as {}",
-            path.display(),
-            bad.display()
-        );
+        if let Some((_, seg)) = self.segments.range(..=pos).next_back() {
+            if pos < seg.start + seg.len {
+                let seg = seg.clone();
+                let path = || segment_path(&self.dir, seg.start);
+                match self.files.get(self.key(seg.start), false, path) {
+                    Ok(file) => return Ok(ReadPlace::Segment(seg, file)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && seg.start != self.active_start() => {
+                        self.set_aside(seg.start, "is missing");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(match self.next_segment_after(pos) {
+            Some((start, seq)) => ReadPlace::Jump(start, seq),
+            None => ReadPlace::End,
+        })
     }
 
     /// Deletes every file of the log (topic deletion).
     pub fn destroy(self) {
+        self.files.forget_owner(self.owner);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
-/// What a buffer of whole encoded records holds (see `check_records`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordSpan {
-    pub count: u64,
-    pub first_seq: u64,
-    /// The sequence number after the last record.
-    pub next_seq: u64,
-}
-
-/// Checks that `buf` is a run of whole, intact records (length bounds, CRC, consecutive
-/// sequence numbers), without copying any body: records received from another broker are
-/// checked this way before they are written. None when anything is wrong or `buf` is empty.
-pub fn check_records(buf: &[u8], max_payload: usize) -> Option<RecordSpan> {
-    let mut at = 0usize;
-    let mut span: Option<RecordSpan> = None;
-    while at < buf.len() {
-        let rest = &buf[at..];
-        if rest.len() < RECORD_PREFIX {
-            return None;
-        }
-        let len = u32::from_be_bytes(rest[0..4].try_into().unwrap()) as usize;
-        if !(PAYLOAD_HEADER..=max_payload).contains(&len) || rest.len() < RECORD_PREFIX + len {
-            return None;
-        }
-        let payload = &rest[RECORD_PREFIX..RECORD_PREFIX + len];
-        if crc32fast::hash(payload) != u32::from_be_bytes(rest[4..8].try_into().unwrap()) {
-            return None;
-        }
-        let seq = u64::from_be_bytes(payload[16..24].try_into().unwrap());
-        span = match span {
-            None => Some(RecordSpan {
-                count: 1,
-                first_seq: seq,
-                next_seq: seq.checked_add(1)?,
-            }),
-            Some(s) if s.next_seq == seq => Some(RecordSpan {
-                count: s.count + 1,
-                next_seq: seq.checked_add(1)?,
-                ..s
-            }),
-            Some(_) => return None,
-        };
-        at += RECORD_PREFIX + len;
-    }
-    span
-}
-
-/// Finds how much of a segment holds whole, valid records, reading it in bounded chunks.
-/// Returns (valid length, first sequence, next sequence).
-fn scan_valid_prefix(path: &Path, start: u64, max_payload: usize) -> io::Result<(u64, u64, u64)> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0, 0)),
-        Err(e) => return Err(e),
-    };
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut valid = 0u64;
-    let mut first_seq = None;
-    let mut next_seq = 0;
-    loop {
-        let n = read_full_at(&file, &mut buf, valid)?;
-        let mut off = 0usize;
-        let mut grow_to = None;
-        loop {
-            match decode_record(&buf[off..n], start + valid + off as u64, max_payload) {
-                Decoded::Record(m) => {
-                    first_seq.get_or_insert(m.seq);
-                    next_seq = m.seq + 1;
-                    off = (m.next_pos - start - valid) as usize;
-                }
-                Decoded::Incomplete(need) => {
-                    // A record larger than the whole buffer: read again with room for it.
-                    if off == 0 && n == buf.len() {
-                        grow_to = Some(need);
-                    }
-                    break;
-                }
-                Decoded::Corrupt => break,
-            }
-        }
-        if let Some(need) = grow_to {
-            buf.resize(need, 0);
-            continue;
-        }
-        if off == 0 {
-            // End of file, or a torn/corrupt record: everything before `valid` is good.
-            return Ok((valid, first_seq.unwrap_or(0), next_seq));
-        }
-        valid += off as u64;
+impl Drop for DiskLog {
+    fn drop(&mut self) {
+        self.files.forget_owner(self.owner);
     }
 }
 
-/// The sequence number of a segment's first record, read from its header.
-fn read_first_seq(path: &Path) -> io::Result<Option<u64>> {
-    let f = File::open(path)?;
-    let mut buf = [0u8; RECORD_PREFIX + PAYLOAD_HEADER];
-    if read_full_at(&f, &mut buf, 0)? < buf.len() {
-        return Ok(None);
-    }
-    let seq_at = RECORD_PREFIX + 16;
-    Ok(Some(u64::from_be_bytes(
-        buf[seq_at..seq_at + 8].try_into().unwrap(),
-    )))
+/// Records damage found at `skipped.from` of the segment at `start`: its bytes are copied to a
+/// side file and it is reported, once.
+fn report_skipped(
+    files: &FileCache,
+    repairs: &Repairs,
+    dir: &Path,
+    start: u64,
+    file: &File,
+    skipped: damage::Skipped,
+) {
+    let bad = side_path(dir, start, skipped.from);
+    let id = damage::claimed_id(file, skipped.from, skipped.expected_seq);
+    let copied = copied_text(
+        damage::save_copy(files, file, skipped.from, skipped.to, &bad),
+        &bad,
+    );
+    let lost = damage::lost_text(skipped.expected_seq, skipped.to_seq, id);
+    repairs.report(
+        RepairAction::RecordsSkipped,
+        &segment_path(dir, start),
+        Some(skipped.from),
+        format!(
+            "{} damaged bytes skipped, {lost}; the intact records after them (offset {} on) are \
+             served; {copied}",
+            skipped.to - skipped.from,
+            skipped.to
+        ),
+    );
 }
 
-/// A channel's reading handle: keeps segment files open between reads.
+fn copied_text(saved: io::Result<()>, bad: &Path) -> String {
+    match saved {
+        Ok(()) => format!("the damaged bytes are copied to {}", bad.display()),
+        Err(e) => format!("the damaged bytes could not be copied aside ({e})"),
+    }
+}
+
+/// A channel's reading handle: a read buffer kept between reads. Files come from the log's
+/// cache for each read, so an idle channel holds no descriptor.
 #[derive(Default)]
 pub struct LogReader {
-    open: Option<(u64, File)>,
     buf: Vec<u8>,
 }
 
 impl LogReader {
-    /// Reads up to `max_messages` records starting at `pos`, not beyond `limit` (a head).
+    /// Reads up to `max_messages` records starting at `pos` (whose sequence number is `seq`),
+    /// not beyond `limit` (a head, or the end of a closed stretch).
     pub fn read(
         &mut self,
         log: &parking_lot::Mutex<DiskLog>,
         pos: u64,
-        limit: u64,
+        seq: u64,
+        limit: LogHead,
         max_messages: usize,
     ) -> io::Result<ReadBatch> {
-        self.read_chunked(log, pos, limit, max_messages, READ_CHUNK)
+        self.read_chunked(log, pos, limit, Some(seq), max_messages, READ_CHUNK)
+    }
+
+    /// `read` from a record boundary whose sequence number may not be known (an adopted
+    /// copy's lowest needed position).
+    pub fn read_from(
+        &mut self,
+        log: &parking_lot::Mutex<DiskLog>,
+        pos: u64,
+        seq: Option<u64>,
+        limit: LogHead,
+        max_messages: usize,
+    ) -> io::Result<ReadBatch> {
+        self.read_chunked(log, pos, limit, seq, max_messages, READ_CHUNK)
     }
 
     /// `read` with a chosen read-ahead: streaming wants large chunks, a single record small ones.
@@ -543,101 +679,82 @@ impl LogReader {
         &mut self,
         log: &parking_lot::Mutex<DiskLog>,
         pos: u64,
-        limit: u64,
+        limit: LogHead,
+        expected_seq: Option<u64>,
         max_messages: usize,
         chunk: usize,
     ) -> io::Result<ReadBatch> {
         let mut messages = Vec::new();
         let mut pos = pos;
-        let mut skipped_to_seq = None;
-        while messages.len() < max_messages && pos < limit {
-            let (seg_start, seg_len, dir, max_payload) = {
-                let l = log.lock();
-                match l.locate(pos) {
-                    Some((s, len, _)) if pos < s + len => (s, len, l.dir.clone(), l.max_payload),
-                    _ => match l.next_segment_after(pos) {
-                        // The position fell into a removed or set-aside segment.
-                        Some((next, seq)) => {
-                            pos = next;
-                            skipped_to_seq = Some(seq);
-                            continue;
-                        }
-                        None => break,
-                    },
-                }
+        let mut next_seq = None;
+        let mut expected = expected_seq;
+        while messages.len() < max_messages && pos < limit.pos {
+            let (place, max_payload) = {
+                let mut l = log.lock();
+                (l.place_for_read(pos)?, l.max_payload)
             };
-            let readable = (seg_start + seg_len).min(limit) - pos;
-            let file = match &self.open {
-                Some((s, f)) if *s == seg_start => f,
-                _ => {
-                    let f = File::open(segment_path(&dir, seg_start))?;
-                    self.open = Some((seg_start, f));
-                    &self.open.as_ref().unwrap().1
+            let (seg, file) = match place {
+                ReadPlace::Jump(to, seq) => {
+                    pos = to;
+                    next_seq = Some(seq);
+                    expected = Some(seq);
+                    continue;
                 }
+                ReadPlace::End => break,
+                ReadPlace::Segment(seg, file) => (seg, file),
             };
+            let readable_end = (seg.start + seg.len).min(limit.pos);
+            let readable = readable_end - pos;
             let want = (readable as usize).min(chunk.max(RECORD_PREFIX));
             self.buf.resize(want, 0);
-            let n = read_full_at(file, &mut self.buf, pos - seg_start)?;
+            let n = read_full_at(&file, &mut self.buf, pos - seg.start)?;
             self.buf.truncate(n);
             let mut off = 0usize;
-            let mut corrupt = false;
+            // Nothing where the log says there is something: the file lost its end.
+            let mut damaged = n == 0;
             while messages.len() < max_messages && off < self.buf.len() {
                 match decode_record(&self.buf[off..], pos + off as u64, max_payload) {
                     Decoded::Record(m) => {
                         off = (m.next_pos - pos) as usize;
+                        next_seq = Some(m.seq + 1);
+                        expected = next_seq;
                         messages.push(m);
                     }
                     Decoded::Incomplete(need) => {
-                        if off == 0 {
-                            if need as u64 > readable {
-                                corrupt = true;
-                            } else {
-                                // One record larger than the chunk: read exactly it.
-                                self.buf.resize(need, 0);
-                                let n = read_full_at(file, &mut self.buf, pos - seg_start)?;
-                                if n < need {
-                                    corrupt = true;
-                                }
-                                continue;
-                            }
+                        if off > 0 {
+                            break;
                         }
-                        break;
+                        if need as u64 > readable {
+                            damaged = true;
+                            break;
+                        }
+                        // One record larger than the chunk: read exactly it.
+                        self.buf.resize(need, 0);
+                        if read_full_at(&file, &mut self.buf, pos - seg.start)? < need {
+                            damaged = true;
+                            break;
+                        }
                     }
                     Decoded::Corrupt => {
-                        corrupt = true;
+                        damaged = true;
                         break;
                     }
                 }
             }
             pos += off as u64;
-            if corrupt {
-                let mut l = log.lock();
-                let next = l.next_segment_after(seg_start);
-                l.set_aside(seg_start);
-                self.open = None;
-                match next {
-                    Some((next, seq)) => {
-                        pos = next;
-                        skipped_to_seq = Some(seq);
-                    }
-                    None => {
-                        let head = l.head();
-                        pos = head.pos;
-                        skipped_to_seq = Some(head.seq);
-                        break;
-                    }
-                }
+            if damaged {
+                let d = contain_damage(log, &seg, &file, pos, readable_end, limit, expected)?;
+                pos = d.end_pos;
+                next_seq = Some(d.end_seq);
+                expected = next_seq;
             } else if off == 0 {
                 break;
             }
         }
-        if !messages.is_empty() {
-            skipped_to_seq = None;
-        }
         Ok(ReadBatch {
             messages,
             next_pos: pos,
-            skipped_to_seq,
+            next_seq,
         })
     }
 
@@ -647,89 +764,157 @@ impl LogReader {
         log: &parking_lot::Mutex<DiskLog>,
         pos: u64,
     ) -> io::Result<Option<StoredMessage>> {
-        let limit = log.lock().head().pos;
+        let limit = log.lock().head();
         // Most messages fit in one page; a larger one is completed by an exact second read.
-        let batch = self.read_chunked(log, pos, limit, 1, 4096)?;
+        let batch = self.read_chunked(log, pos, limit, None, 1, 4096)?;
         Ok(batch.messages.into_iter().next().filter(|m| m.pos == pos))
     }
 }
 
+/// Damage at `at` in `seg` (readable up to `readable_end`): finds where intact records resume,
+/// remembers the stretch so every reader jumps over it, and reports it the first time.
+fn contain_damage(
+    log: &parking_lot::Mutex<DiskLog>,
+    seg: &Segment,
+    file: &File,
+    at: u64,
+    readable_end: u64,
+    limit: LogHead,
+    expected: Option<u64>,
+) -> io::Result<Damage> {
+    let max_payload = {
+        let l = log.lock();
+        if let Some(known) = l.damage_at(at) {
+            return Ok(known);
+        }
+        l.max_payload
+    };
+    let window = expected.map_or(SeqWindow::at_least(seg.first_seq), SeqWindow::after);
+    let found = damage::resync(
+        file,
+        at - seg.start,
+        readable_end - seg.start,
+        window,
+        max_payload,
+    )?;
+    let mut l = log.lock();
+    if let Some(known) = l.damage_at(at) {
+        return Ok(known);
+    }
+    let d = match found {
+        Some((off, seq)) => Damage {
+            end_pos: seg.start + off,
+            end_seq: seq,
+        },
+        None if readable_end == limit.pos => Damage {
+            end_pos: limit.pos,
+            end_seq: limit.seq,
+        },
+        None => match l.next_segment_after(at) {
+            Some((next, seq)) => Damage {
+                end_pos: next,
+                end_seq: seq,
+            },
+            None => Damage {
+                end_pos: l.head.pos,
+                end_seq: l.head.seq,
+            },
+        },
+    };
+    l.damage.insert(at, d);
+    let (files, repairs, dir) = (l.files.clone(), l.repairs.clone(), l.dir.clone());
+    drop(l);
+    let skipped = damage::Skipped {
+        from: at - seg.start,
+        to: d.end_pos.min(seg.start + seg.len) - seg.start,
+        to_seq: d.end_seq,
+        expected_seq: expected,
+    };
+    report_skipped(&files, &repairs, &dir, seg.start, file, skipped);
+    Ok(d)
+}
+
 impl LogReader {
-    /// Appends to `out` the encoded records from `pos` (whole records only, within one
-    /// segment, not beyond `limit`, at most `max_bytes` unless the first record alone is
-    /// larger), exactly as they are stored: what replication ships to peers. Returns where the
-    /// bytes start, which is past `pos` when `pos` lies in a released segment; None when
-    /// nothing is readable before `limit`.
+    /// Appends to `out` the encoded records from `pos`, exactly as they are stored: what
+    /// replication ships to peers. Whole, intact records only, within one segment, not beyond
+    /// `limit`, at most `max_bytes` unless the first record alone is larger. Damage is skipped
+    /// as channels skip it. Returns where the bytes start, which is past `pos` when `pos` lies
+    /// in a released segment or in damage; None when nothing is readable before `limit`.
     pub fn read_raw(
         &mut self,
         log: &parking_lot::Mutex<DiskLog>,
         pos: u64,
-        limit: u64,
+        limit: LogHead,
         max_bytes: usize,
         out: &mut Vec<u8>,
     ) -> io::Result<Option<u64>> {
-        let (pos, seg_start, seg_len, dir) = {
-            let l = log.lock();
-            match l.locate(pos) {
-                Some((s, len, _)) if pos < s + len => (pos, s, len, l.dir.clone()),
-                _ => match l.next_segment_after(pos) {
-                    Some((next, _)) => {
-                        let (s, len, _) = l.locate(next).unwrap();
-                        (next, s, len, l.dir.clone())
+        let mut pos = pos;
+        let mut expected: Option<u64> = None;
+        // Every turn moves `pos` forward (a jump, or past damage) or returns.
+        while pos < limit.pos {
+            let (place, max_payload) = {
+                let mut l = log.lock();
+                (l.place_for_read(pos)?, l.max_payload)
+            };
+            let (seg, file) = match place {
+                ReadPlace::Jump(to, seq) => {
+                    pos = to;
+                    expected = Some(seq);
+                    continue;
+                }
+                ReadPlace::End => break,
+                ReadPlace::Segment(seg, file) => (seg, file),
+            };
+            let readable_end = (seg.start + seg.len).min(limit.pos);
+            let readable = (readable_end - pos) as usize;
+            let start = out.len();
+            out.resize(start + readable.min(max_bytes.max(RECORD_PREFIX)), 0);
+            let n = read_full_at(&file, &mut out[start..], pos - seg.start)?;
+            out.truncate(start + n);
+            let mut whole = 0usize;
+            let mut damaged = n == 0;
+            while start + whole < out.len() {
+                match check_record(&out[start + whole..], max_payload) {
+                    Checked::Record(len) => {
+                        let seq = header_of(&out[start + whole..], 0).seq;
+                        if expected.is_some_and(|e| e != seq) {
+                            damaged = true;
+                            break;
+                        }
+                        expected = Some(seq + 1);
+                        whole += len;
                     }
-                    None => return Ok(None),
-                },
-            }
-        };
-        let end = (seg_start + seg_len).min(limit);
-        if pos >= end {
-            return Ok(None);
-        }
-        let file = match &self.open {
-            Some((s, f)) if *s == seg_start => f,
-            _ => {
-                let f = match File::open(segment_path(&dir, seg_start)) {
-                    Ok(f) => f,
-                    // Released meanwhile: the caller asks again and skips to what is left.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(e),
-                };
-                self.open = Some((seg_start, f));
-                &self.open.as_ref().unwrap().1
-            }
-        };
-        let readable = (end - pos) as usize;
-        let start = out.len();
-        out.resize(start + readable.min(max_bytes.max(RECORD_PREFIX)), 0);
-        let n = read_full_at(file, &mut out[start..], pos - seg_start)?;
-        out.truncate(start + n);
-        // Keep whole records: walk the lengths, stop before a record cut short.
-        let mut whole = 0usize;
-        while start + whole + RECORD_PREFIX <= out.len() {
-            let len = u32::from_be_bytes(out[start + whole..start + whole + 4].try_into().unwrap()) as usize;
-            let next = whole + RECORD_PREFIX + len;
-            if start + next > out.len() {
-                if whole == 0 && next <= readable {
-                    // One record larger than `max_bytes`: read exactly it.
-                    out.resize(start + next, 0);
-                    let n = read_full_at(file, &mut out[start..], pos - seg_start)?;
-                    out.truncate(start + n);
-                    if n == next {
-                        whole = next;
+                    Checked::Incomplete(_) if whole > 0 => break,
+                    Checked::Incomplete(need) => {
+                        // One record larger than `max_bytes`: read exactly it.
+                        if need > readable {
+                            damaged = true;
+                            break;
+                        }
+                        out.resize(start + need, 0);
+                        if read_full_at(&file, &mut out[start..], pos - seg.start)? < need {
+                            damaged = true;
+                            break;
+                        }
+                    }
+                    Checked::Corrupt => {
+                        damaged = true;
+                        break;
                     }
                 }
+            }
+            out.truncate(start + whole);
+            if whole > 0 {
+                return Ok(Some(pos));
+            }
+            if !damaged {
                 break;
             }
-            whole = next;
+            let d = contain_damage(log, &seg, &file, pos, readable_end, limit, expected)?;
+            pos = d.end_pos;
+            expected = Some(d.end_seq);
         }
-        out.truncate(start + whole);
-        if whole == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("no whole record at {pos} in segment {seg_start}"),
-            ));
-        }
-        Ok(Some(pos))
+        Ok(None)
     }
 
     /// Finds the record with `id`. IDs rise with position in everything a topic's GUID factory
@@ -740,21 +925,22 @@ impl LogReader {
         log: &parking_lot::Mutex<DiskLog>,
         id: MessageId,
     ) -> io::Result<Option<StoredMessage>> {
-        let (dir, segments) = {
+        let (segments, max_payload) = {
             let l = log.lock();
             let segs: Vec<(u64, u64)> = l.segments.values().map(|s| (s.start, s.len)).collect();
-            (l.dir.clone(), segs)
+            (segs, l.max_payload)
+        };
+        let open = |start: u64| {
+            let l = log.lock();
+            l.files.get(l.key(start), false, || segment_path(&l.dir, start))
         };
         let first_id = |start: u64, len: u64| -> io::Result<Option<u64>> {
-            if len < (RECORD_PREFIX + PAYLOAD_HEADER) as u64 {
+            if len < MIN_RECORD as u64 {
                 return Ok(None);
             }
-            let mut buf = [0u8; RECORD_PREFIX + 16];
-            let f = File::open(segment_path(&dir, start))?;
-            read_full_at(&f, &mut buf, 0)?;
-            Ok(Some(u64::from_be_bytes(
-                buf[RECORD_PREFIX + 8..].try_into().unwrap(),
-            )))
+            let mut buf = [0u8; MIN_RECORD];
+            read_full_at(&*open(start)?, &mut buf, 0)?;
+            Ok(Some(header_of(&buf, 0).id.0))
         };
         // The last segment whose first ID is not above `id`.
         let (mut lo, mut hi) = (0usize, segments.len());
@@ -771,9 +957,9 @@ impl LogReader {
         let Some(&(start, len)) = lo.checked_sub(1).and_then(|i| segments.get(i)) else {
             return Ok(None);
         };
-        let file = File::open(segment_path(&dir, start))?;
+        let file = open(start)?;
         let mut found = None;
-        walk_headers(&file, 0, len, |off, header| {
+        walk_headers(&file, 0, len, max_payload, |off, header| {
             let this = header.id.0;
             if this == id.0 {
                 found = Some(start + off);
@@ -794,7 +980,7 @@ impl LogReader {
         to: u64,
         after_ns: i64,
     ) -> io::Result<Vec<RecordHeader>> {
-        let (dir, segments) = {
+        let (segments, max_payload) = {
             let l = log.lock();
             let segs: Vec<(u64, u64)> = l
                 .segments
@@ -802,72 +988,81 @@ impl LogReader {
                 .filter(|s| s.start + s.len > from && s.start < to)
                 .map(|s| (s.start, s.len))
                 .collect();
-            (l.dir.clone(), segs)
+            (segs, l.max_payload)
         };
         let mut out = Vec::new();
         for (start, len) in segments {
-            let file = match File::open(segment_path(&dir, start)) {
+            let opened = {
+                let l = log.lock();
+                l.files.get(l.key(start), false, || segment_path(&l.dir, start))
+            };
+            let file = match opened {
                 Ok(f) => f,
                 // Released or set aside meanwhile: nothing there is unread any more.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
             let end = len.min(to - start);
-            walk_headers(&file, from.saturating_sub(start), end, |off, header| {
-                if header.deliver_at_ns > after_ns {
-                    out.push(RecordHeader {
-                        pos: start + off,
-                        ..header
-                    });
-                }
-                true
-            })?;
+            walk_headers(
+                &file,
+                from.saturating_sub(start),
+                end,
+                max_payload,
+                |off, header| {
+                    if header.deliver_at_ns > after_ns {
+                        out.push(RecordHeader {
+                            pos: start + off,
+                            ..header
+                        });
+                    }
+                    true
+                },
+            )?;
         }
         Ok(out)
     }
 }
 
-/// A record's fixed fields, without its body.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordHeader {
-    pub pos: u64,
-    pub seq: u64,
-    pub id: MessageId,
-    pub deliver_at_ns: i64,
-}
-
 /// Walks the record headers of one segment file from `from` to `end` (offsets in the file),
 /// reading large chunks and skipping bodies. `visit` gets each record's offset and header and
-/// says whether to go on. A length that cannot be a record ends the walk: whoever reads that
-/// record with its checksum deals with the damage.
+/// says whether to go on. A header that cannot be the next record (a length out of bounds, a
+/// sequence number that does not follow) is damage: the walk resumes at the next intact
+/// record, found with checksums.
 fn walk_headers(
     file: &File,
     from: u64,
     end: u64,
+    max_payload: usize,
     mut visit: impl FnMut(u64, RecordHeader) -> bool,
 ) -> io::Result<()> {
-    const HEADER: usize = RECORD_PREFIX + PAYLOAD_HEADER;
     let mut buf = vec![0u8; READ_CHUNK];
     let mut off = from;
-    while off < end {
+    let mut expected: Option<u64> = None;
+    'chunks: while off < end {
         let n = read_full_at(file, &mut buf, off)?.min((end - off) as usize);
         let mut at = 0usize;
-        while at + HEADER <= n {
-            let u64_at = |i: usize| u64::from_be_bytes(buf[at + i..at + i + 8].try_into().unwrap());
-            let rec_len = u32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
-            if rec_len < PAYLOAD_HEADER {
+        while at + MIN_RECORD <= n {
+            let len = payload_len(&buf[at..]);
+            let header = header_of(&buf[at..], 0);
+            let here = off + at as u64;
+            let fits =
+                (PAYLOAD_HEADER..=max_payload).contains(&len) && here + (RECORD_PREFIX + len) as u64 <= end;
+            if !fits || expected.is_some_and(|seq| seq != header.seq) {
+                let window = expected.map_or(SeqWindow::at_least(0), SeqWindow::after);
+                match damage::resync(file, here, end, window, max_payload)? {
+                    Some((resume, seq)) => {
+                        off = resume;
+                        expected = Some(seq);
+                        continue 'chunks;
+                    }
+                    None => return Ok(()),
+                }
+            }
+            if !visit(here, header) {
                 return Ok(());
             }
-            let header = RecordHeader {
-                pos: 0,
-                id: MessageId(u64_at(RECORD_PREFIX + 8)),
-                seq: u64_at(RECORD_PREFIX + 16),
-                deliver_at_ns: u64_at(RECORD_PREFIX + 26) as i64,
-            };
-            if !visit(off + at as u64, header) {
-                return Ok(());
-            }
-            at += RECORD_PREFIX + rec_len;
+            expected = Some(header.seq + 1);
+            at += RECORD_PREFIX + len;
         }
         if at == 0 {
             // Not even a header left: the segment ends here.
@@ -878,17 +1073,6 @@ fn walk_headers(
         off += at as u64;
     }
     Ok(())
-}
-
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64)? {
-            0 => break,
-            n => done += n,
-        }
-    }
-    Ok(done)
 }
 
 /// The log of an `#ephemeral` topic: memory only, positions are sequence numbers, and the
@@ -961,13 +1145,10 @@ impl MemLog {
             messages.push(self.messages[(p - self.base) as usize].clone());
             p += 1;
         }
+        // A position is its sequence number here.
         ReadBatch {
             next_pos: p,
-            skipped_to_seq: if messages.is_empty() && start != pos {
-                Some(start)
-            } else {
-                None
-            },
+            next_seq: (p != pos).then_some(p),
             messages,
         }
     }
@@ -1000,10 +1181,51 @@ mod tests {
         }
     }
 
+    fn open(dir: &Path, segment_bytes: u64, max_msg: usize) -> (DiskLog, Arc<Repairs>) {
+        let repairs = Arc::new(Repairs::default());
+        let files = Arc::new(FileCache::new(64));
+        let log = DiskLog::open(dir, files, repairs.clone(), segment_bytes, max_msg).unwrap();
+        (log, repairs)
+    }
+
+    fn segments_of(dir: &Path) -> Vec<PathBuf> {
+        let mut segs: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        segs.sort();
+        segs
+    }
+
+    fn flip(path: &Path, at: usize) {
+        let mut data = fs::read(path).unwrap();
+        data[at] ^= 0x20;
+        fs::write(path, data).unwrap();
+    }
+
+    /// Reads everything from the start the way a channel does; returns the IDs and the
+    /// position/sequence the reader ends at.
+    fn read_all(log: &Mutex<DiskLog>, reader: &mut LogReader) -> (Vec<u64>, u64, u64) {
+        let head = log.lock().head();
+        let (mut pos, mut seq) = (0, 0);
+        let mut ids = Vec::new();
+        for _ in 0..1000 {
+            if pos >= head.pos {
+                break;
+            }
+            let batch = reader.read(log, pos, seq, head, 7).unwrap();
+            ids.extend(batch.messages.iter().map(|m| m.id.0));
+            pos = batch.next_pos;
+            seq = batch.next_seq.unwrap_or(seq);
+        }
+        (ids, pos, seq)
+    }
+
     #[test]
     fn append_read_roll_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = DiskLog::open(dir.path(), 2048, 1024).unwrap();
+        let (mut log, _) = open(dir.path(), 2048, 1024);
         let body = [b'x'; 200];
         for i in 0..30 {
             log.append(&[rec(&body, i)]).unwrap();
@@ -1013,71 +1235,160 @@ mod tests {
         assert!(log.segments.len() > 2, "should have rolled");
         let log = Mutex::new(log);
         let mut reader = LogReader::default();
-        let batch = reader.read(&log, 0, head.pos, 100).unwrap();
+        let batch = reader.read(&log, 0, 0, head, 100).unwrap();
         assert_eq!(batch.messages.len(), 30);
-        assert_eq!(batch.next_pos, head.pos);
+        assert_eq!((batch.next_pos, batch.next_seq), (head.pos, Some(30)));
         assert!(batch
             .messages
             .iter()
             .enumerate()
             .all(|(i, m)| m.seq == i as u64 && m.id.0 == i as u64));
         drop(log);
-        // A torn tail (half a record) is cut off at reopen.
-        let last = fs::read_dir(dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .max()
-            .unwrap();
-        let mut f = OpenOptions::new().append(true).open(&last).unwrap();
+        // A torn tail (half a record) is cut off at reopen, and reported.
+        let last = segments_of(dir.path()).pop().unwrap();
+        let mut f = fs::OpenOptions::new().append(true).open(&last).unwrap();
         f.write_all(&[0, 0, 0, 99, 1, 2]).unwrap();
-        let log = DiskLog::open(dir.path(), 2048, 1024).unwrap();
+        let (log, repairs) = open(dir.path(), 2048, 1024);
         assert_eq!(log.head(), head);
+        assert_eq!(repairs.count(), 1);
+        assert_eq!(repairs.recent()[0].action, RepairAction::TornTailCut);
     }
 
     #[test]
     fn records_larger_than_a_read_chunk_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let big = vec![b'z'; READ_CHUNK + 1000];
-        let mut log = DiskLog::open(dir.path(), 100 << 20, 1 << 20).unwrap();
+        let (mut log, _) = open(dir.path(), 100 << 20, 1 << 20);
         for i in 0..3 {
             log.append(&[rec(&big, i)]).unwrap();
         }
         let head = log.head();
         drop(log);
-        let log = DiskLog::open(dir.path(), 100 << 20, 1 << 20).unwrap();
+        let (log, repairs) = open(dir.path(), 100 << 20, 1 << 20);
         assert_eq!(log.head(), head);
+        assert_eq!(repairs.count(), 0);
         let log = Mutex::new(log);
-        let batch = LogReader::default().read(&log, 0, head.pos, 10).unwrap();
+        let batch = LogReader::default().read(&log, 0, 0, head, 10).unwrap();
         assert_eq!(batch.messages.len(), 3);
         assert!(batch.messages.iter().all(|m| m.body.len() == big.len()));
     }
 
     #[test]
-    fn corrupt_segment_is_set_aside() {
+    fn damage_in_an_earlier_segment_loses_one_record_and_keeps_sequence_exact() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = DiskLog::open(dir.path(), 1024, 1024).unwrap();
-        let body = [b'y'; 300];
-        for i in 0..10 {
+        let (mut log, repairs) = open(dir.path(), 1024, 1024);
+        let body = [b'y'; 100];
+        for i in 0..40 {
             log.append(&[rec(&body, i)]).unwrap();
         }
         let head = log.head();
-        let first = segment_path(dir.path(), 0);
-        let mut data = fs::read(&first).unwrap();
-        data[20] ^= 0xff;
-        fs::write(&first, data).unwrap();
+        let second = segments_of(dir.path())[1].clone();
+        let record = stored_len(body.len()) as usize;
+        // The body of the third record in the second segment.
+        flip(&second, 2 * record + 60);
         let log = Mutex::new(log);
+        let (ids, pos, seq) = read_all(&log, &mut LogReader::default());
+        assert_eq!(ids.len(), 39, "only the damaged record is lost");
+        assert_eq!((pos, seq), (head.pos, head.seq));
+        assert_eq!(repairs.count(), 1);
+        let repair = &repairs.recent()[0];
+        assert_eq!(repair.action, RepairAction::RecordsSkipped);
+        assert_eq!(repair.offset, Some(2 * record as u64));
+        let lost = (0..40).find(|i| !ids.contains(i)).unwrap();
+        assert!(
+            repair.detail.contains(&format!("ID {}", MessageId(lost))),
+            "{}",
+            repair.detail
+        );
+        assert!(second.with_extension(format!("seg.{}.bad", 2 * record)).exists());
+        // A second reader jumps over the same damage without reporting it again.
+        let (again, _, _) = read_all(&log, &mut LogReader::default());
+        assert_eq!(again, ids);
+        assert_eq!(repairs.count(), 1);
+        // Header walks find the records after the damage too.
         let mut reader = LogReader::default();
-        let batch = reader.read(&log, 0, head.pos, 100).unwrap();
-        assert!(!batch.messages.is_empty());
-        assert!(batch.messages.iter().all(|m| m.pos > 0));
-        assert!(dir.path().join(format!("{:020}.seg.bad", 0)).exists());
+        for id in [lost + 1, 39] {
+            assert_eq!(
+                reader.find_id(&log, MessageId(id)).unwrap().map(|m| m.id.0),
+                Some(id)
+            );
+        }
+        assert!(reader.find_id(&log, MessageId(lost)).unwrap().is_none());
+    }
+
+    #[test]
+    fn damage_mid_last_segment_is_skipped_at_open_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), 1 << 20, 1024);
+        let body = [b'w'; 50];
+        for i in 0..100 {
+            log.append(&[rec(&body, i)]).unwrap();
+        }
+        let head = log.head();
+        drop(log);
+        let seg = segments_of(dir.path()).pop().unwrap();
+        let record = stored_len(body.len()) as usize;
+        flip(&seg, 50 * record + 45);
+        let (log, repairs) = open(dir.path(), 1 << 20, 1024);
+        assert_eq!(log.head(), head, "nothing cut");
+        assert_eq!(repairs.count(), 1);
+        assert_eq!(repairs.recent()[0].offset, Some(50 * record as u64));
+        let log = Mutex::new(log);
+        let (ids, pos, seq) = read_all(&log, &mut LogReader::default());
+        assert_eq!(ids, (0..100).filter(|&i| i != 50).collect::<Vec<_>>());
+        assert_eq!((pos, seq), (head.pos, head.seq));
+        assert_eq!(repairs.count(), 1, "readers jump over what the open found");
+        // Appends go on after the damage, with the next sequence numbers.
+        assert_eq!(log.lock().append(&[rec(&body, 100)]).unwrap().seq, 101);
+    }
+
+    #[test]
+    fn an_unreadable_first_record_of_a_segment_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), 1024, 1024);
+        let body = [b'v'; 100];
+        for i in 0..40 {
+            log.append(&[rec(&body, i)]).unwrap();
+        }
+        let head = log.head();
+        drop(log);
+        let second = segments_of(dir.path())[1].clone();
+        flip(&second, 2);
+        let (log, repairs) = open(dir.path(), 1024, 1024);
+        assert_eq!(repairs.count(), 1, "found at open");
+        let log = Mutex::new(log);
+        let (ids, pos, seq) = read_all(&log, &mut LogReader::default());
+        assert_eq!(ids.len(), 39);
+        assert_eq!((pos, seq), (head.pos, head.seq));
+    }
+
+    #[test]
+    fn a_segment_with_nothing_intact_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), 1024, 1024);
+        let body = [b'u'; 100];
+        for i in 0..40 {
+            log.append(&[rec(&body, i)]).unwrap();
+        }
+        let head = log.head();
+        drop(log);
+        let second = segments_of(dir.path())[1].clone();
+        let len = fs::metadata(&second).unwrap().len() as usize;
+        fs::write(&second, vec![0xAB; len]).unwrap();
+        let (log, repairs) = open(dir.path(), 1024, 1024);
+        assert_eq!(repairs.recent()[0].action, RepairAction::FileSetAside);
+        assert!(second.with_extension("seg.bad").exists());
+        let log = Mutex::new(log);
+        let (ids, pos, seq) = read_all(&log, &mut LogReader::default());
+        let per_segment = 40 - ids.len();
+        assert!(per_segment > 0 && per_segment < 10, "{per_segment}");
+        assert_eq!((pos, seq), (head.pos, head.seq));
     }
 
     #[test]
     fn find_id_searches_every_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = DiskLog::open(dir.path(), 1024, 1 << 20).unwrap();
+        let (mut log, _) = open(dir.path(), 1024, 1 << 20);
         let big = vec![b'b'; READ_CHUNK + 10];
         // Even IDs only, so odd ones are "between" records; one record bigger than a read chunk.
         for i in 0..60u64 {
@@ -1094,6 +1405,52 @@ mod tests {
         for missing in [0, 9, 11, 71, 73, 1000] {
             assert!(reader.find_id(&log, MessageId(missing)).unwrap().is_none());
         }
+    }
+
+    #[test]
+    fn appends_and_reads_at_the_head_reuse_one_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 1 << 30, 1024);
+        let files = log.files().clone();
+        let log = Mutex::new(log);
+        let opened = files.opens();
+        let mut reader = LogReader::default();
+        let (mut pos, mut seq) = (0, 0);
+        for i in 0..1000 {
+            let head = log.lock().append(&[rec(b"hot path", i)]).unwrap();
+            let batch = reader.read(&log, pos, seq, head, 10).unwrap();
+            assert_eq!(batch.messages.len(), 1);
+            (pos, seq) = (batch.next_pos, batch.next_seq.unwrap());
+        }
+        assert_eq!(files.opens(), opened, "the active segment was opened again");
+    }
+
+    #[test]
+    fn descriptors_stay_within_the_cache_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(FileCache::new(8));
+        let repairs = Arc::new(Repairs::default());
+        let mut logs = Vec::new();
+        for t in 0..40 {
+            let mut log = DiskLog::open(
+                &dir.path().join(format!("t{t}")),
+                files.clone(),
+                repairs.clone(),
+                4096,
+                1024,
+            )
+            .unwrap();
+            log.append(&[rec(b"hello", t)]).unwrap();
+            logs.push(Mutex::new(log));
+            assert!(files.open_files() <= 8);
+        }
+        for log in &logs {
+            let (ids, _, _) = read_all(log, &mut LogReader::default());
+            assert_eq!(ids.len(), 1);
+        }
+        assert!(files.open_files() <= 8);
+        drop(logs);
+        assert_eq!(files.open_files(), 0, "a dropped log closes its files");
     }
 
     #[test]

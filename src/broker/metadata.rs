@@ -1,15 +1,26 @@
 //! `nsqd.dat`: the topics, channels and paused flags, in nsqd's own JSON format so the data
 //! directory stays readable by NSQ tooling. Written atomically (temp file, fsync, rename).
+//! Go nsqd writes `"channels":null` for a topic without channels (a nil slice), so a list
+//! may be null as well as absent.
 
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A JSON list that Go may have written as `null`.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Metadata {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub topics: Vec<TopicMeta>,
     #[serde(default)]
     pub version: String,
@@ -20,7 +31,7 @@ pub struct TopicMeta {
     pub name: String,
     #[serde(default)]
     pub paused: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub channels: Vec<ChannelMeta>,
 }
 
@@ -53,4 +64,19 @@ pub fn save(data_dir: &Path, meta: &Metadata) -> std::io::Result<()> {
         f.sync_all()?;
     }
     fs::rename(&tmp, &path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_nil_lists_read_as_empty() {
+        let text =
+            r#"{"topics":[{"name":"lonely","paused":false,"channels":null},{"name":"t"}],"version":"1.3.0"}"#;
+        let meta: Metadata = serde_json::from_str(text).unwrap();
+        assert!(meta.topics[0].channels.is_empty() && meta.topics[1].channels.is_empty());
+        let meta: Metadata = serde_json::from_str(r#"{"topics":null,"version":"1.3.0"}"#).unwrap();
+        assert!(meta.topics.is_empty());
+    }
 }

@@ -6,10 +6,15 @@
 
 pub mod channel;
 pub mod client;
+pub mod damage;
 pub mod events;
+pub mod files;
 pub mod journal;
 pub mod log;
 pub mod metadata;
+pub mod record;
+pub mod repairs;
+mod restore;
 pub mod stats;
 pub mod takeover;
 pub mod topic;
@@ -27,7 +32,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::options::NsqdOptions;
 use crate::protocol::names::is_ephemeral;
 use channel::Channel;
-use log::{DiskLog, LogHead, MemLog};
+use log::{DiskLog, MemLog};
 use topic::{LogStore, PublishError, Topic};
 
 /// The version nsqrs speaks as: NSQ's, so clients enable the same features.
@@ -50,12 +55,18 @@ pub enum Registration {
     },
 }
 
+/// The topics' folders inside the store.
+const TOPICS_DIR: &str = "topics";
+
 /// How often channel state is checkpointed; bounds redelivery after a crash.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// How often recorded lifecycle events are published.
 const EVENTS_INTERVAL: Duration = Duration::from_millis(50);
 /// How often in-flight deadlines and deferred due times are checked.
 const TIMER_INTERVAL: Duration = Duration::from_millis(20);
+/// How often files unused since the previous sweep are closed: an idle topic or channel holds
+/// no descriptor after one to two of these.
+const FILE_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Broker {
     pub opts: NsqdOptions,
@@ -74,12 +85,67 @@ pub struct Broker {
     /// Replication (src/replication), set once by the serve runner: a publish waits for
     /// the peers' acknowledgements through it.
     pub replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
+    /// Every open file of the data directory goes through this bounded cache.
+    pub files: Arc<files::FileCache>,
+    /// Damage found and contained (listed on `/stats`).
+    pub repairs: Arc<repairs::Repairs>,
+    /// Topics and channels that could not be opened: not served, kept in `nsqd.dat`.
+    set_aside: Mutex<restore::SetAside>,
     _dir_lock: fs::File,
+}
+
+/// Why a topic cannot be had.
+#[derive(Debug)]
+pub enum TopicError {
+    /// The broker is shutting down.
+    Exiting,
+    /// Its files cannot be opened or created (the reason, for the log and the client).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicError::Exiting => write!(f, "exiting"),
+            TopicError::Unavailable(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl From<TopicError> for String {
+    fn from(e: TopicError) -> String {
+        e.to_string()
+    }
 }
 
 /// Where a topic's files live; prefixed so names like `..` stay inside the data directory.
 fn topic_dir(topics_dir: &Path, name: &str) -> PathBuf {
     topics_dir.join(format!("t_{name}"))
+}
+
+/// The folder in the data directory that holds nsqrs's own files (topic logs, channel
+/// journals). It was once `nsqrs`, the binary's own name, which made `./nsqrs serve` fail
+/// where the binary lives; such a folder is renamed on the first start that finds it.
+const STORE_DIR: &str = "nsqrs-data";
+const LEGACY_STORE_DIR: &str = "nsqrs";
+
+/// Where nsqrs keeps its files in `data_dir`, after moving a folder of the old name there.
+/// Anything at the old name that is not nsqrs's folder (the `nsqrs` binary itself) is left
+/// alone.
+fn store_dir(data_dir: &Path) -> Result<PathBuf, String> {
+    let store = data_dir.join(STORE_DIR);
+    let legacy = data_dir.join(LEGACY_STORE_DIR);
+    if !store.exists() && legacy.join("topics").is_dir() {
+        fs::rename(&legacy, &store)
+            .map_err(|e| format!("failed to move {} to {} - {e}", legacy.display(), store.display()))?;
+    }
+    if store.exists() && !store.is_dir() {
+        return Err(format!(
+            "{} is not a directory: nsqrs keeps its topic logs there (move it, or use --data-path)",
+            store.display()
+        ));
+    }
+    Ok(store)
 }
 
 fn orphan_file(dir: &Path) -> PathBuf {
@@ -91,7 +157,9 @@ impl Broker {
     /// loads every topic and channel.
     pub fn open(opts: NsqdOptions) -> Result<Arc<Broker>, String> {
         let data_dir = if opts.data_path.is_empty() {
-            std::env::current_dir().map_err(|e| e.to_string())?
+            std::env::current_dir().map_err(|e| {
+                format!("failed to find the current directory (the default --data-path) - {e}")
+            })?
         } else {
             PathBuf::from(&opts.data_path)
         };
@@ -106,10 +174,9 @@ impl Broker {
                 data_dir.display()
             ));
         }
-        let store_dir = data_dir.join("nsqrs");
-        let topics_dir = store_dir.join("topics");
+        let store_dir = store_dir(&data_dir)?;
+        let topics_dir = store_dir.join(TOPICS_DIR);
         let fresh = !store_dir.exists();
-        fs::create_dir_all(&topics_dir).map_err(|e| e.to_string())?;
         // The command line validated both; a library caller's bad values mean "off" / "all topics".
         let events = Arc::new(events::EventSink::new(
             events::EventMode::parse(&opts.lifecycle_events).unwrap_or(events::EventMode::Off),
@@ -131,65 +198,30 @@ impl Broker {
             registrations: tokio::sync::broadcast::channel(4096).0,
             events,
             replication: std::sync::OnceLock::new(),
+            files: Arc::new(files::FileCache::for_process()),
+            repairs: Arc::new(repairs::Repairs::default()),
+            set_aside: Mutex::new(restore::SetAside::default()),
             _dir_lock: dir_lock,
         });
+        // `nsqrs-data/` appears only once a takeover is complete (it is built aside and renamed into
+        // place), so a takeover that failed or was interrupted is simply done again.
         if fresh && takeover::has_go_data(&broker.data_dir) {
-            takeover::import(&broker)?;
-        } else {
-            broker.load()?;
+            takeover::take_over(&broker)?;
         }
+        fs::create_dir_all(&broker.topics_dir)
+            .map_err(|e| format!("failed to create {} - {e}", broker.topics_dir.display()))?;
+        broker.load()?;
         broker.persist_metadata();
         Ok(broker)
     }
 
-    fn load(self: &Arc<Self>) -> Result<(), String> {
-        let Some(meta) = metadata::load(&self.data_dir)? else {
-            return Ok(());
-        };
-        for tm in meta.topics {
-            if !crate::protocol::names::is_valid_topic_name(&tm.name) || is_ephemeral(&tm.name) {
-                continue;
-            }
-            let topic = self
-                .open_topic(&tm.name)
-                .map_err(|e| format!("failed to open topic {} - {e}", tm.name))?;
-            topic.set_paused(tm.paused);
-            let dir = topic.dir.clone().unwrap();
-            if let Ok(text) = fs::read_to_string(orphan_file(&dir)) {
-                let mut parts = text.split_whitespace().filter_map(|v| v.parse::<u64>().ok());
-                if let (Some(pos), Some(seq)) = (parts.next(), parts.next()) {
-                    topic.set_orphan_start(Some(LogHead { pos, seq }));
-                }
-            }
-            for cm in tm.channels {
-                if !crate::protocol::names::is_valid_channel_name(&cm.name) || is_ephemeral(&cm.name) {
-                    continue;
-                }
-                let start = topic.orphan_start().unwrap_or_else(|| topic.core.head());
-                let ch = Channel::restore(
-                    topic.core.clone(),
-                    &cm.name,
-                    dir.join("channels"),
-                    start,
-                    self.fsync_state(),
-                )
-                .map_err(|e| format!("failed to restore channel {}:{} - {e}", tm.name, cm.name))?;
-                ch.set_paused(cm.paused);
-                topic.insert_channel(ch);
-            }
-            self.topics.write().insert(tm.name.clone(), topic);
-        }
-        // Deferred messages nobody has read yet are only known from the log: find them while
-        // the broker already serves (until then they count as queued, not deferred).
-        let topics = self.topics();
-        std::thread::Builder::new()
-            .name("nsqrs-deferred-index".into())
-            .spawn(move || topics.iter().for_each(|t| t.rebuild_unread_deferred()))
-            .map_err(|e| format!("failed to start a thread - {e}"))?;
-        Ok(())
+    fn open_topic(&self, name: &str) -> std::io::Result<Arc<Topic>> {
+        self.open_topic_in(&self.topics_dir, name)
     }
 
-    fn open_topic(&self, name: &str) -> std::io::Result<Arc<Topic>> {
+    /// Opens topic `name` with its files under `topics_dir` (the takeover builds its topics
+    /// aside before they become the broker's).
+    fn open_topic_in(&self, topics_dir: &Path, name: &str) -> std::io::Result<Arc<Topic>> {
         if is_ephemeral(name) {
             let log = MemLog::new(self.opts.mem_queue_size.max(1) as usize);
             return Ok(Arc::new(Topic::new(
@@ -202,9 +234,11 @@ impl Broker {
                 None,
             )));
         }
-        let dir = topic_dir(&self.topics_dir, name);
+        let dir = topic_dir(topics_dir, name);
         let log = DiskLog::open(
             &dir,
+            self.files.clone(),
+            self.repairs.clone(),
             self.opts.max_bytes_per_file.max(1) as u64,
             self.opts.max_msg_size.max(1) as usize,
         )?;
@@ -308,8 +342,9 @@ impl Broker {
         self.exiting.load(Ordering::Acquire)
     }
 
+    /// Why `/ping` says NOK: a failed write, or descriptors running out.
     pub fn health(&self) -> Option<String> {
-        self.health.lock().clone()
+        self.health.lock().clone().or_else(|| self.files.exhaustion())
     }
 
     fn set_health(&self, err: Option<String>) {
@@ -324,12 +359,15 @@ impl Broker {
         self.topics.read().values().cloned().collect()
     }
 
-    pub fn get_or_create_topic(&self, name: &str) -> Result<Arc<Topic>, String> {
+    pub fn get_or_create_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
         if let Some(t) = self.topic(name) {
             return Ok(t);
         }
         if self.is_exiting() {
-            return Err("exiting".into());
+            return Err(TopicError::Exiting);
+        }
+        if let Some(topic) = self.retry_set_aside_topic(name)? {
+            return Ok(topic);
         }
         let created = {
             let mut topics = self.topics.write();
@@ -337,8 +375,13 @@ impl Broker {
                 return Ok(t.clone());
             }
             let topic = self.open_topic(name).map_err(|e| {
-                self.set_health(Some(e.to_string()));
-                e.to_string()
+                if files::is_out_of_descriptors(&e) {
+                    self.files.note_error(&e);
+                } else {
+                    self.set_health(Some(e.to_string()));
+                }
+                eprintln!("[nsqd] ERROR: failed to create topic {name} - {e}");
+                TopicError::Unavailable(format!("topic {name} cannot be created - {e}"))
             })?;
             topics.insert(name.to_string(), topic.clone());
             topic
@@ -370,7 +413,11 @@ impl Broker {
         }
         let ids = topic.publish(bodies, deliver_at_ns).inspect_err(|e| {
             if let PublishError::Io(io) = e {
-                self.set_health(Some(io.to_string()));
+                if files::is_out_of_descriptors(io) {
+                    self.files.note_error(io);
+                } else {
+                    self.set_health(Some(io.to_string()));
+                }
             }
         })?;
         if let LogStore::Disk(log) = &topic.core.log {
@@ -417,10 +464,16 @@ impl Broker {
 
     /// Gets or creates a channel, persisting metadata when a durable one is created.
     pub fn get_or_create_channel(&self, topic: &Arc<Topic>, name: &str) -> Result<Arc<Channel>, String> {
+        if let Some(ch) = self.retry_set_aside_channel(topic, name)? {
+            return Ok(ch);
+        }
         let had_channels = !topic.channels().is_empty();
         let (ch, created) = topic
             .get_or_create_channel(name, self.fsync_state())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                self.files.note_error(&e);
+                e.to_string()
+            })?;
         if created && !had_channels {
             if let Some(dir) = &topic.dir {
                 let _ = fs::remove_file(orphan_file(dir));
@@ -440,7 +493,7 @@ impl Broker {
 
     pub fn delete_topic(&self, name: &str) -> bool {
         let Some(topic) = self.topics.write().remove(name) else {
-            return false;
+            return self.delete_set_aside_topic(name);
         };
         topic.mark_deleted();
         for ch in topic.channels() {
@@ -465,7 +518,7 @@ impl Broker {
 
     pub fn delete_channel(&self, topic: &Arc<Topic>, name: &str) -> bool {
         if topic.remove_channel(name).is_none() {
-            return false;
+            return self.delete_set_aside_channel(topic, name);
         }
         self.after_channel_removed(topic, name);
         true
@@ -493,9 +546,15 @@ impl Broker {
         self.persist_metadata();
     }
 
+    /// nsqrs's own folder in the data directory (`nsqrs-data`): topic logs, and what other
+    /// parts of nsqrs keep beside them (replication's identity and copies).
+    pub fn store_dir(&self) -> &Path {
+        self.topics_dir.parent().unwrap_or(&self.data_dir)
+    }
+
     /// Moves where a channel-less topic's backlog starts (kept for its first channel), on
     /// disk too: a broker that was adopted skips what its adopter took.
-    pub fn set_orphan_start(&self, topic: &Topic, start: LogHead) {
+    pub fn set_orphan_start(&self, topic: &Topic, start: log::LogHead) {
         topic.set_orphan_start(Some(start));
         if let Some(dir) = &topic.dir {
             let _ = fs::write(orphan_file(dir), format!("{} {}", start.pos, start.seq));
@@ -516,7 +575,7 @@ impl Broker {
 
     pub fn persist_metadata(&self) {
         let _guard = self.metadata_lock.lock();
-        let meta = metadata::Metadata {
+        let mut meta = metadata::Metadata {
             version: NSQ_VERSION.into(),
             topics: self
                 .topics()
@@ -537,7 +596,12 @@ impl Broker {
                 })
                 .collect(),
         };
-        if let Err(e) = metadata::save(&self.data_dir, &meta) {
+        // What could not be opened stays listed, so a later start tries it again.
+        self.set_aside.lock().add_to(&mut meta);
+        if let Err(e) = self
+            .files
+            .with_descriptor(|| metadata::save(&self.data_dir, &meta))
+        {
             eprintln!("[nsqd] ERROR: failed to persist metadata - {e}");
             self.set_health(Some(format!("failed to persist metadata - {e}")));
         }
@@ -614,6 +678,7 @@ impl Broker {
         let sync_timeout = self.opts.sync_timeout.max(Duration::from_millis(10));
         let mut last_sync = Instant::now();
         let mut last_release = Instant::now();
+        let mut last_sweep = Instant::now();
         while !self.is_exiting() {
             std::thread::sleep(CHECKPOINT_INTERVAL);
             let sync_due = last_sync.elapsed() >= sync_timeout;
@@ -625,7 +690,12 @@ impl Broker {
                 for topic in self.topics() {
                     topic.release_unneeded();
                 }
+                self.files.check_descriptors();
                 last_release = Instant::now();
+            }
+            if last_sweep.elapsed() >= FILE_SWEEP_INTERVAL {
+                self.files.sweep_idle();
+                last_sweep = Instant::now();
             }
         }
     }
@@ -639,7 +709,11 @@ impl Broker {
             if fsync {
                 if let Err(e) = topic.sync_all() {
                     eprintln!("[nsqd] ERROR: fsync of topic {} failed - {e}", topic.name());
-                    self.set_health(Some(e.to_string()));
+                    if files::is_out_of_descriptors(&e) {
+                        self.files.note_error(&e);
+                    } else {
+                        self.set_health(Some(e.to_string()));
+                    }
                 }
             }
         }

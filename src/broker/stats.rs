@@ -278,6 +278,10 @@ pub struct Stats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
     pub producers: Option<Vec<ClientStats>>,
+    /// nsqrs: how many repairs of damaged files this process made (torn tails cut, damaged
+    /// records skipped, files set aside, channels rebuilt), and the latest ones.
+    pub repair_count: u64,
+    pub repairs: Vec<super::repairs::Repair>,
 }
 
 /// Resident set size of this process in bytes (from /proc), reported as heap in use.
@@ -445,6 +449,8 @@ pub fn collect(
             next_gc_bytes: 0,
             gc_total_runs: 0,
         }),
+        repair_count: broker.repairs.count(),
+        repairs: broker.repairs.recent(),
         producers: if producers.is_empty() {
             None
         } else {
@@ -467,6 +473,13 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration) -> String {
     let _ = writeln!(out, "start_time {}", start.format("%Y-%m-%dT%H:%M:%SZ"));
     let _ = writeln!(out, "uptime {:?}\n", uptime);
     let _ = writeln!(out, "Health: {}\n", stats.health);
+    if stats.repair_count > 0 {
+        let _ = writeln!(out, "Repairs: {}", stats.repair_count);
+        for r in &stats.repairs {
+            let _ = writeln!(out, "   {}", r.line());
+        }
+        out.push('\n');
+    }
     if let Some(m) = &stats.memory {
         let _ = writeln!(out, "Memory:");
         for (k, v) in [

@@ -1,10 +1,18 @@
 //! Taking over a data directory written by Go nsqd: `nsqd.dat` plus go-diskqueue files
 //! (nsq-reference §1.6–1.7). On the first start in such a directory every queued message is
-//! copied into nsqrs's own logs, so nothing queued under Go nsqd is lost. The Go files are
-//! left in place untouched; once `nsqrs/` exists the import never runs again.
+//! copied into nsqrs's own logs, so nothing queued under Go nsqd is lost. The diskqueue files
+//! are left in place untouched; `nsqd.dat` is rewritten in the same format.
+//!
+//! The takeover is atomic: the new store is built in `nsqrs.takeover/`, synced, and renamed to
+//! `nsqrs-data/` as the last step. Until that rename nothing tells a later start that the takeover
+//! happened, so one that failed (bad Go file, full disk) or was killed is started over from
+//! scratch; after it the import never runs again.
 //!
 //! A channel's own diskqueue holds messages only that channel still owes; they are appended to
 //! the topic log first and given to that channel alone, as a range read before its cursor.
+//! Go nsqd writes deferred and in-flight messages to the channel's diskqueue when it stops,
+//! without their due time, so they are delivered at once, as Go nsqd itself would after a
+//! restart; attempts carry over.
 
 use std::fs;
 use std::path::Path;
@@ -13,12 +21,14 @@ use std::sync::Arc;
 use super::journal::CursorRange;
 use super::log::NewRecord;
 use super::topic::LogStore;
-use super::{metadata, Broker};
+use super::{metadata, Broker, NSQ_VERSION, STORE_DIR, TOPICS_DIR};
 use crate::protocol::frame::decode_message;
 use crate::protocol::names::{is_ephemeral, is_valid_channel_name, is_valid_topic_name};
 use crate::protocol::MessageId;
 
 const META_SUFFIX: &str = ".diskqueue.meta.dat";
+/// Where the new store is built before it is renamed to `nsqrs-data/`.
+const STAGING_DIR: &str = "nsqrs.takeover";
 
 /// True when the directory holds Go nsqd's metadata or queues.
 pub fn has_go_data(dir: &Path) -> bool {
@@ -97,8 +107,50 @@ fn read_diskqueue(dir: &Path, name: &str, max_msg_size: usize) -> Result<Vec<GoM
     Ok(out)
 }
 
-/// Imports Go nsqd's topics, channels and queued messages into `broker`.
-pub fn import(broker: &Arc<Broker>) -> Result<(), String> {
+/// Takes over the Go data in the broker's data directory: builds nsqrs's store aside, writes
+/// the metadata, and renames the store into place.
+pub fn take_over(broker: &Arc<Broker>) -> Result<(), String> {
+    let dir = &broker.data_dir;
+    let staging = dir.join(STAGING_DIR);
+    if staging.exists() {
+        eprintln!(
+            "[nsqd] WARNING: takeover: {} is left from a takeover that did not finish; starting it again",
+            staging.display()
+        );
+        fs::remove_dir_all(&staging).map_err(|e| format!("failed to remove {} - {e}", staging.display()))?;
+    }
+    let (meta, imported) = import(broker, &staging.join(TOPICS_DIR))
+        .map_err(|e| format!("failed to take over Go nsqd data in {} - {e}", dir.display()))?;
+    let store = dir.join(STORE_DIR);
+    let commit = || -> std::io::Result<()> {
+        sync_tree(&staging)?;
+        metadata::save(dir, &meta)?;
+        fs::rename(&staging, &store)?;
+        fs::File::open(dir)?.sync_all()
+    };
+    commit().map_err(|e| format!("failed to take over Go nsqd data in {} - {e}", dir.display()))?;
+    eprintln!(
+        "[nsqd] INFO: took over Go nsqd data in {}: {imported} queued messages imported",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Fsyncs every folder under `dir` (files were synced as they were written), so the rename
+/// that publishes the store never points at entries a power loss could take back.
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_tree(&entry.path())?;
+        }
+    }
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Imports Go nsqd's topics, channels and queued messages into topics under `topics_dir`.
+/// Returns the metadata to save and how many messages were imported.
+fn import(broker: &Arc<Broker>, topics_dir: &Path) -> Result<(metadata::Metadata, usize), String> {
     let dir = broker.data_dir.clone();
     let max_msg = broker.opts.max_msg_size.max(1) as usize;
     let mut meta = metadata::load(&dir)?.unwrap_or_default();
@@ -128,12 +180,18 @@ pub fn import(broker: &Arc<Broker>) -> Result<(), String> {
             }
         }
     }
+    meta.topics
+        .retain(|t| is_valid_topic_name(&t.name) && !is_ephemeral(&t.name));
+    for tm in &mut meta.topics {
+        tm.channels
+            .retain(|c| is_valid_channel_name(&c.name) && !is_ephemeral(&c.name));
+    }
+    meta.version = NSQ_VERSION.to_string();
     let mut imported = 0usize;
     for tm in &meta.topics {
-        if !is_valid_topic_name(&tm.name) || is_ephemeral(&tm.name) {
-            continue;
-        }
-        let topic = broker.get_or_create_topic(&tm.name)?;
+        let topic = broker
+            .open_topic_in(topics_dir, &tm.name)
+            .map_err(|e| format!("topic {} - {e}", tm.name))?;
         let LogStore::Disk(log) = &topic.core.log else {
             continue;
         };
@@ -151,52 +209,41 @@ pub fn import(broker: &Arc<Broker>) -> Result<(), String> {
                         body: &m.body,
                     })
                     .collect();
-                log.append(&records).map_err(|e| e.to_string())?;
+                log.append(&records)
+                    .map_err(|e| format!("topic {} - {e}", tm.name))?;
             }
             Ok((start, log.head()))
         };
         let mut channel_ranges = Vec::new();
         for cm in &tm.channels {
-            if !is_valid_channel_name(&cm.name) || is_ephemeral(&cm.name) {
-                continue;
-            }
             let msgs = read_diskqueue(&dir, &format!("{}:{}", tm.name, cm.name), max_msg)?;
             imported += msgs.len();
             let (start, end) = append(&msgs)?;
-            channel_ranges.push((cm, start, end, msgs.len() as u64));
+            channel_ranges.push((cm, start, end));
         }
         let topic_msgs = read_diskqueue(&dir, &tm.name, max_msg)?;
         imported += topic_msgs.len();
         let (topic_start, head) = append(&topic_msgs)?;
-        topic.sync_to(head.pos).map_err(|e| e.to_string())?;
+        topic
+            .sync_to(head.pos)
+            .map_err(|e| format!("topic {} - {e}", tm.name))?;
         topic.refresh_head();
-        if channel_ranges.is_empty() {
-            topic.set_orphan_start(Some(topic_start));
-        }
-        for (cm, start, end, count) in channel_ranges {
+        // A topic without channels keeps its log for the first channel (where the log starts
+        // when it is opened again); channels read their own stretch, then the topic's.
+        for (cm, start, end) in channel_ranges {
             let (ch, _) = topic
                 .create_channel_at(&cm.name, topic_start, true)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("channel {}:{} - {e}", tm.name, cm.name))?;
             if end.pos > start.pos {
-                ch.prepend_range(
-                    CursorRange {
-                        pos: start.pos,
-                        seq: start.seq,
-                        end_pos: end.pos,
-                        end_seq: end.seq,
-                    },
-                    count,
-                );
+                ch.prepend_range(CursorRange {
+                    pos: start.pos,
+                    seq: start.seq,
+                    end_pos: end.pos,
+                    end_seq: end.seq,
+                });
             }
-            ch.set_paused(cm.paused);
             ch.persist(true);
         }
-        topic.set_paused(tm.paused);
     }
-    broker.persist_metadata();
-    eprintln!(
-        "[nsqd] INFO: took over Go nsqd data in {}: {imported} queued messages imported",
-        dir.display()
-    );
-    Ok(())
+    Ok((meta, imported))
 }

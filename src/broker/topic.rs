@@ -1,5 +1,11 @@
 //! A topic: its message log, its channels, and the fan-out between them. Publishing appends to
 //! the log once; every channel reads the same bytes at its own cursor.
+//!
+//! A topic with no channel keeps what is published to it (its backlog) for the first channel,
+//! as nsqd does. In nsqd every channel that exists while the topic is still handing that
+//! backlog out receives the rest of it; here a channel created while some channel is still
+//! reading the backlog (has not read past its end) starts where the first one did, at the
+//! backlog's start. Once every channel has read past its end, new channels start at the head.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,6 +15,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::channel::Channel;
+use super::files::FileCache;
 use super::log::{DiskLog, LogHead, LogReader, MemLog, NewRecord, ReadBatch, StoredMessage};
 use crate::protocol::guid::{now_ns, GuidFactory};
 use crate::protocol::MessageId;
@@ -114,17 +121,37 @@ impl TopicCore {
         }
     }
 
-    pub fn read(&self, reader: &mut LogReader, pos: u64, limit: u64, max: usize) -> ReadBatch {
+    /// Reads up to `max` messages from `pos` (sequence `seq`), not beyond `limit`.
+    pub fn read(&self, reader: &mut LogReader, pos: u64, seq: u64, limit: LogHead, max: usize) -> ReadBatch {
         match &self.log {
-            LogStore::Disk(log) => reader.read(log, pos, limit, max).unwrap_or_else(|e| {
+            LogStore::Disk(log) => reader.read(log, pos, seq, limit, max).unwrap_or_else(|e| {
+                if let Some(files) = self.files() {
+                    files.note_error(&e);
+                }
                 eprintln!("[nsqd] ERROR: reading topic {} at {pos}: {e}", self.name);
                 ReadBatch {
                     messages: vec![],
                     next_pos: pos,
-                    skipped_to_seq: None,
+                    next_seq: None,
                 }
             }),
-            LogStore::Memory(log) => log.lock().read(pos, limit, max),
+            LogStore::Memory(log) => log.lock().read(pos, limit.pos, max),
+        }
+    }
+
+    /// The file cache a durable topic's log and channel stores open their files through.
+    pub fn files(&self) -> Option<Arc<FileCache>> {
+        match &self.log {
+            LogStore::Disk(log) => Some(log.lock().files().clone()),
+            LogStore::Memory(_) => None,
+        }
+    }
+
+    /// Position and sequence of the oldest message still in the log.
+    pub fn tail(&self) -> LogHead {
+        match &self.log {
+            LogStore::Disk(l) => l.lock().tail(),
+            LogStore::Memory(l) => l.lock().tail(),
         }
     }
 
@@ -163,6 +190,9 @@ pub struct Topic {
     pub message_bytes: AtomicU64,
     /// Where a first channel starts reading: a topic with no channel keeps its backlog.
     orphan_start: Mutex<Option<LogHead>>,
+    /// The backlog the first channel took, while some channel is still reading it: channels
+    /// created meanwhile start at its start too.
+    backlog: Mutex<Option<Backlog>>,
     pub dir: Option<PathBuf>,
     deleted: AtomicBool,
     /// Where the log began when this topic was opened: channels pre-created from lookupd
@@ -170,6 +200,18 @@ pub struct Topic {
     start_head: LogHead,
     sync: Mutex<SyncState>,
     synced: Condvar,
+}
+
+/// A stretch of the log published while the topic had no channel: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub start: LogHead,
+    pub end: LogHead,
+}
+
+/// Where an open backlog is remembered across restarts.
+fn backlog_file(dir: &std::path::Path) -> PathBuf {
+    dir.join("backlog")
 }
 
 #[derive(Default)]
@@ -217,6 +259,7 @@ impl Topic {
             message_count: AtomicU64::new(0),
             message_bytes: AtomicU64::new(0),
             orphan_start: Mutex::new(Some(tail)),
+            backlog: Mutex::new(None),
             dir,
             deleted: AtomicBool::new(false),
             start_head: tail,
@@ -245,10 +288,9 @@ impl Topic {
             }
             state.syncing = true;
             drop(state);
-            let result = log
-                .lock()
-                .sync_handle()
-                .and_then(|(file, head)| file.sync_data().map(|_| head));
+            // Taken in its own statement so the log lock is released before the fsync.
+            let handle = log.lock().sync_handle();
+            let result = handle.and_then(|(file, head)| file.sync_data().map(|_| head));
             state = self.sync.lock();
             state.syncing = false;
             self.synced.notify_all();
@@ -349,6 +391,8 @@ impl Topic {
             let mut log = log.lock();
             let start = log.head();
             let end = log.append(records)?;
+            let latest_due = records.iter().map(|r| r.deliver_at_ns).max().unwrap_or(0);
+            self.note_deferred(end, records, latest_due, true);
             *self.core.head.lock() = end;
             (start, end)
         };
@@ -382,9 +426,10 @@ impl Topic {
     }
 
     /// Remembers the sequence numbers of just-appended deferred messages (before the new head
-    /// is visible, so no channel can read past them unnoticed).
-    fn note_deferred(&self, head: LogHead, records: &[NewRecord], deliver_at_ns: i64, on_disk: bool) {
-        if deliver_at_ns == 0 {
+    /// is visible, so no channel can read past them unnoticed). `latest_due_ns` is the latest
+    /// due time among `records`: 0 when none is deferred.
+    fn note_deferred(&self, head: LogHead, records: &[NewRecord], latest_due_ns: i64, on_disk: bool) {
+        if latest_due_ns == 0 {
             return;
         }
         let mut map = self.core.unread_deferred.lock();
@@ -398,8 +443,11 @@ impl Topic {
             } else {
                 seq
             };
+            if rec.deliver_at_ns == 0 {
+                continue;
+            }
             let entry = UnreadDeferred {
-                due_ns: deliver_at_ns,
+                due_ns: rec.deliver_at_ns,
                 id: rec.id,
                 pos,
             };
@@ -421,7 +469,8 @@ impl Topic {
         self.channels.read().values().cloned().collect()
     }
 
-    /// Gets or creates a channel; a topic's first channel inherits the backlog.
+    /// Gets or creates a channel; a topic's first channel inherits the backlog, and so do the
+    /// channels created while a channel is still reading it.
     /// Returns the channel and whether it was created.
     pub fn get_or_create_channel(&self, name: &str, fsync: bool) -> std::io::Result<(Arc<Channel>, bool)> {
         if let Some(ch) = self.channel(name) {
@@ -431,17 +480,76 @@ impl Topic {
         if let Some(ch) = channels.get(name) {
             return Ok((ch.clone(), false));
         }
+        let head = self.core.head();
         let start = if channels.is_empty() {
-            self.orphan_start
-                .lock()
-                .take()
-                .unwrap_or_else(|| self.core.head())
+            let start = self.orphan_start.lock().take().unwrap_or(head);
+            if start.seq < head.seq {
+                self.open_backlog(Backlog { start, end: head });
+            }
+            start
         } else {
-            self.core.head()
+            self.backlog_in_progress(&channels).map_or(head, |b| b.start)
         };
         let ch = Channel::create(self.core.clone(), name, start, self.channel_dir(name), fsync)?;
         channels.insert(name.to_string(), ch.clone());
         Ok((ch, true))
+    }
+
+    /// Remembers the backlog the first channel took (on disk too, so a restart keeps it).
+    fn open_backlog(&self, backlog: Backlog) {
+        *self.backlog.lock() = Some(backlog);
+        if let Some(dir) = &self.dir {
+            let text = format!(
+                "{} {} {} {}",
+                backlog.start.pos, backlog.start.seq, backlog.end.pos, backlog.end.seq
+            );
+            if let Err(e) = std::fs::write(backlog_file(dir), text) {
+                eprintln!(
+                    "[nsqd] ERROR: topic {}: failed to record its backlog - {e}",
+                    self.core.name
+                );
+            }
+        }
+    }
+
+    fn close_backlog(&self) {
+        if self.backlog.lock().take().is_some() {
+            if let Some(dir) = &self.dir {
+                let _ = std::fs::remove_file(backlog_file(dir));
+            }
+        }
+    }
+
+    /// The backlog while some channel has not read past its end yet; closes it once every
+    /// channel has.
+    fn backlog_in_progress(&self, channels: &BTreeMap<String, Arc<Channel>>) -> Option<Backlog> {
+        let backlog = (*self.backlog.lock())?;
+        if channels.values().any(|c| c.unread_seq() < backlog.end.seq) {
+            return Some(backlog);
+        }
+        self.close_backlog();
+        None
+    }
+
+    /// Reads back a backlog that was still being read when the broker stopped.
+    pub fn load_backlog(&self) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(text) = std::fs::read_to_string(backlog_file(dir)) else {
+            return;
+        };
+        let v: Vec<u64> = text.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        if let [start_pos, start_seq, end_pos, end_seq] = v[..] {
+            *self.backlog.lock() = Some(Backlog {
+                start: LogHead {
+                    pos: start_pos,
+                    seq: start_seq,
+                },
+                end: LogHead {
+                    pos: end_pos,
+                    seq: end_seq,
+                },
+            });
+        }
     }
 
     /// Creates a channel reading from `start` (takeover of imported backlog).
@@ -490,6 +598,7 @@ impl Topic {
         let ch = channels.remove(name)?;
         if channels.is_empty() {
             *self.orphan_start.lock() = Some(self.core.head());
+            self.close_backlog();
         }
         drop(channels);
         ch.destroy();
@@ -529,6 +638,7 @@ impl Topic {
     /// Drops the messages the topic holds for channels not yet created (`/topic/empty`).
     pub fn empty(&self) {
         let head = self.core.head();
+        self.close_backlog();
         let mut orphan = self.orphan_start.lock();
         if orphan.is_some() {
             *orphan = Some(head);
@@ -557,6 +667,7 @@ impl Topic {
             .iter()
             .map(|ch| ch.unread_from())
             .chain(self.orphan_start().map(|h| h.pos))
+            .chain(self.backlog.lock().map(|b| b.start.pos))
             .min()
             .unwrap_or(head.pos);
         match LogReader::scan_deferred(log, from, head.pos, now_ns()) {
@@ -580,7 +691,9 @@ impl Topic {
     /// Deletes log segments no channel needs any more, and forgets deferred messages every
     /// channel has read.
     pub fn release_unneeded(&self) {
-        let orphan = *self.orphan_start.lock();
+        // A channel created while the backlog is being read starts at its start: keep it.
+        let backlog = self.backlog_in_progress(&self.channels.read()).map(|b| b.start);
+        let orphan = (*self.orphan_start.lock()).or(backlog);
         let mut low = orphan.map(|h| h.pos).unwrap_or(u64::MAX);
         let mut low_seq = orphan.map(|h| h.seq).unwrap_or(u64::MAX);
         for ch in self.channels() {

@@ -412,7 +412,7 @@ impl Consumer {
 impl Inner {
     fn log(&self, msg: impl std::fmt::Display) {
         if self.config.log_connections {
-            eprintln!("nsqrs: [{}/{}] {msg}", self.topic, self.channel);
+            crate::errln!("nsqrs: [{}/{}] {msg}", self.topic, self.channel);
         }
     }
 

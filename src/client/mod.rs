@@ -5,6 +5,9 @@
 //! tools they replace; `Config::set_opt` takes go-nsq's option names, TLS, snappy/deflate and
 //! AUTH included.
 
+// The tools run on this: see crate::console.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod config;
 pub mod connect;
 pub mod consumer;

@@ -222,7 +222,7 @@ async fn dial(addr: &str, config: &Config) -> Result<Conn<Transport>, PublishErr
     let limit = config.dial_timeout + super::wire::REPLY_TIMEOUT;
     let log = |m: &str| {
         if config.log_connections {
-            eprintln!("nsqrs: ({addr}) {m}");
+            crate::errln!("nsqrs: ({addr}) {m}");
         }
     };
     let conn = tokio::time::timeout(limit, async {

@@ -78,8 +78,11 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Middleware: NSQ's 405 body in place of axum's, and `X-NSQ-Content-Type` on every response.
+/// Every request of both APIs passes here, so this is also where a finished request is
+/// reported to the memory reclaimer.
 pub async fn nsq_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
+    crate::server::reclaim::note_released();
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
         resp = err(405, "METHOD_NOT_ALLOWED");
     }

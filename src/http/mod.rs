@@ -3,6 +3,7 @@
 // Handlers return finished responses as errors; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod body;
 pub mod common;
 mod messages;
 mod metrics;
@@ -10,7 +11,6 @@ mod metrics;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -19,8 +19,8 @@ use axum::routing::{any, get};
 use axum::Router;
 use serde_json::json;
 
-use crate::broker::topic::Topic;
-use crate::broker::{stats, Broker, NSQ_VERSION};
+use crate::broker::topic::{PublishError, Topic};
+use crate::broker::{stats, Broker, TopicError, NSQ_VERSION};
 use crate::protocol::guid::now_ns;
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 use common::{empty, err, json_body, nsq_headers, ok_text, params};
@@ -41,8 +41,6 @@ type Reply = Result<Response, Response>;
 pub fn router(state: HttpState, over_tls: bool) -> Router {
     let o = &state.broker.opts;
     let tls_required = !over_tls && o.tls_required == crate::options::TlsRequired::Yes;
-    // Bodies are bounded by nsqd's own limits (checked in the handlers), not axum's default.
-    let body_limit = o.max_body_size.max(o.max_msg_size) as usize + 1;
     Router::new()
         .route("/ping", get(ping))
         .route("/info", get(info))
@@ -59,7 +57,6 @@ pub fn router(state: HttpState, over_tls: bool) -> Router {
         .route("/replication", get(replication_status))
         .route("/replication/adopt", any(replication_adopt))
         .fallback(|| async { err(404, "NOT_FOUND") })
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             Arc::new(o.http_admin_token.clone()),
             admin_token,
@@ -161,14 +158,6 @@ fn json_error(code: u16, message: &str, detail: &str) -> Response {
     resp
 }
 
-/// The HTTP error for a failed publish: replication's is 503 with the command's name.
-fn publish_error(e: crate::broker::topic::PublishError, failed: &str) -> Response {
-    match e {
-        crate::broker::topic::PublishError::Replication(_) => err(503, failed),
-        _ => err(503, "EXITING"),
-    }
-}
-
 /// `--tls-required=true`: every plain-HTTP request is refused with nsqd's exact body.
 async fn require_tls(
     State((required, https_port)): State<(bool, u16)>,
@@ -268,14 +257,43 @@ fn publish_topic(s: &HttpState, p: &HashMap<String, String>) -> Result<Arc<Topic
     if !is_valid_topic_name(name) {
         return Err(err(400, "INVALID_TOPIC"));
     }
-    s.broker
-        .get_or_create_topic(name)
-        .map_err(|_| err(503, "EXITING"))
+    s.broker.get_or_create_topic(name).map_err(topic_error)
 }
 
-async fn publish(State(s): State<HttpState>, method: Method, RawQuery(q): RawQuery, body: Bytes) -> Reply {
-    require_post(&method)?;
+/// nsqd answers EXITING only when it is exiting; a topic whose files cannot be opened (out of
+/// descriptors, a damaged directory) is an internal error, and the log says why.
+fn topic_error(e: TopicError) -> Response {
+    match e {
+        TopicError::Exiting => err(503, "EXITING"),
+        TopicError::Unavailable(_) => err(500, "INTERNAL_ERROR"),
+    }
+}
+
+/// A failed publish: nsqd's 503 EXITING for a failed write (a full disk), but running out of
+/// descriptors is not the broker exiting.
+/// The HTTP error for a failed publish; `failed` names the command (`PUB_FAILED`,
+/// `MPUB_FAILED`) for a batch fewer replicas than `--replicas` hold (strict policy).
+fn publish_error(e: PublishError, failed: &str) -> Response {
+    match e {
+        PublishError::Io(io) if crate::broker::files::is_out_of_descriptors(&io) => {
+            err(500, "INTERNAL_ERROR")
+        }
+        PublishError::Replication(_) => err(503, failed),
+        _ => err(503, "EXITING"),
+    }
+}
+
+/// `/pub`, in nsqd's order: a declared length over the limit is refused before any of the body
+/// is read, then the body is read up to one byte past the limit, then the query is checked.
+async fn publish(State(s): State<HttpState>, RawQuery(q): RawQuery, req: Request) -> Reply {
+    require_post(req.method())?;
     let max = s.broker.opts.max_msg_size as usize;
+    if body::declared_length(&req).is_some_and(|n| n > max as u64) {
+        return Err(err(413, "MSG_TOO_BIG"));
+    }
+    let body = body::read_limited(req.into_body(), max + 1, |_| false)
+        .await
+        .map_err(|_| err(500, "INTERNAL_ERROR"))?;
     if body.len() > max {
         return Err(err(413, "MSG_TOO_BIG"));
     }
@@ -318,57 +336,42 @@ fn with_ids(mut resp: Response, name: &'static str, ids: &[crate::protocol::Mess
     resp
 }
 
-/// Binary /mpub body: `[4B count]([4B size][data])*`, with NSQ's error codes minus `E_`.
-fn split_binary_mpub(body: &[u8], max_msg: usize) -> Result<Vec<&[u8]>, Response> {
-    let u32_at = |at: usize| {
-        body.get(at..at + 4)
-            .map(|b| i32::from_be_bytes(b.try_into().unwrap()))
-    };
-    let count = u32_at(0).ok_or_else(|| err(413, "BAD_BODY"))?;
-    if count <= 0 {
-        return Err(err(413, "BAD_BODY"));
-    }
-    let mut at = 4;
-    let mut out = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let size = u32_at(at).ok_or_else(|| err(413, "BAD_MESSAGE"))?;
-        if size <= 0 || size as usize > max_msg {
-            return Err(err(413, "BAD_MESSAGE"));
-        }
-        let msg = body
-            .get(at + 4..at + 4 + size as usize)
-            .ok_or_else(|| err(413, "BAD_MESSAGE"))?;
-        out.push(msg);
-        at += 4 + size as usize;
-    }
-    Ok(out)
-}
-
-async fn multi_publish(
-    State(s): State<HttpState>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Reply {
-    require_post(&method)?;
-    if body.len() > s.broker.opts.max_body_size as usize {
+/// `/mpub`, in nsqd's order: declared length, then the query and topic, then the body, which is
+/// read no further than `--max-body-size` (nsqd reads a binary body without limit) and, in
+/// binary mode, no further than its last message: a bad count is answered from its four bytes.
+async fn multi_publish(State(s): State<HttpState>, RawQuery(q): RawQuery, req: Request) -> Reply {
+    require_post(req.method())?;
+    let max_body = s.broker.opts.max_body_size as usize;
+    if body::declared_length(&req).is_some_and(|n| n > max_body as u64) {
         return Err(err(413, "BODY_TOO_BIG"));
     }
     let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
     let topic = publish_topic(&s, &p)?;
     let max_msg = s.broker.opts.max_msg_size as usize;
     let binary = p.get("binary").is_some_and(|v| v != "false" && v != "0");
-    let messages: Vec<&[u8]> = if binary {
-        split_binary_mpub(&body, max_msg)?
-    } else {
-        let mut out = Vec::new();
-        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if line.len() > max_msg {
-                return Err(err(413, "MSG_TOO_BIG"));
-            }
-            out.push(line);
+    let read_error = |_| err(500, "INTERNAL_ERROR");
+    let data = if binary {
+        let mut scan = body::BinaryMpubScan::default();
+        let data = body::read_limited(req.into_body(), max_body + 1, |buf| {
+            scan.advance(buf, max_msg, max_body) != Ok(false)
+        })
+        .await
+        .map_err(read_error)?;
+        match scan.advance(&data, max_msg, max_body) {
+            Err(code) => return Err(err(413, code)),
+            Ok(true) => data,
+            Ok(false) if data.len() > max_body => return Err(err(413, "BODY_TOO_BIG")),
+            Ok(false) => return Err(err(413, scan.ended_early())),
         }
-        out
+    } else {
+        body::read_limited(req.into_body(), max_body + 1, |_| false)
+            .await
+            .map_err(read_error)?
+    };
+    let messages = if binary {
+        body::split_binary_mpub(&data, max_msg, max_body).map_err(|code| err(413, code))?
+    } else {
+        body::split_text_mpub(&data, max_msg, max_body).map_err(|(status, m)| err(status, m))?
     };
     let mut ids = Vec::new();
     if !messages.is_empty() {
@@ -401,7 +404,7 @@ async fn topic_action(
             if !is_valid_topic_name(name) {
                 return Err(err(400, "INVALID_TOPIC"));
             }
-            b.get_or_create_topic(name).map_err(|_| err(503, "EXITING"))?;
+            b.get_or_create_topic(name).map_err(topic_error)?;
         }
         "delete" => {
             if !b.delete_topic(name) {
@@ -452,8 +455,10 @@ async fn channel_action(
                 .map_err(|e| err(500, &e))?;
         }
         "delete" => {
-            existing()?;
-            b.delete_channel(&topic, channel_name);
+            // A channel set aside at start-up is not served but can be deleted.
+            if !b.delete_channel(&topic, channel_name) {
+                return Err(err(404, "CHANNEL_NOT_FOUND"));
+            }
         }
         "empty" => existing()?.empty(),
         "pause" | "unpause" => {
@@ -467,13 +472,19 @@ async fn channel_action(
 
 const LOG_LEVELS: [&str; 5] = ["debug", "info", "warn", "error", "fatal"];
 
-async fn config(State(s): State<HttpState>, method: Method, Path(opt): Path<String>, body: Body) -> Reply {
+async fn config(State(s): State<HttpState>, Path(opt): Path<String>, req: Request) -> Reply {
     let o = &s.broker.opts;
+    let method = req.method().clone();
     if method == Method::PUT {
-        let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        // nsqd reads up to --max-msg-size; a longer declared body is refused without reading it.
+        let max = o.max_msg_size as usize;
+        if body::declared_length(&req).is_some_and(|n| n > max as u64) {
+            return Err(err(413, "INVALID_VALUE"));
+        }
+        let bytes = body::read_limited(req.into_body(), max + 1, |_| false)
             .await
-            .map_err(|_| err(413, "INVALID_VALUE"))?;
-        if bytes.is_empty() {
+            .map_err(|_| err(500, "INTERNAL_ERROR"))?;
+        if bytes.is_empty() || bytes.len() > max {
             return Err(err(413, "INVALID_VALUE"));
         }
         return match opt.as_str() {

@@ -159,6 +159,13 @@ pub async fn start(opts: Arc<LookupdOptions>) -> Result<Running, String> {
 
 async fn serve(opts: LookupdOptions) -> i32 {
     let opts = Arc::new(opts);
+    let mut signals = match crate::server::ExitSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            opts.logf(Level::Fatal, &format!("failed to install signal handlers - {e}"));
+            return 1;
+        }
+    };
     opts.logf(Level::Info, &version_string());
     let running = match start(opts.clone()).await {
         Ok(r) => r,
@@ -167,27 +174,10 @@ async fn serve(opts: LookupdOptions) -> i32 {
             return 1;
         }
     };
-    let code = wait_for_signal(&opts).await;
+    signals.recv().await;
     running.stop();
     opts.logf(Level::Info, &format!("TCP: closing {}", running.tcp_addr));
     opts.logf(Level::Info, &format!("HTTP: closing {}", running.http_addr));
-    code
-}
-
-/// Waits for SIGINT or SIGTERM; the exit code is 1 only if the handlers cannot be installed.
-async fn wait_for_signal(opts: &LookupdOptions) -> i32 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            opts.logf(Level::Fatal, &format!("failed to install signal handlers - {e}"));
-            return 1;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
     0
 }
 

@@ -23,6 +23,11 @@ use crate::protocol::names::{is_ephemeral, is_valid_channel_name, is_valid_topic
 
 const MAGIC_V1: &[u8; 4] = b"  V1";
 
+/// Longest request line read. nsqd's lines are two names of at most 64 characters and a verb;
+/// nsqlookupd reads lines of any length, which lets a client that never sends a newline grow
+/// its memory without bound, so a longer line ends the connection (as nsqd does in V2).
+pub const MAX_LINE_LEN: usize = 16 * 1024;
+
 /// Accepts nsqd connections until the task is dropped or aborted; aborting it also ends every
 /// connection it accepted (their registrations are removed as they go).
 ///
@@ -69,7 +74,7 @@ struct Connection {
 
 /// A protocol error: sent as `"<code> <desc>"`, then the connection closes.
 #[derive(Debug, PartialEq)]
-struct ProtocolError {
+pub struct ProtocolError {
     code: &'static str,
     desc: String,
     /// The underlying failure, for the log only.
@@ -132,6 +137,10 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<
     w.write_all(&out).await
 }
 
+/// Largest IDENTIFY body accepted. An nsqd's is a few hundred bytes of JSON; the bound keeps a
+/// client from making lookupd buffer up to the 2 GiB a size field can announce.
+pub const MAX_IDENTIFY_BODY: u64 = 1024 * 1024;
+
 impl Connection {
     async fn handle(self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
@@ -169,14 +178,24 @@ impl Connection {
         let mut line = Vec::new();
         loop {
             line.clear();
+            let read = (&mut rd)
+                .take(MAX_LINE_LEN as u64)
+                .read_until(b'\n', &mut line)
+                .await;
             // A last line without '\n' is dropped unexecuted, as Go's ReadString does.
-            match rd.read_until(b'\n', &mut line).await {
+            match read {
                 Ok(_) if line.last() == Some(&b'\n') => {}
+                Ok(n) if n == MAX_LINE_LEN => {
+                    self.opts.logf(
+                        Level::Error,
+                        &format!("[{remote}] - line longer than {MAX_LINE_LEN} bytes"),
+                    );
+                    break;
+                }
                 _ => break,
             }
             let text = String::from_utf8_lossy(&line);
-            let params: Vec<&str> = text.trim().split(' ').collect();
-            match self.exec(&mut guard, &mut rd, &params).await {
+            match self.exec(&mut guard, &mut rd, &text).await {
                 Ok(reply) => {
                     if send(&mut wr, &reply).await.is_err() {
                         break;
@@ -193,23 +212,20 @@ impl Connection {
         self.opts
             .logf(Level::Info, &format!("PROTOCOL(V1): [{remote}] exiting ioloop"));
         drop(guard);
+        crate::server::reclaim::note_released();
     }
 
     async fn exec<R: AsyncRead + Unpin>(
         &self,
         guard: &mut PeerGuard,
         rd: &mut R,
-        params: &[&str],
+        line: &str,
     ) -> Result<Vec<u8>, ProtocolError> {
-        match params[0] {
-            "PING" => Ok(self.ping(guard)),
-            "IDENTIFY" => self.identify(guard, rd).await,
-            "REGISTER" => self.register(guard, &params[1..]),
-            "UNREGISTER" => self.unregister(guard, &params[1..]),
-            other => Err(ProtocolError::new(
-                "E_INVALID",
-                format!("invalid command {other}"),
-            )),
+        match parse_request(line, guard.peer.is_some())? {
+            Request::Ping => Ok(self.ping(guard)),
+            Request::Identify => self.identify(guard, rd).await,
+            Request::Register { topic, channel } => self.register(guard, topic, channel),
+            Request::Unregister { topic, channel } => self.unregister(guard, topic, channel),
         }
     }
 
@@ -242,15 +258,20 @@ impl Connection {
         guard: &mut PeerGuard,
         rd: &mut R,
     ) -> Result<Vec<u8>, ProtocolError> {
-        if guard.peer.is_some() {
-            return Err(ProtocolError::new("E_INVALID", "cannot IDENTIFY again"));
-        }
         let size_err = |e: &dyn fmt::Display| {
             ProtocolError::new("E_BAD_BODY", "IDENTIFY failed to read body size").caused_by(e)
         };
         let size = rd.read_i32().await.map_err(|e| size_err(&e))?;
         // nsqlookupd would panic allocating a negative size; this is the closest error it has.
         let size = u64::try_from(size).map_err(|_| size_err(&format!("negative size {size}")))?;
+        // nsqlookupd allocates whatever size is announced (up to 2 GiB); nsqd bounds its own
+        // IDENTIFY by --max-body-size and answers the same way.
+        if size > MAX_IDENTIFY_BODY {
+            return Err(ProtocolError::new(
+                "E_BAD_BODY",
+                format!("IDENTIFY body too big {size} > {MAX_IDENTIFY_BODY}"),
+            ));
+        }
         // Read as it arrives rather than allocating the announced size up front.
         let mut body = Vec::new();
         let read = rd.take(size).read_to_end(&mut body).await;
@@ -305,9 +326,13 @@ impl Connection {
             .ok_or_else(|| ProtocolError::new("E_INVALID", "client must IDENTIFY"))
     }
 
-    fn register(&self, guard: &PeerGuard, params: &[&str]) -> Result<Vec<u8>, ProtocolError> {
+    fn register(
+        &self,
+        guard: &PeerGuard,
+        topic: &str,
+        channel: Option<&str>,
+    ) -> Result<Vec<u8>, ProtocolError> {
         let peer = self.identified(guard)?;
-        let (topic, channel) = topic_channel("REGISTER", params)?;
         if let Some(channel) = channel {
             let r = Registration::channel(topic, channel);
             if self.registry.add_producer(r.clone(), peer) {
@@ -321,9 +346,13 @@ impl Connection {
         Ok(b"OK".to_vec())
     }
 
-    fn unregister(&self, guard: &PeerGuard, params: &[&str]) -> Result<Vec<u8>, ProtocolError> {
+    fn unregister(
+        &self,
+        guard: &PeerGuard,
+        topic: &str,
+        channel: Option<&str>,
+    ) -> Result<Vec<u8>, ProtocolError> {
         let peer = self.identified(guard)?;
-        let (topic, channel) = topic_channel("UNREGISTER", params)?;
         let db = &self.registry;
         if let Some(channel) = channel {
             let r = Registration::channel(topic, channel);
@@ -362,6 +391,55 @@ impl Connection {
     }
 }
 
+/// One request line of protocol V1, validated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    Ping,
+    /// The length-prefixed JSON body follows the line on the wire.
+    Identify,
+    Register {
+        topic: &'a str,
+        channel: Option<&'a str>,
+    },
+    Unregister {
+        topic: &'a str,
+        channel: Option<&'a str>,
+    },
+}
+
+/// Parses one request line (its newline may be included) as nsqlookupd does: surrounding
+/// whitespace trimmed, parameters split on single spaces, and the checks in nsqlookupd's
+/// order, which depends on whether the connection has sent IDENTIFY (`identified`).
+pub fn parse_request(line: &str, identified: bool) -> Result<Request<'_>, ProtocolError> {
+    let params: Vec<&str> = line.trim().split(' ').collect();
+    let must_identify = || {
+        if identified {
+            Ok(())
+        } else {
+            Err(ProtocolError::new("E_INVALID", "client must IDENTIFY"))
+        }
+    };
+    match params[0] {
+        "PING" => Ok(Request::Ping),
+        "IDENTIFY" if identified => Err(ProtocolError::new("E_INVALID", "cannot IDENTIFY again")),
+        "IDENTIFY" => Ok(Request::Identify),
+        "REGISTER" => {
+            must_identify()?;
+            let (topic, channel) = topic_channel("REGISTER", &params[1..])?;
+            Ok(Request::Register { topic, channel })
+        }
+        "UNREGISTER" => {
+            must_identify()?;
+            let (topic, channel) = topic_channel("UNREGISTER", &params[1..])?;
+            Ok(Request::Unregister { topic, channel })
+        }
+        other => Err(ProtocolError::new(
+            "E_INVALID",
+            format!("invalid command {other}"),
+        )),
+    }
+}
+
 /// `<topic> [<channel>]` of REGISTER and UNREGISTER, validated.
 fn topic_channel<'a>(command: &str, params: &[&'a str]) -> Result<(&'a str, Option<&'a str>), ProtocolError> {
     let Some(&topic) = params.first() else {
@@ -392,7 +470,7 @@ fn topic_channel<'a>(command: &str, params: &[&'a str]) -> Result<(&'a str, Opti
 /// Decodes an IDENTIFY body the way Go's `encoding/json` fills nsqlookupd's `PeerInfo`: a
 /// JSON object (or `null`), keys matched exactly or else case-insensitively, unknown keys
 /// ignored, `null` values skipped, and a value of the wrong type an error.
-fn decode_identify(body: &[u8]) -> Result<PeerInfo, String> {
+pub fn decode_identify(body: &[u8]) -> Result<PeerInfo, String> {
     // Go replaces invalid UTF-8 inside strings rather than rejecting the document.
     let text = String::from_utf8_lossy(body);
     let value: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;

@@ -402,11 +402,25 @@ fn parse_mpub(params: &[&[u8]], body: Body, limits: &ParseLimits) -> ParseResult
     if count <= 0 || count as i64 > max_messages {
         return Err(ProtocolError::fatal("E_BAD_BODY", format!("MPUB invalid message count {count}")).into());
     }
-    // Messages are framed by their own sizes; the body size above is only bounds-checked.
-    let mut at = body.start + 8;
-    // The count is the client's claim; allocate for what is actually buffered.
-    let mut bodies = Vec::with_capacity((count as usize).min((body.buf.len() - at) / 4 + 1));
+    // Messages are framed by their own sizes, as in nsqd, but each must end within the declared
+    // body: Go nsqd keeps reading past it, so a client declaring 10 bytes could make it buffer
+    // gigabytes. Failing at the first byte beyond it bounds what an MPUB can make us buffer.
+    let body_end = body.start + 4 + body_len as usize;
+    let beyond_body = || -> ParseError {
+        ProtocolError::fatal(
+            "E_BAD_BODY",
+            format!("MPUB messages exceed the body size {body_len}"),
+        )
+        .into()
+    };
+    // Find where the messages end before copying any, so a partly buffered MPUB costs a scan
+    // of its size fields per read rather than a copy of everything received so far.
+    let first = body.start + 8;
+    let mut at = first;
     for i in 0..count {
+        if at + 4 > body_end {
+            return Err(beyond_body());
+        }
         let Some(len) = body.i32_at(at) else {
             return Ok(None);
         };
@@ -424,11 +438,22 @@ fn parse_mpub(params: &[&[u8]], body: Body, limits: &ParseLimits) -> ParseResult
             )
             .into());
         }
-        let Some(bytes) = body.bytes(at + 4, len as usize) else {
+        let end = at + 4 + len as usize;
+        if end > body_end {
+            return Err(beyond_body());
+        }
+        if end > body.buf.len() {
             return Ok(None);
-        };
-        bodies.push(Bytes::copy_from_slice(bytes));
-        at += 4 + len as usize;
+        }
+        at = end;
+    }
+    // Every message is buffered: `count` is now backed by real bytes.
+    let mut bodies = Vec::with_capacity(count as usize);
+    let mut at = first;
+    for _ in 0..count {
+        let len = body.i32_at(at).map_or(0, |n| n as usize);
+        bodies.push(Bytes::copy_from_slice(&body.buf[at + 4..at + 4 + len]));
+        at += 4 + len;
     }
     Ok(Some((Command::Mpub { topic, bodies }, at)))
 }
@@ -492,6 +517,55 @@ mod tests {
             Command::Mpub { bodies, .. } => assert_eq!(bodies, vec![Bytes::from("a"), Bytes::from("bc")]),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn mpub_frame(declared: u32, bodies: &[&[u8]]) -> Vec<u8> {
+        let mut buf = b"MPUB t\n".to_vec();
+        buf.extend_from_slice(&declared.to_be_bytes());
+        buf.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
+        for b in bodies {
+            buf.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            buf.extend_from_slice(b);
+        }
+        buf
+    }
+
+    #[test]
+    fn mpub_fails_once_its_declared_size_is_exceeded() {
+        // Declared 10 bytes, but the first message alone needs 4 + 100: refused as soon as its
+        // size field is read, before any of it is buffered.
+        let big = [b'x'; 100];
+        let buf = mpub_frame(10, &[&big]);
+        let header_only = &buf[..b"MPUB t\n".len() + 12];
+        assert_eq!(
+            err(header_only, ClientState::Init),
+            "E_BAD_BODY MPUB messages exceed the body size 10"
+        );
+        // A count whose size fields would lie beyond the declared body fails at that point.
+        let buf = mpub_frame(4 + 5, &[b"a", b"b"]);
+        assert_eq!(
+            err(&buf, ClientState::Init),
+            "E_BAD_BODY MPUB messages exceed the body size 9"
+        );
+        // An exact declaration parses; a partial one waits.
+        let buf = mpub_frame(4 + 5 + 6, &[b"a", b"bc"]);
+        assert!(matches!(
+            parse(&buf, &limits(), ctx(ClientState::Init)),
+            Ok(Some(_))
+        ));
+        assert_eq!(
+            parse(&buf[..buf.len() - 1], &limits(), ctx(ClientState::Init)),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn mpub_count_is_not_trusted_before_the_bytes_arrive() {
+        // A count of a million with nothing behind it allocates nothing and waits.
+        let mut buf = b"MPUB t\n".to_vec();
+        buf.extend_from_slice(&4999u32.to_be_bytes());
+        buf.extend_from_slice(&999u32.to_be_bytes());
+        assert_eq!(parse(&buf, &limits(), ctx(ClientState::Init)), Ok(None));
     }
 
     #[test]

@@ -37,11 +37,18 @@ pub struct IdentifyRequest {
 
 impl IdentifyRequest {
     /// Decodes an IDENTIFY body the way Go's `encoding/json` does for nsqd: `null` leaves a
-    /// field at its zero value and keys match case-insensitively (clients rely on both).
+    /// field at its zero value and keys match case-insensitively (clients rely on both); a
+    /// body of `null` is an empty request, and one that is no object is an error (serde alone
+    /// would fill the fields from an array, in order).
     pub fn from_json(body: &[u8]) -> Result<IdentifyRequest, serde_json::Error> {
-        let value: serde_json::Value = serde_json::from_slice(body)?;
-        let serde_json::Value::Object(map) = value else {
-            return serde_json::from_value(value);
+        let map = match serde_json::from_slice(body)? {
+            serde_json::Value::Object(map) => map,
+            serde_json::Value::Null => return Ok(IdentifyRequest::default()),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "cannot unmarshal {other} into an IDENTIFY object"
+                )))
+            }
         };
         let cleaned: serde_json::Map<String, serde_json::Value> = map
             .into_iter()

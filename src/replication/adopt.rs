@@ -365,7 +365,7 @@ fn adopt_topic(broker: &Arc<Broker>, name: &str, ct: &CopyTopic) -> Result<u64, 
             ranges.extend(pieces.iter().filter_map(|p| p.map_range(from, to)));
         }
         for r in ranges.iter().rev() {
-            ch.prepend_range(*r, r.end_seq - r.seq);
+            ch.prepend_range(*r);
         }
         let entries: Vec<OutstandingEntry> = snap
             .entries
@@ -398,15 +398,17 @@ fn append_copy(
     let mut pieces = Vec::new();
     let mut count = 0u64;
     let mut pos = low;
+    let mut seq = None;
     while pos < end.pos {
         let batch = reader
-            .read(&ct.log, pos, end.pos, 1000)
+            .read_from(&ct.log, pos, seq, end, 1000)
             .map_err(|e| format!("reading the copy at {pos}: {e}"))?;
         if batch.messages.is_empty() {
             if batch.next_pos <= pos {
                 break;
             }
             pos = batch.next_pos;
+            seq = batch.next_seq;
             continue;
         }
         let mut run_start = 0;
@@ -444,6 +446,7 @@ fn append_copy(
             run_start = i;
         }
         pos = batch.next_pos;
+        seq = batch.next_seq;
     }
     Ok((pieces, count))
 }

@@ -4,13 +4,13 @@
 //! and never served to clients.
 //!
 //! ```text
-//! <data>/nsqrs/copies/<owner>/owner.json              identity, epoch, peers
-//! <data>/nsqrs/copies/<owner>/t_<topic>/*.seg          records, as in the owner's log
-//! <data>/nsqrs/copies/<owner>/t_<topic>/meta.json      paused, orphan start, channels
-//! <data>/nsqrs/copies/<owner>/t_<topic>/channels/      channel snapshots (engine format)
-//! <data>/nsqrs/copies/<owner>/adopted.json             once adopted
-//! <data>/nsqrs/copies/<owner>/granted.json             a claim granted to another holder
-//! <data>/nsqrs/copies/<owner>/adopting                 adoption under way (redone at start)
+//! <data>/nsqrs-data/copies/<owner>/owner.json              identity, epoch, peers
+//! <data>/nsqrs-data/copies/<owner>/t_<topic>/*.seg          records, as in the owner's log
+//! <data>/nsqrs-data/copies/<owner>/t_<topic>/meta.json      paused, orphan start, channels
+//! <data>/nsqrs-data/copies/<owner>/t_<topic>/channels/      channel snapshots (engine format)
+//! <data>/nsqrs-data/copies/<owner>/adopted.json             once adopted
+//! <data>/nsqrs-data/copies/<owner>/granted.json             a claim granted to another holder
+//! <data>/nsqrs-data/copies/<owner>/adopting                 adoption under way (redone at start)
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,8 +24,11 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{AdoptionRecord, ChannelState, End, Hello, TopicState};
-use crate::broker::journal::{ChannelSnapshot, ChannelStore};
+use crate::broker::files::FileCache;
+use crate::broker::journal::{ChannelSnapshot, ChannelStore, Stored};
 use crate::broker::log::{check_records, DiskLog};
+use crate::broker::record::max_payload;
+use crate::broker::repairs::Repairs;
 use crate::protocol::guid::now_ns;
 
 /// What this broker knows of an owner (`owner.json`).
@@ -60,6 +63,8 @@ pub struct TopicMeta {
 /// One topic of a copy.
 pub struct CopyTopic {
     dir: PathBuf,
+    files: Arc<FileCache>,
+    repairs: Arc<Repairs>,
     pub log: Arc<Mutex<DiskLog>>,
     pub meta: TopicMeta,
     meta_dirty: bool,
@@ -80,10 +85,10 @@ impl CopyTopic {
 
     /// A channel's last shipped snapshot.
     pub fn snapshot(&self, channel: &str) -> Option<ChannelSnapshot> {
-        ChannelStore::load(&self.channels_dir(), channel)
-            .ok()
-            .flatten()
-            .map(|(snap, _)| snap)
+        match ChannelStore::load(&self.channels_dir(), channel, &self.files, &self.repairs) {
+            Ok(Stored::Intact(snap, _)) => Some(snap),
+            _ => None,
+        }
     }
 }
 
@@ -93,6 +98,9 @@ pub struct Copy {
     dir: PathBuf,
     max_bytes_per_file: u64,
     fsync: bool,
+    /// The broker's file cache and repair record: a copy's segments count like its own.
+    files: Arc<FileCache>,
+    repairs: Arc<Repairs>,
     pub info: Mutex<OwnerInfo>,
     pub topics: Mutex<BTreeMap<String, CopyTopic>>,
     pub adopted: Mutex<Option<AdoptionRecord>>,
@@ -148,10 +156,18 @@ impl Copy {
 
     fn open_topic(&self, name: &str) -> std::io::Result<CopyTopic> {
         let dir = topic_dir(&self.dir, name);
-        let log = DiskLog::open(&dir, self.max_bytes_per_file, self.max_msg_size())?;
+        let log = DiskLog::open_copy(
+            &dir,
+            self.files.clone(),
+            self.repairs.clone(),
+            self.max_bytes_per_file,
+            self.max_msg_size(),
+        )?;
         let meta = read_json(&dir.join("meta.json")).unwrap_or_default();
         Ok(CopyTopic {
             dir,
+            files: self.files.clone(),
+            repairs: self.repairs.clone(),
             log: Arc::new(Mutex::new(log)),
             meta,
             meta_dirty: false,
@@ -206,8 +222,7 @@ impl Copy {
 
     /// Appends the owner's records at `pos`. Returns the copy's new end.
     pub fn append(&self, session: u64, topic: &str, pos: u64, records: &[u8]) -> Result<End, String> {
-        let max_payload = 34 + self.max_msg_size();
-        let span = check_records(records, max_payload)
+        let span = check_records(records, max_payload(self.max_msg_size()))
             .ok_or_else(|| format!("damaged records for topic {topic} at {pos}"))?;
         let mut topics = self.topics.lock();
         if !self.is_current(session) {
@@ -265,8 +280,14 @@ impl Copy {
             return Ok(());
         }
         let mut snap = state.snapshot.clone();
-        ChannelStore::create(&t.channels_dir(), &state.channel, &mut snap, self.fsync)
-            .map_err(|e| format!("channel {}:{}: {e}", state.topic, state.channel))?;
+        ChannelStore::create(
+            &t.channels_dir(),
+            &state.channel,
+            &mut snap,
+            self.fsync,
+            self.files.clone(),
+        )
+        .map_err(|e| format!("channel {}:{}: {e}", state.topic, state.channel))?;
         t.meta
             .channels
             .insert(state.channel.clone(), (state.version, state.paused));
@@ -463,18 +484,29 @@ pub struct CopyStore {
     dir: PathBuf,
     max_bytes_per_file: u64,
     fsync: bool,
+    files: Arc<FileCache>,
+    repairs: Arc<Repairs>,
     copies: Mutex<BTreeMap<String, Arc<Copy>>>,
 }
 
 impl CopyStore {
-    /// Opens `<data>/nsqrs/copies`, loading every copy found there.
-    pub fn open(data_dir: &Path, max_bytes_per_file: u64, fsync: bool) -> Result<CopyStore, String> {
-        let dir = data_dir.join("nsqrs").join("copies");
+    /// Opens `<data>/nsqrs-data/copies` (`store_dir` is nsqrs's folder in the data directory),
+    /// loading every copy found there.
+    pub fn open(
+        store_dir: &Path,
+        max_bytes_per_file: u64,
+        fsync: bool,
+        files: Arc<FileCache>,
+        repairs: Arc<Repairs>,
+    ) -> Result<CopyStore, String> {
+        let dir = store_dir.join("copies");
         fs::create_dir_all(&dir).map_err(|e| format!("failed to create {} - {e}", dir.display()))?;
         let store = CopyStore {
             dir,
             max_bytes_per_file: max_bytes_per_file.max(1024),
             fsync,
+            files,
+            repairs,
             copies: Mutex::new(BTreeMap::new()),
         };
         let entries = fs::read_dir(&store.dir).map_err(|e| e.to_string())?;
@@ -497,6 +529,8 @@ impl CopyStore {
             dir: self.dir.join(owner),
             max_bytes_per_file: self.max_bytes_per_file,
             fsync: self.fsync,
+            files: self.files.clone(),
+            repairs: self.repairs.clone(),
             info: Mutex::new(info),
             topics: Mutex::new(BTreeMap::new()),
             adopted: Mutex::new(None),
@@ -560,5 +594,198 @@ impl CopyStore {
                 c.owner == selector || info.name == selector || info.tcp_address == selector
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The copy's log on the engine's storage: records shipped as the owner stores them are
+    //! checked before they are written, gaps stay gaps, damage on the owner is skipped.
+
+    use super::*;
+    use crate::broker::log::{LogHead, LogReader, NewRecord, RecordSpan};
+    use crate::protocol::MessageId;
+
+    const MAX_MSG: usize = 1024;
+
+    fn logs(dir: &Path) -> (Arc<FileCache>, Arc<Repairs>) {
+        fs::create_dir_all(dir).unwrap();
+        (Arc::new(FileCache::new(64)), Arc::new(Repairs::default()))
+    }
+
+    /// An owner's log with `n` messages of 100 bytes (IDs 0..n), in segments of 1 KiB.
+    fn owner_log(dir: &Path, n: u64) -> (Mutex<DiskLog>, Arc<Repairs>) {
+        let (files, repairs) = logs(dir);
+        let mut log = DiskLog::open(dir, files, repairs.clone(), 1024, MAX_MSG).unwrap();
+        let body = [b'm'; 100];
+        for id in 0..n {
+            log.append(&[NewRecord {
+                id: MessageId(id),
+                timestamp_ns: 1,
+                attempts: 0,
+                deliver_at_ns: 0,
+                body: &body,
+            }])
+            .unwrap();
+        }
+        (Mutex::new(log), repairs)
+    }
+
+    /// Everything `read_raw` ships from `from`: (start, bytes) per call.
+    fn ship(log: &Mutex<DiskLog>, from: u64) -> Vec<(u64, Vec<u8>)> {
+        let head = log.lock().head();
+        let mut reader = LogReader::default();
+        let mut out = Vec::new();
+        let mut pos = from;
+        for _ in 0..1000 {
+            let mut bytes = Vec::new();
+            let Some(start) = reader.read_raw(log, pos, head, 700, &mut bytes).unwrap() else {
+                break;
+            };
+            pos = start + bytes.len() as u64;
+            out.push((start, bytes));
+        }
+        out
+    }
+
+    fn ids(log: &Mutex<DiskLog>) -> Vec<u64> {
+        let head = log.lock().head();
+        let batch = LogReader::default()
+            .read_from(log, 0, None, head, 10_000)
+            .unwrap();
+        let mut out: Vec<u64> = batch.messages.iter().map(|m| m.id.0).collect();
+        let (mut pos, mut seq) = (batch.next_pos, batch.next_seq);
+        while pos < head.pos {
+            let batch = LogReader::default()
+                .read_from(log, pos, seq, head, 10_000)
+                .unwrap();
+            if batch.next_pos <= pos {
+                break;
+            }
+            out.extend(batch.messages.iter().map(|m| m.id.0));
+            (pos, seq) = (batch.next_pos, batch.next_seq);
+        }
+        out
+    }
+
+    #[test]
+    fn a_copy_takes_the_owners_records_at_the_owners_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (owner, _) = owner_log(&dir.path().join("owner"), 30);
+        let (files, repairs) = logs(&dir.path().join("copy"));
+        let mut copy =
+            DiskLog::open_copy(&dir.path().join("copy"), files, repairs.clone(), 1024, MAX_MSG).unwrap();
+        for (start, bytes) in ship(&owner, 0) {
+            let span = check_records(&bytes, max_payload(MAX_MSG)).expect("intact records");
+            copy.append_raw(start, &bytes, span).unwrap();
+        }
+        assert_eq!(copy.head(), owner.lock().head());
+        let copy = Mutex::new(copy);
+        assert_eq!(ids(&copy), (0..30).collect::<Vec<_>>());
+        assert_eq!(repairs.count(), 0);
+    }
+
+    #[test]
+    fn records_that_fail_their_checksum_or_do_not_follow_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (owner, _) = owner_log(&dir.path().join("owner"), 10);
+        let shipped = ship(&owner, 0);
+        let (first_at, first) = shipped[0].clone();
+        let (second_at, second) = shipped[1].clone();
+        let max = max_payload(MAX_MSG);
+
+        let mut flipped = first.clone();
+        flipped[60] ^= 1;
+        assert_eq!(check_records(&flipped, max), None, "a body byte changed");
+        assert_eq!(
+            check_records(&first[..first.len() - 1], max),
+            None,
+            "a record cut short"
+        );
+        let mut both = second.clone();
+        both.extend_from_slice(&first);
+        assert_eq!(check_records(&both, max), None, "sequence numbers that go back");
+
+        let (files, repairs) = logs(&dir.path().join("copy"));
+        let mut copy = DiskLog::open_copy(&dir.path().join("copy"), files, repairs, 1024, MAX_MSG).unwrap();
+        let span = check_records(&first, max).unwrap();
+        let head = copy.append_raw(first_at, &first, span).unwrap();
+        let err = copy.append_raw(first_at, &first, span).unwrap_err();
+        assert!(err.to_string().contains("overlaps"), "{err}");
+        // The second batch again, claiming to follow at the head with other sequence numbers.
+        let mut wrong = check_records(&second, max).unwrap();
+        wrong.first_seq += 1;
+        let err = copy.append_raw(head.pos, &second, wrong).unwrap_err();
+        assert!(err.to_string().contains("sequence"), "{err}");
+        // Records further on, with sequence numbers from before the head: refused too.
+        let early = RecordSpan {
+            first_seq: 0,
+            ..check_records(&second, max).unwrap()
+        };
+        assert!(copy.append_raw(head.pos + 1000, &second, early).is_err());
+        assert_eq!(copy.head(), head, "nothing refused was written");
+        assert_eq!(second_at, head.pos);
+        copy.append_raw(second_at, &second, check_records(&second, max).unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_gap_stays_a_gap_and_reopens_without_a_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (owner, _) = owner_log(&dir.path().join("owner"), 30);
+        let shipped = ship(&owner, 0);
+        let copy_dir = dir.path().join("copy");
+        let (files, repairs) = logs(&copy_dir);
+        let mut copy = DiskLog::open_copy(&copy_dir, files.clone(), repairs.clone(), 1024, MAX_MSG).unwrap();
+        let max = max_payload(MAX_MSG);
+        // The first batch, then (as if the owner released what lies between) the last two.
+        let (at, bytes) = &shipped[0];
+        copy.append_raw(*at, bytes, check_records(bytes, max).unwrap())
+            .unwrap();
+        for (at, bytes) in &shipped[shipped.len() - 2..] {
+            copy.append_raw(*at, bytes, check_records(bytes, max).unwrap())
+                .unwrap();
+        }
+        let head = copy.head();
+        assert_eq!(head, owner.lock().head());
+        let want: Vec<u64> = {
+            let copy = Mutex::new(copy);
+            let got = ids(&copy);
+            assert!(
+                got.len() < 30 && got[0] == 0 && *got.last().unwrap() == 29,
+                "{got:?}"
+            );
+            got
+        };
+        let reopened = DiskLog::open_copy(&copy_dir, files, repairs.clone(), 1024, MAX_MSG).unwrap();
+        assert_eq!(reopened.head(), head);
+        assert_eq!(ids(&Mutex::new(reopened)), want);
+        assert_eq!(repairs.count(), 0, "{:?}", repairs.recent());
+    }
+
+    #[test]
+    fn the_owner_ships_around_damage_in_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner_dir = dir.path().join("owner");
+        let (owner, owner_repairs) = owner_log(&owner_dir, 20);
+        let head: LogHead = owner.lock().head();
+        // A body byte of the third record of the first segment.
+        let first = owner_dir.join(format!("{:020}.seg", 0));
+        let mut data = fs::read(&first).unwrap();
+        let record = crate::broker::log::stored_len(100) as usize;
+        data[2 * record + 60] ^= 0x20;
+        fs::write(&first, data).unwrap();
+
+        let copy_dir = dir.path().join("copy");
+        let (files, repairs) = logs(&copy_dir);
+        let mut copy = DiskLog::open_copy(&copy_dir, files, repairs, 1024, MAX_MSG).unwrap();
+        for (start, bytes) in ship(&owner, 0) {
+            let span = check_records(&bytes, max_payload(MAX_MSG)).expect("only intact records are shipped");
+            copy.append_raw(start, &bytes, span).unwrap();
+        }
+        assert_eq!(copy.head(), head);
+        let got = ids(&Mutex::new(copy));
+        assert_eq!(got, (0..20).filter(|&i| i != 2).collect::<Vec<_>>());
+        assert_eq!(owner_repairs.count(), 1, "the owner reports its damage once");
     }
 }

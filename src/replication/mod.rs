@@ -34,19 +34,19 @@ use crate::options::NsqdOptions;
 use copies::CopyStore;
 use wire::{AdoptionRecord, End};
 
-/// This broker's identity as a replication node (`<data>/nsqrs/replication.json`).
+/// This broker's identity as a replication node (`<data>/nsqrs-data/replication.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Identity {
     node: String,
     epoch: u64,
 }
 
-fn identity_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("nsqrs").join("replication.json")
+fn identity_path(store_dir: &Path) -> PathBuf {
+    store_dir.join("replication.json")
 }
 
-fn save_identity(data_dir: &Path, id: &Identity) -> Result<(), String> {
-    let path = identity_path(data_dir);
+fn save_identity(store_dir: &Path, id: &Identity) -> Result<(), String> {
+    let path = identity_path(store_dir);
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         use std::io::Write;
@@ -58,8 +58,8 @@ fn save_identity(data_dir: &Path, id: &Identity) -> Result<(), String> {
     write().map_err(|e| format!("failed to write {} - {e}", path.display()))
 }
 
-fn load_or_create_identity(data_dir: &Path) -> Result<Identity, String> {
-    let path = identity_path(data_dir);
+fn load_or_create_identity(store_dir: &Path) -> Result<Identity, String> {
+    let path = identity_path(store_dir);
     if let Ok(bytes) = std::fs::read(&path) {
         let id: Identity = serde_json::from_slice(&bytes)
             .map_err(|e| format!("failed to parse {} - {e}", path.display()))?;
@@ -71,7 +71,7 @@ fn load_or_create_identity(data_dir: &Path) -> Result<Identity, String> {
         node: format!("{:032x}", rand::random::<u128>()),
         epoch: 1,
     };
-    save_identity(data_dir, &id)?;
+    save_identity(store_dir, &id)?;
     Ok(id)
 }
 
@@ -148,7 +148,8 @@ pub struct Replication {
     epoch: AtomicU64,
     /// Tells the senders to start over (a new epoch).
     epoch_changed: tokio::sync::watch::Sender<u64>,
-    data_dir: PathBuf,
+    /// nsqrs's folder in the data directory (`Broker::store_dir`).
+    store_dir: PathBuf,
     pub copies: CopyStore,
     pub owner: Option<Owner>,
     broker: Weak<Broker>,
@@ -171,11 +172,13 @@ impl Replication {
     /// Sets up replication for `broker`: identity, copies, peers. Started by `start`.
     pub fn open(broker: &Arc<Broker>) -> Result<Arc<Replication>, String> {
         let o: &NsqdOptions = &broker.opts;
-        let id = load_or_create_identity(&broker.data_dir)?;
+        let id = load_or_create_identity(broker.store_dir())?;
         let copies = CopyStore::open(
-            &broker.data_dir,
+            broker.store_dir(),
             o.max_bytes_per_file.max(1) as u64,
             o.sync_every <= 1,
+            broker.files.clone(),
+            broker.repairs.clone(),
         )?;
         let owner = (!o.replicate_to.is_empty()).then(|| Owner {
             peers: o
@@ -216,7 +219,7 @@ impl Replication {
             node: id.node,
             epoch: AtomicU64::new(id.epoch),
             epoch_changed: tokio::sync::watch::channel(id.epoch).0,
-            data_dir: broker.data_dir.clone(),
+            store_dir: broker.store_dir().to_path_buf(),
             copies,
             owner,
             broker: Arc::downgrade(broker),
@@ -444,7 +447,7 @@ impl Replication {
             return;
         }
         if let Err(e) = save_identity(
-            &self.data_dir,
+            &self.store_dir,
             &Identity {
                 node: self.node.clone(),
                 epoch: next,

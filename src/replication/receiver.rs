@@ -258,9 +258,9 @@ async fn send_missing<W: AsyncWrite + Unpin>(copy: &Copy, claim: &Claim, wr: &mu
     let mut out = Vec::new();
     for (name, log) in logs {
         let mut reader = LogReader::default();
-        let head = log.lock().head().pos;
+        let head = log.lock().head();
         let mut pos = claim.ends.get(&name).map_or(0, |e| e.pos);
-        while pos < head {
+        while pos < head.pos {
             let mut records = Vec::new();
             let Some(start) = reader
                 .read_raw(&log, pos, head, 1 << 20, &mut records)

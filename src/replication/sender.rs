@@ -401,8 +401,8 @@ fn append_logs(
                 reader: LogReader::default(),
             };
         }
-        let head = topic.core.head().pos;
-        while entry.sent < head && in_flight < WINDOW && out.len() < 4 * MAX_APPEND {
+        let head = topic.core.head();
+        while entry.sent < head.pos && in_flight < WINDOW && out.len() < 4 * MAX_APPEND {
             let at = out.len();
             // Room for the header, written once the records' length is known.
             out.resize(at + 4 + 1 + 2 + name.len() + 8, 0);

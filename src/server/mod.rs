@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod lookup_peer;
+pub mod reclaim;
 pub mod statsd;
 pub mod tcp;
 pub mod tls;
@@ -29,7 +30,10 @@ pub fn run(opts: NsqdOptions) -> i32 {
 /// Runs a server's main future on a multi-threaded runtime; its output is the exit code.
 pub fn run_until_exit(main: impl std::future::Future<Output = i32>) -> i32 {
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(main),
+        Ok(runtime) => runtime.block_on(async {
+            reclaim::start();
+            main.await
+        }),
         Err(e) => {
             eprintln!("nsqrs: failed to start runtime - {e}");
             1
@@ -39,6 +43,19 @@ pub fn run_until_exit(main: impl std::future::Future<Output = i32>) -> i32 {
 
 async fn serve(opts: NsqdOptions) -> i32 {
     let prefix = opts.log_prefix.clone();
+    let mut signals = match ExitSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            log(
+                &prefix,
+                "FATAL",
+                &format!("failed to install signal handlers - {e}"),
+            );
+            return 1;
+        }
+    };
+    // Before the broker sizes its file cache from the limit.
+    crate::broker::files::raise_descriptor_limit();
     let broker = match Broker::open(opts) {
         Ok(b) => b,
         Err(e) => {
@@ -183,6 +200,7 @@ async fn serve(opts: NsqdOptions) -> i32 {
     // After nsqd's own listener lines (tools read the first `TCP: listening on`), and before
     // HTTP serves, so that once /ping answers the broker is registered with it.
     let embedded = start_embedded_lookupd(&broker, &lookup, &prefix).await;
+    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(http) = http {
         let app = crate::http::router(http_state.clone(), false);
         tokio::spawn(async move {
@@ -194,7 +212,11 @@ async fn serve(opts: NsqdOptions) -> i32 {
     if !broker.opts.statsd_address.is_empty() {
         tokio::spawn(statsd::run(broker.clone(), http_port));
     }
-    wait_for_signal().await;
+    let admin = start_embedded_admin(&broker, embedded.as_ref(), http_addr, &prefix).await;
+    signals.recv().await;
+    if let Some(running) = admin {
+        running.stop();
+    }
     if let Some(running) = embedded {
         running.stop();
     }
@@ -243,6 +265,60 @@ async fn start_embedded_lookupd(
     }
 }
 
+/// `serve` also serves the admin web UI, so one command gives a working page on a fresh
+/// machine. It reads the embedded lookupd when there is one (so it sees every broker that
+/// registers there), else this broker alone. As with the lookupd, a port already taken is a
+/// warning, not a failure.
+async fn start_embedded_admin(
+    broker: &Arc<Broker>,
+    lookupd: Option<&crate::lookup::Running>,
+    http_addr: Option<std::net::SocketAddr>,
+    prefix: &str,
+) -> Option<crate::admin::Running> {
+    let o = &broker.opts;
+    if !o.embedded_admin {
+        return None;
+    }
+    let loopback = |mut a: std::net::SocketAddr| {
+        if a.ip().is_unspecified() {
+            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        a.to_string()
+    };
+    let mut opts = crate::admin::AdminOptions {
+        http_address: o.embedded_admin_http_address.clone(),
+        log_level: o.log_level.clone(),
+        http_admin_token: o.http_admin_token.clone(),
+        http_client_connect_timeout: o.http_client_connect_timeout,
+        http_client_request_timeout: o.http_client_request_timeout,
+        ..Default::default()
+    };
+    match (lookupd, http_addr) {
+        (Some(l), _) => opts.lookupd_http_addresses = vec![loopback(l.http_addr)],
+        (None, Some(h)) => opts.nsqd_http_addresses = vec![loopback(h)],
+        (None, None) => {
+            log(
+                prefix,
+                "WARNING",
+                "embedded admin not started - HTTP is off (--http-address is empty)",
+            );
+            return None;
+        }
+    }
+    match crate::admin::start(opts).await {
+        Ok(running) => Some(running),
+        Err(e) => {
+            let hint = "(--embedded-admin=false silences this)";
+            log(
+                prefix,
+                "WARNING",
+                &format!("embedded admin not started - {e} {hint}"),
+            );
+            None
+        }
+    }
+}
+
 /// nsqd registers its broadcast ports, or the bound ones when those are 0.
 fn nonzero_or(configured: u16, actual: u16) -> u16 {
     if configured == 0 {
@@ -280,13 +356,29 @@ async fn serve_https(listener: TcpListener, config: Arc<rustls::ServerConfig>, a
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment `install` returns. A daemon installs them before
+/// it starts anything, so a signal sent while it is still starting (a supervisor stopping it
+/// right after its listener line appeared) shuts it down gracefully instead of killing it.
+pub struct ExitSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ExitSignals {
+    pub fn install() -> std::io::Result<ExitSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ExitSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the first of the two.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

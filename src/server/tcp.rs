@@ -23,6 +23,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -42,7 +43,26 @@ use crate::protocol::{Command, ParseLimits, ProtocolError};
 
 /// Most messages pulled from a channel in one go, so one client cannot starve the others.
 const MAX_TAKE: usize = 1024;
+/// Message bytes one write batch aims at. The batch size follows the largest message of the
+/// previous batch (the first assumes --max-msg-size), so a consumer that does not read makes
+/// the writer hold about this much, not RDY x --max-msg-size; small messages still go 1024
+/// at a time.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// A message frame's bytes beyond its body: size, frame type, timestamp, attempts, ID.
+const MESSAGE_FRAME_OVERHEAD: usize = 8 + frame::MESSAGE_HEADER_LEN;
 const READ_BUFFER: usize = 64 * 1024;
+/// A connection's first read size, doubled up to `READ_BUFFER` while reads fill it: an idle
+/// connection holds a few kilobytes, a busy one reads in large batches.
+const FIRST_READ: usize = 4 * 1024;
+/// Beyond this, a buffer left empty is given back rather than kept for the connection's
+/// lifetime: one large MPUB or delivery batch must not pin megabytes on an idle connection.
+const KEEP_BUFFER: usize = 4 * READ_BUFFER;
+
+/// Most response and error bytes queued for a client before its reader stops taking commands.
+/// nsqd writes each response from its read loop, so a client that does not read stops being
+/// read; this is the same back-pressure with a queue in between. Without it a client that
+/// streams bad FINs and never reads would queue error frames without bound.
+const MAX_QUEUED_OUTPUT: usize = 64 * 1024;
 
 /// How long a TLS handshake inside IDENTIFY may take, as in nsqd.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +102,12 @@ struct Shared {
     closing: AtomicBool,
     /// Set when the writer must write `outgoing` and hand its half back for an upgrade.
     handoff: AtomicBool,
+    /// Signalled by the writer each time it has taken `outgoing` to write it, and at the end.
+    drained: Notify,
+    /// Signalled once `closing` is set, so a reader waiting for input stops at once.
+    ended: Notify,
+    /// `--max-msg-size`: what the writer assumes of messages it has not seen yet.
+    max_msg_size: usize,
 }
 
 impl Shared {
@@ -102,6 +128,39 @@ impl Shared {
     fn close(&self) {
         self.closing.store(true, Ordering::Release);
         self.client.wake.notify_one();
+        self.drained.notify_waiters();
+        self.ended.notify_waiters();
+    }
+
+    fn ending(&self) -> bool {
+        self.closing.load(Ordering::Acquire) || self.client.is_kicked()
+    }
+
+    /// Waits until the client has drained its queued output below `MAX_QUEUED_OUTPUT`; false
+    /// when the connection ends first (the writer gives up on a client that does not read).
+    async fn room_for_output(&self) -> bool {
+        // The common case, checked without registering for wake-ups: this runs per command.
+        if self.outgoing.lock().len() < MAX_QUEUED_OUTPUT {
+            return !self.ending();
+        }
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let kicked = self.client.kick_notify.notified();
+            tokio::pin!(kicked);
+            kicked.as_mut().enable();
+            if self.ending() {
+                return false;
+            }
+            if self.outgoing.lock().len() < MAX_QUEUED_OUTPUT {
+                return true;
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = kicked => {}
+            }
+        }
     }
 }
 
@@ -161,6 +220,9 @@ async fn handle(mut stream: TcpStream, services: Arc<Services>) {
         subscription: OnceLock::new(),
         closing: AtomicBool::new(false),
         handoff: AtomicBool::new(false),
+        drained: Notify::new(),
+        ended: Notify::new(),
+        max_msg_size: broker.opts.max_msg_size.max(1) as usize,
     });
     let mut conn = Connection {
         broker,
@@ -179,7 +241,7 @@ async fn handle(mut stream: TcpStream, services: Arc<Services>) {
     };
     let (rd, wr) = stream.into_split();
     let writer = tokio::spawn(write_loop(wr, shared.clone(), None));
-    let end = read_loop(rd, &mut conn, BytesMut::with_capacity(READ_BUFFER), None).await;
+    let end = read_loop(rd, &mut conn, BytesMut::new(), None).await;
     if let ReadEnd::Upgrade(rd, leftover, upgrade) = end {
         if let Some(wr) = take_writer(&shared, writer).await {
             upgrade_and_run(&mut conn, rd, wr, leftover, upgrade).await;
@@ -191,6 +253,7 @@ async fn handle(mut stream: TcpStream, services: Arc<Services>) {
         broker.client_left(topic, channel, client.id);
     }
     broker.unregister_client(client.id);
+    super::reclaim::note_released();
 }
 
 async fn finish_writer<W>(shared: &Shared, writer: JoinHandle<Option<W>>) {
@@ -365,8 +428,12 @@ async fn read_commands<R: AsyncRead + Unpin>(
     };
     let tls_required = opts.tls_required != TlsRequired::No;
     let mut raw = BytesMut::new();
+    let mut read_size = FIRST_READ;
     loop {
         loop {
+            if !shared.room_for_output().await {
+                return ReadEnd::Closed;
+            }
             let ctx = ConnContext {
                 state: conn.state,
                 heartbeats_enabled: shared.client.settings.read().heartbeat_interval.is_some(),
@@ -410,14 +477,20 @@ async fn read_commands<R: AsyncRead + Unpin>(
                 }
             }
         }
+        if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
+            buf = BytesMut::new();
+        }
         // A silent client is dropped after two missed heartbeats, as nsqd does.
         let deadline = shared.client.settings.read().heartbeat_interval.map(|hb| hb * 2);
         let target = if decoder.is_some() { &mut raw } else { &mut buf };
-        target.reserve(READ_BUFFER);
+        target.reserve(read_size);
         let kicked = shared.client.kick_notify.notified();
         tokio::pin!(kicked);
         kicked.as_mut().enable();
-        if shared.client.is_kicked() {
+        let ended = shared.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if shared.ending() {
             return ReadEnd::Closed;
         }
         let read = async {
@@ -432,9 +505,11 @@ async fn read_commands<R: AsyncRead + Unpin>(
                 None => return ReadEnd::Closed,
             },
             _ = &mut kicked => return ReadEnd::Closed,
+            _ = &mut ended => return ReadEnd::Closed,
         };
         match n {
             Ok(0) | Err(_) => return ReadEnd::Closed,
+            Ok(n) if n >= read_size => read_size = (read_size * 2).min(READ_BUFFER),
             Ok(_) => {}
         }
         if let Some(d) = decoder.as_mut() {
@@ -798,16 +873,19 @@ impl Connection<'_> {
 }
 
 /// Returns the write half when asked to hand it over for an upgrade, None when the connection
-/// ended.
+/// ended. Ending (the client closed, or did not read within the write deadline) also ends the
+/// reader, which may be waiting for this writer to drain its output.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
     shared: Arc<Shared>,
     mut encoder: Option<Encoder>,
 ) -> Option<W> {
     let client = &shared.client;
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
+    let mut buf: Vec<u8> = Vec::new();
     let mut compressed: Vec<u8> = Vec::new();
-    let mut next_heartbeat = Instant::now() + heartbeat_of(client);
+    let mut heartbeat = heartbeat_of(client);
+    let mut next_heartbeat = Instant::now() + heartbeat;
+    let mut largest_frame = shared.max_msg_size + MESSAGE_FRAME_OVERHEAD;
     loop {
         let client_wake = client.wake.notified();
         tokio::pin!(client_wake);
@@ -818,13 +896,25 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if let Some(w) = channel_wake.as_mut() {
             w.as_mut().enable();
         }
+        // IDENTIFY may have changed the interval (it wakes this loop): nsqd restarts its
+        // heartbeat ticker with the client's interval, so the first heartbeat comes one new
+        // interval after IDENTIFY rather than at the 30 s default.
+        let interval = heartbeat_of(client);
+        if interval != heartbeat {
+            heartbeat = interval;
+            next_heartbeat = Instant::now() + heartbeat;
+        }
 
         buf.clear();
         std::mem::swap(&mut buf, &mut *shared.outgoing.lock());
-        let closing = shared.closing.load(Ordering::Acquire) || client.is_kicked();
+        if !buf.is_empty() {
+            shared.drained.notify_waiters();
+        }
+        let closing = shared.ending();
         if let (false, Some((_, channel))) = (closing, subscription) {
             if client.state.load(Ordering::Acquire) == ClientState::Subscribed as u8 {
-                let window = client.window().min(MAX_TAKE);
+                let fit = (BATCH_BYTES / largest_frame).max(1);
+                let window = client.window().min(MAX_TAKE).min(fit);
                 if window > 0 {
                     let (msg_timeout, sample_rate) = {
                         let s = client.settings.read();
@@ -837,6 +927,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     client
                         .message_count
                         .fetch_add(messages.len() as u64, Ordering::Relaxed);
+                    if let Some(largest) = messages.iter().map(|m| m.body.len()).max() {
+                        largest_frame = largest + MESSAGE_FRAME_OVERHEAD;
+                    }
                     for m in &messages {
                         put_message_frame(&mut buf, m.timestamp_ns, m.attempts, m.id, &m.body);
                     }
@@ -844,7 +937,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
         if !buf.is_empty() {
-            let write_deadline = heartbeat_of(client).max(Duration::from_secs(1));
+            let write_deadline = heartbeat.max(Duration::from_secs(1));
             let out = match encoder.as_mut() {
                 None => &buf,
                 Some(enc) => {
@@ -864,7 +957,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Ok(Ok(())) => {}
                 _ => break,
             }
-            // Swap the written buffer back if it is the larger one, to keep its capacity.
+            if buf.capacity() > KEEP_BUFFER {
+                buf = Vec::new();
+            }
+            if compressed.capacity() > KEEP_BUFFER {
+                compressed = Vec::new();
+            }
             continue;
         }
         if closing {
@@ -879,10 +977,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             _ = async { channel_wake.as_mut().unwrap().await }, if channel_wake.is_some() => {}
             _ = sleep_until(next_heartbeat), if has_heartbeat => {
                 put_frame(&mut shared.outgoing.lock(), frame::FRAME_TYPE_RESPONSE, frame::HEARTBEAT);
-                next_heartbeat = Instant::now() + heartbeat_of(client);
+                next_heartbeat = Instant::now() + heartbeat;
             }
         }
     }
+    shared.close();
     let _ = wr.shutdown().await;
     None
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod auth_server;
+pub mod http_server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -42,8 +43,10 @@ impl Nsqd {
             "serve".to_string(),
             "--tcp-address=127.0.0.1:0".into(),
             "--http-address=127.0.0.1:0".into(),
-            // Never lookupd's fixed ports from a test; tests of the embedded one ask for it.
+            // Never lookupd's or the admin's fixed ports from a test; tests of the embedded ones
+            // ask for them.
             "--embedded-lookupd=false".into(),
+            "--embedded-admin=false".into(),
             format!("--data-path={}", data.display()),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
@@ -67,6 +70,7 @@ impl Nsqd {
             .arg("--tcp-address=127.0.0.1:0")
             .arg("--http-address=127.0.0.1:0")
             .arg("--embedded-lookupd=false")
+            .arg("--embedded-admin=false")
             .arg(format!("--data-path={}", data.display()))
             .args(extra)
             .stdout(Stdio::null())
@@ -88,7 +92,70 @@ impl Nsqd {
         Nsqd::spawn(cmd, data)
     }
 
-    fn spawn(mut cmd: Command, data: &Path) -> Nsqd {
+    /// Like `start_in`, with the descriptor limit (RLIMIT_NOFILE) set to `soft`/`hard` for the
+    /// broker, as a shell's `ulimit -n` would.
+    pub fn start_with_descriptor_limit(data: &Path, extra: &[&str], soft: u64, hard: u64) -> Nsqd {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--tcp-address=127.0.0.1:0")
+            .arg("--http-address=127.0.0.1:0")
+            .arg("--embedded-lookupd=false")
+            .arg("--embedded-admin=false")
+            .arg(format!("--data-path={}", data.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: only an async-signal-safe call (setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Nsqd::spawn(cmd, data)
+    }
+
+    /// The broker's process ID (for signals, and for reading its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log lines so far that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (bounded) until a log line contains `text`; returns it.
+    pub fn wait_log(&self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log_lines(text).pop() {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Spawns `cmd`, whose stderr must be piped (the listeners are read from it), and waits
+    /// until the broker serves.
+    pub fn spawn(mut cmd: Command, data: &Path) -> Nsqd {
         let mut child = cmd.spawn().expect("spawn nsqrs");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -207,9 +274,34 @@ impl Nsqd {
 
     /// True once some consumer (to-db with `--events`, say) has a channel on `nsqrs.events`.
     pub fn events_have_a_reader(&self) -> bool {
-        self.stats()["topics"].as_array().unwrap().iter().any(|t| {
-            t["topic_name"] == "nsqrs.events" && t["channels"].as_array().is_some_and(|c| !c.is_empty())
-        })
+        self.events_channels() > 0
+    }
+
+    /// How many channels of `nsqrs.events` a `to-db --events` reads (by their default names).
+    pub fn events_archivers(&self) -> usize {
+        self.stats()["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["topic_name"] == "nsqrs.events")
+            .flat_map(|t| t["channels"].as_array().cloned().unwrap_or_default())
+            .filter(|c| {
+                c["channel_name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("nsqrs_to_db."))
+                    && c["client_count"].as_i64() > Some(0)
+            })
+            .count()
+    }
+
+    fn events_channels(&self) -> usize {
+        self.stats()["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["topic_name"] == "nsqrs.events")
+            .map(|t| t["channels"].as_array().map_or(0, Vec::len))
+            .sum()
     }
 
     pub fn stats(&self) -> serde_json::Value {
@@ -219,6 +311,16 @@ impl Nsqd {
     pub fn connect(&self) -> Conn {
         Conn::connect(&self.tcp)
     }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `RssAnon`, ...).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 impl Drop for Nsqd {
@@ -284,9 +386,15 @@ pub fn http_exchange(
         body.len()
     );
     s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    // A server may answer before reading all of a body it refuses (nsqd does for a declared
+    // length over its limit) and close the connection: the answer is still there to read.
+    let sent = s.write_all(body);
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
+    let read = s.read_to_end(&mut resp);
+    if resp.is_empty() {
+        sent?;
+        read?;
+    }
     let split = resp
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -508,6 +616,11 @@ impl Lookupd {
         let (code, body) = self.get(path);
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// The lookupd's process id, for reading its memory in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A protocol V1 connection, magic sent.
@@ -769,5 +882,120 @@ impl Drop for ToDb {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A running `nsqrs admin` (or any program that logs `[nsqadmin] … HTTP: listening on`);
+/// killed when dropped.
+pub struct Admin {
+    child: Child,
+    pub http: String,
+    /// Every stderr line so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Admin {
+    /// Starts `nsqrs admin` on a free loopback port with `extra` flags (which must name the
+    /// lookupd or nsqd to read).
+    pub fn start(extra: &[&str]) -> Admin {
+        let mut args = vec!["admin".to_string(), "--http-address=127.0.0.1:0".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Admin::launch(Path::new(BIN), &args)
+    }
+
+    /// Runs `program` with exactly `args` and waits until the admin listens.
+    pub fn launch(program: &Path, args: &[String]) -> Admin {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nsqrs admin");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[admin] {line}");
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("admin did not report its listener")
+            });
+            if let Some(a) = line.split("HTTP: listening on ").nth(1) {
+                break a.trim().to_string();
+            }
+        };
+        Admin { child, http, log }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let (code, body) = http_request(&self.http, "GET", path, b"").expect("http get");
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `GET path`, which must answer 200 with JSON.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.get(path);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// Sends `method path` with a JSON body and extra header lines; status and body.
+    pub fn send(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.http,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(resp.len());
+        let head = String::from_utf8_lossy(&resp[..split]).to_string();
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut body = resp[(split + 4).min(resp.len())..].to_vec();
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms until it is true; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -77,7 +77,7 @@ class Broker {
       throw new Error(`broker binary not found or not executable: ${bin} (run cargo build or set NSQRS_BIN)`)
     }
     this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsqrs-compat-js-'))
-    this.argv = [bin, 'serve', '--tcp-address=127.0.0.1:0', '--http-address=127.0.0.1:0', '--embedded-lookupd=false',
+    this.argv = [bin, 'serve', '--tcp-address=127.0.0.1:0', '--http-address=127.0.0.1:0', '--embedded-lookupd=false', '--embedded-admin=false',
       `--data-path=${this.dataDir}`, ...this.extraArgs]
     this.proc = spawn(this.argv[0], this.argv.slice(1), {cwd: this.dataDir, stdio: ['ignore', 'pipe', 'pipe']})
     this.exited = new Promise((resolve) => {

@@ -80,8 +80,9 @@ class Broker:
             "serve",
             "--tcp-address=127.0.0.1:0",
             "--http-address=127.0.0.1:0",
-            # Never lookupd's fixed ports (4160/4161) from a test.
+            # Never lookupd's or the admin's fixed ports (4160/4161/4171) from a test.
             "--embedded-lookupd=false",
+            "--embedded-admin=false",
             "--data-path=%s" % self.data_dir,
         ] + self.extra_args
         self.proc = subprocess.Popen(

@@ -232,3 +232,25 @@ def test_gnsq_channel_empty_drops_in_flight_and_deferred(broker, gclients):
     assert b"FIN" in errors[0].args[0], errors
     assert publish(producer, topic, b"after-empty") == b"OK"
     gwait(lambda: after == [b"warm-up", b"after-empty"], 3, "delivery on the same connection after E_FIN_FAILED")
+
+
+@pytest.mark.broker_args("--msg-timeout=1s")
+def test_gnsq_timed_out_message_comes_back_behind_the_queued_ones(broker, gclients):
+    """nsqd puts a timed-out message back through the channel's queue: behind what is queued."""
+    topic = "gnsq_order"
+    got = []
+
+    def handler(consumer, message):
+        got.append((message.body, message.attempts))
+        if message.body == b"m1" and message.attempts == 1:
+            message.enable_async()  # neither FIN nor REQ: it times out
+
+    producer = gclients.producer()
+    assert publish(producer, topic, b"m1") == b"OK"
+    gclients.consumer(topic, "c", handler, max_in_flight=1)
+    gwait(lambda: got, 5, "the first delivery")
+    # Queued while m1 is in flight: max_in_flight=1 keeps them waiting.
+    assert multipublish(producer, topic, [b"m2", b"m3"]) == b"OK"
+    gwait(lambda: len(got) >= 4, 8, "m1's timeout and three more deliveries (got %r)" % got)
+    gevent.sleep(0.3)
+    assert got == [(b"m1", 1), (b"m2", 1), (b"m3", 1), (b"m1", 2)], got

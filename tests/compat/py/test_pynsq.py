@@ -528,3 +528,34 @@ def test_pynsq_two_consumers_share_one_channel(broker):
     assert sorted(all_got) == bodies
     assert ch["message_count"] == 20 and ch["requeue_count"] == 0 and ch["timeout_count"] == 0, ch
     assert sum(cl["finish_count"] for cl in ch["clients"]) == 20, ch["clients"]
+
+
+@pytest.mark.broker_args("--msg-timeout=1s")
+def test_pynsq_timed_out_message_comes_back_behind_the_queued_ones(broker):
+    """nsqd puts a timed-out message back through the channel's queue: behind what is queued."""
+    topic = "pynsq_order"
+    got = []
+
+    def handler(msg):
+        got.append((msg.body, msg.attempts))
+        if msg.body == b"m1" and msg.attempts == 1:
+            msg.enable_async()  # neither FIN nor REQ: it times out
+            return None
+        return True
+
+    async def body():
+        c = Clients(broker)
+        try:
+            w = await c.writer()
+            assert await call_writer(w, "pub", topic, b"m1") == b"OK"
+            c.reader(topic, "ch", handler, max_in_flight=1)
+            await wait_for(lambda: got, 5, "the first delivery")
+            # Queued while m1 is in flight: max_in_flight=1 keeps them waiting.
+            assert await call_writer(w, "mpub", topic, [b"m2", b"m3"]) == b"OK"
+            await wait_for(lambda: len(got) >= 4, 8, "m1's timeout and three more deliveries (got %r)" % got)
+            await tornado.gen.sleep(0.3)
+        finally:
+            await c.close()
+
+    run_loop(body)
+    assert got == [(b"m1", 1), (b"m2", 1), (b"m3", 1), (b"m1", 2)], got
