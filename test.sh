@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 cargo build
 # tests/history_pg.rs runs against a PostgreSQL it starts; this installs the server if missing.
 tests/pg.sh >/dev/null

@@ -10,9 +10,10 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use nsqrs::admin::AdminOptions;
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
 
-use crate::serve::{cfg_bool, cfg_duration, cfg_scalar_text, cfg_string, load_config_table, parse_log_level};
+use nsqrs::common::config::{cfg_bool, cfg_duration, cfg_scalar_text, cfg_string, load_config_table};
+use nsqrs::common::log::parse_log_level;
 
 #[derive(Debug, Args)]
 #[command(args_override_self = true)]
@@ -167,7 +168,7 @@ pub fn nsqadmin_command() -> Command {
 
 /// Rewrites Go-style flags (the arguments after the program name or after `admin`) for clap.
 pub fn normalize_admin_args(args: &[String]) -> Vec<String> {
-    nsqrs::goflags::normalize_for(&AdminArgs::augment_args(Command::new("admin")), args)
+    nsqrs::common::goflags::normalize_for(&AdminArgs::augment_args(Command::new("admin")), args)
 }
 
 /// Parses the arguments of a binary invoked as `nsqadmin` (without the program name).

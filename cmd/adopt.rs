@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use nsqrs::client::http::{query_escape, send, HttpTimeouts, Request};
+use nsqrs::common::http_client::{api_url, query_escape, HttpClient, HttpTimeouts, Request, Response};
 
 use crate::tools;
 
@@ -24,7 +24,7 @@ pub struct AdoptArgs {
     pub http_admin_token: Option<String>,
 
     /// How long to wait for the adoption to finish (a large copy takes a while)
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = nsqrs::goflags::parse_go_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = nsqrs::common::goflags::parse_go_duration)]
     pub timeout: Duration,
 }
 
@@ -38,14 +38,19 @@ pub fn run(args: AdoptArgs) -> i32 {
             request: args.timeout,
         };
         let path = format!("/replication/adopt?node={}", query_escape(&args.node));
+        let bearer = args
+            .http_admin_token
+            .as_deref()
+            .map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("Authorization", b.as_str())).collect();
         let req = Request {
             method: "POST",
-            path: &path,
-            bearer: args.http_admin_token.as_deref(),
-            ..Request::default()
+            url: &api_url(&args.nsqd_http_address, &path),
+            headers: &headers,
+            body: Default::default(),
         };
-        match send(&args.nsqd_http_address, &req, timeouts).await {
-            Ok((200, body)) => {
+        match HttpClient::new(timeouts).send(req).await {
+            Ok(Response { status: 200, body }) => {
                 let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 for r in doc["adopted"].as_array().into_iter().flatten() {
                     outln!(
@@ -62,7 +67,7 @@ pub fn run(args: AdoptArgs) -> i32 {
                 }
                 0
             }
-            Ok((status, body)) => {
+            Ok(Response { status, body }) => {
                 let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 let why = doc["error"]
                     .as_str()

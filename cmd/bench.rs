@@ -3,8 +3,9 @@
 //! an exit code. The benchmark itself is `nsqrs::bench`.
 
 use clap::{Args, ValueEnum};
-use nsqrs::bench::{self, null_server, wire::IdentifyOptions, Config, Mode};
+use nsqrs::bench::{self, null_server, Config, Mode};
 use nsqrs::errln;
+use nsqrs::protocol::identify::IdentifyRequest;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,7 +135,7 @@ fn parse_buffer_timeout(text: &str) -> Result<i64, String> {
 }
 
 pub fn run(args: BenchArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match nsqrs::common::process::runtime(None) {
         Ok(rt) => rt,
         Err(e) => {
             errln!("nsqrs bench: cannot start runtime: {e}");
@@ -203,11 +204,10 @@ async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
         rate: args.rate,
         count: args.count,
         server_pid: args.server_pid,
-        identify: IdentifyOptions {
-            output_buffer_size: args.output_buffer_size,
-            output_buffer_timeout_ms: args.output_buffer_timeout,
-            heartbeat_interval_ms: None,
-            ..IdentifyOptions::default()
+        identify: IdentifyRequest {
+            output_buffer_size: args.output_buffer_size.unwrap_or(0),
+            output_buffer_timeout: args.output_buffer_timeout.unwrap_or(0),
+            ..bench::identify_request()
         },
     };
     let report = bench::run(cfg).await?;
@@ -221,18 +221,15 @@ async fn bench_once(args: &BenchArgs, mode: Mode) -> bench::Result<()> {
 /// Serves until SIGINT or SIGTERM; the listening line goes to stderr so a parent process
 /// can learn the port when it asked for port 0.
 async fn serve_null(args: &BenchArgs) -> bench::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     errln!("TCP: listening on {addr}");
-    let mut term = signal(SignalKind::terminate())?;
     let opts = null_server::NullOptions { body_size: args.size };
     tokio::select! {
         served = null_server::serve(listener, opts) => served?,
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        signalled = nsqrs::common::process::wait_for_signal() => signalled?,
     }
     Ok(())
 }

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
-use nsqrs::lookup::LookupdOptions;
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::nsqlookupd::LookupdOptions;
 
-use crate::serve::{cfg_bool, cfg_duration, cfg_scalar_text, cfg_string, load_config_table, parse_log_level};
+use nsqrs::common::config::{cfg_bool, cfg_duration, cfg_scalar_text, cfg_string, load_config_table};
+use nsqrs::common::log::parse_log_level;
 
 // Every nsqlookupd flag, under nsqlookupd's long name. (Plain comments: a doc comment here
 // would become the `nsqlookupd --help` text.)
@@ -75,7 +76,7 @@ pub struct LookupdArgs {
 
 /// What `nsqlookupd --version` prints.
 pub fn nsqlookupd_version_string() -> String {
-    nsqrs::lookup::version_string()
+    nsqrs::nsqlookupd::version_string()
 }
 
 /// The clap command that parses a command line given to a binary invoked as `nsqlookupd`.
@@ -89,12 +90,12 @@ pub fn nsqlookupd_command() -> Command {
 /// Long names of the flags Go parses as booleans: those whose value is optional.
 #[cfg(test)]
 pub fn go_bool_flags() -> Vec<String> {
-    nsqrs::goflags::bool_flags(&LookupdArgs::augment_args(Command::new("lookupd")))
+    nsqrs::common::goflags::bool_flags(&LookupdArgs::augment_args(Command::new("lookupd")))
 }
 
 /// Rewrites Go-style flags (the arguments after the program name or after `lookupd`) for clap.
 pub fn normalize_lookupd_args(args: &[String]) -> Vec<String> {
-    nsqrs::goflags::normalize_for(&LookupdArgs::augment_args(Command::new("lookupd")), args)
+    nsqrs::common::goflags::normalize_for(&LookupdArgs::augment_args(Command::new("lookupd")), args)
 }
 
 /// Parses the arguments of a binary invoked as `nsqlookupd` (without the program name).

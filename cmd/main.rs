@@ -346,7 +346,7 @@ fn lookupd_main(args: LookupdArgs, matches: &ArgMatches) -> i32 {
         errln!("warning: ignoring arguments after the flags: {:?}", args.trailing);
     }
     match args.into_options(matches) {
-        Ok(opts) => nsqrs::lookup::run(opts),
+        Ok(opts) => nsqrs::nsqlookupd::run(opts),
         Err(msg) => {
             errln!("error: {}", msg.replace('\n', " "));
             2
@@ -372,8 +372,8 @@ fn admin_main(args: admin::AdminArgs, matches: &ArgMatches) -> i32 {
 }
 
 /// Runs the broker with the resolved options and returns the process exit code.
-fn start_broker(opts: nsqrs::options::NsqdOptions) -> i32 {
-    nsqrs::server::run(opts)
+fn start_broker(opts: nsqrs::nsqd::options::NsqdOptions) -> i32 {
+    nsqrs::nsqd::run(opts)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use clap::{ArgAction, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 use nsqrs::client::{PendingReply, Producer, Publish};
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
 use tokio::sync::mpsc;
 
 use crate::tools;

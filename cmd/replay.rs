@@ -22,10 +22,12 @@ use nsqrs::archive::replay::{self, parse_when, FileSource, Limits, Run, Source, 
 use nsqrs::archive::replayer::{self, Event, Pace, MAX_BATCH_BYTES};
 use nsqrs::archive::store::{Location, OpenMode};
 use nsqrs::archive::trace::{format_ts, valid_id};
-use nsqrs::archive::{now_ns, Store};
+use nsqrs::archive::Store;
 use nsqrs::client::Producer;
+use nsqrs::common::goflags::parse_go_bool;
+use nsqrs::common::process::wait_for_signal;
+use nsqrs::common::time::now_ns;
 use nsqrs::errln;
-use nsqrs::goflags::parse_go_bool;
 
 use crate::tools;
 
@@ -267,7 +269,7 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
                 .with_key(
                     "rate",
                     |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = w.write_str(&nsqrs::console::per_second(state.per_sec(), "msg"));
+                        let _ = w.write_str(&nsqrs::common::console::per_second(state.per_sec(), "msg"));
                     },
                 ),
         );
@@ -280,7 +282,10 @@ async fn replay_main(args: ReplayArgs, config: nsqrs::client::Config) -> Result<
     // an interrupted run resumes without republishing anything.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        tools::terminated().await;
+        // Without handlers the run cannot be interrupted safely, so it stops at once.
+        if let Err(e) = wait_for_signal().await {
+            errln!("error: signal handlers: {e}");
+        }
         let _ = stop_tx.send(true);
     });
     let pace = Pace {

@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
-use nsqrs::options::{NsqdOptions, TlsRequired};
+use nsqrs::common::config::{
+    cfg_bool, cfg_duration, cfg_floats, cfg_int, cfg_scalar_text, cfg_string, cfg_strings, load_config_table,
+};
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::log::parse_log_level;
+use nsqrs::nsqd::options::{NsqdOptions, TlsRequired};
 
 /// The nsqd release whose behaviour nsqrs reproduces; clients and tools parse this version.
 pub const NSQD_VERSION: &str = "1.3.0";
@@ -415,12 +419,12 @@ pub fn nsqd_command() -> Command {
 /// boolean flag cannot be forgotten here.
 #[cfg(test)]
 pub fn go_bool_flags() -> Vec<String> {
-    nsqrs::goflags::bool_flags(&ServeArgs::augment_args(Command::new("serve")))
+    nsqrs::common::goflags::bool_flags(&ServeArgs::augment_args(Command::new("serve")))
 }
 
 /// Rewrites Go-style flags (the arguments after the program name or after `serve`) for clap.
 pub fn normalize_serve_args(args: &[String]) -> Vec<String> {
-    nsqrs::goflags::normalize_for(&ServeArgs::augment_args(Command::new("serve")), args)
+    nsqrs::common::goflags::normalize_for(&ServeArgs::augment_args(Command::new("serve")), args)
 }
 
 /// Parses the arguments of a binary invoked as `nsqd` (without the program name), Go syntax
@@ -645,7 +649,7 @@ impl ServeArgs {
 
 /// nsqd's startup validations, in the order nsqd's `New` applies them, with nsqd's messages.
 fn validate(o: &mut NsqdOptions, wide: &WideInts) -> Result<(), String> {
-    nsqrs::broker::events::EventMode::parse(&o.lifecycle_events)?;
+    nsqrs::nsqd::broker::events::EventMode::parse(&o.lifecycle_events)?;
     if !o.lifecycle_events_topics.is_empty() {
         regex::Regex::new(&o.lifecycle_events_topics)
             .map_err(|e| format!("--lifecycle-events-topics is not a valid regex - {e}"))?;
@@ -705,17 +709,6 @@ fn port(value: i64, flag: &str) -> Result<u16, String> {
     u16::try_from(value).map_err(|_| format!("{flag} must be [0,65535]"))
 }
 
-/// Parses `--log-level` as nsqd does (case-insensitive), keeping it lower-case.
-pub fn parse_log_level(s: &str) -> Result<String, String> {
-    let level = s.to_ascii_lowercase();
-    match level.as_str() {
-        "debug" | "info" | "warn" | "error" | "fatal" => Ok(level),
-        _ => Err(format!(
-            "invalid log-level {s:?} (use debug, info, warn, error or fatal)"
-        )),
-    }
-}
-
 /// Parses `--tls-required` as nsqd does: `tcp-https`, or any Go boolean (case-insensitive).
 pub fn parse_tls_required(s: &str) -> Result<TlsRequired, String> {
     let lower = s.to_ascii_lowercase();
@@ -754,23 +747,6 @@ const RENAMED_CONFIG_KEYS: &[(&str, &str)] = &[
         "e2e_processing_latency_percentiles",
     ),
 ];
-
-/// Reads and parses a `--config` TOML file; every failure is one line naming the file.
-pub fn load_config_table(path: &str) -> Result<toml::Table, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("failed to load config file {path} - {e}"))?;
-    toml::from_str(&text).map_err(|e| {
-        // toml's own Display draws the offending line over several lines; keep one line.
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        match line {
-            Some(n) => format!("failed to load config file {path} - line {n}: {}", e.message()),
-            None => format!("failed to load config file {path} - {}", e.message()),
-        }
-        .replace('\n', "; ")
-    })
-}
 
 fn apply_config_file(o: &mut NsqdOptions, wide: &mut WideInts, path: &str) -> Result<(), String> {
     let table = load_config_table(path)?;
@@ -872,87 +848,6 @@ fn apply_config_key(
         }
     }
     Ok(())
-}
-
-fn type_error(want: &str, v: &toml::Value) -> String {
-    format!("expected {want}, got {} {v}", v.type_str())
-}
-
-pub fn cfg_string(v: &toml::Value) -> Result<String, String> {
-    match v {
-        toml::Value::String(s) => Ok(s.clone()),
-        _ => Err(type_error("a string", v)),
-    }
-}
-
-/// Integers may also be quoted, as nsqd's option resolver accepts.
-fn cfg_int(v: &toml::Value) -> Result<i64, String> {
-    match v {
-        toml::Value::Integer(i) => Ok(*i),
-        toml::Value::String(s) => s.parse().map_err(|_| format!("expected an integer, got {s:?}")),
-        _ => Err(type_error("an integer", v)),
-    }
-}
-
-pub fn cfg_bool(v: &toml::Value) -> Result<bool, String> {
-    match v {
-        toml::Value::Boolean(b) => Ok(*b),
-        toml::Value::String(s) => parse_go_bool(s),
-        _ => Err(type_error("a boolean", v)),
-    }
-}
-
-/// A Go duration string, or a bare integer which nsqd's option resolver reads as milliseconds.
-pub fn cfg_duration(v: &toml::Value) -> Result<Duration, String> {
-    match v {
-        toml::Value::String(s) => parse_go_duration(s),
-        toml::Value::Integer(ms) => u64::try_from(*ms)
-            .map(Duration::from_millis)
-            .map_err(|_| format!("negative duration {ms} is not allowed")),
-        _ => Err(type_error("a duration string such as \"2s\"", v)),
-    }
-}
-
-/// An array of strings, or one comma-separated string, as nsqd's option resolver accepts.
-fn cfg_strings(v: &toml::Value) -> Result<Vec<String>, String> {
-    match v {
-        toml::Value::String(s) => Ok(s.split(',').map(str::to_string).collect()),
-        toml::Value::Array(items) => items.iter().map(cfg_string).collect(),
-        _ => Err(type_error("an array of strings", v)),
-    }
-}
-
-/// An array of numbers, or one comma-separated string, as nsqd's option resolver accepts.
-fn cfg_floats(v: &toml::Value) -> Result<Vec<f64>, String> {
-    let one = |item: &toml::Value| match item {
-        toml::Value::Float(f) => Ok(*f),
-        toml::Value::Integer(i) => Ok(*i as f64),
-        _ => Err(type_error("a number", item)),
-    };
-    match v {
-        toml::Value::String(s) => s
-            .split(',')
-            .map(|p| {
-                p.trim()
-                    .parse()
-                    .map_err(|_| format!("expected a number, got {p:?}"))
-            })
-            .collect(),
-        toml::Value::Array(items) => items.iter().map(one).collect(),
-        _ => Err(type_error("an array of numbers", v)),
-    }
-}
-
-/// The text nsqd's special-cased keys are parsed from: nsqd formats whatever TOML value it got
-/// (`tls_required = true` and `tls_required = "true"` mean the same).
-pub fn cfg_scalar_text(v: &toml::Value) -> Result<String, String> {
-    match v {
-        toml::Value::String(s) => Ok(s.clone()),
-        toml::Value::Integer(i) => Ok(i.to_string()),
-        toml::Value::Float(f) => Ok(f.to_string()),
-        toml::Value::Boolean(b) => Ok(b.to_string()),
-        _ => Err(type_error("a string", v)),
-    }
 }
 
 #[cfg(test)]

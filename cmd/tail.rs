@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use clap::{ArgAction, Args, ValueEnum};
 use nsqrs::client::{Consumer, Message};
-use nsqrs::goflags::parse_go_bool;
+use nsqrs::common::goflags::parse_go_bool;
 use rand::Rng;
 use tokio::sync::mpsc;
+
+use nsqrs::common::process::wait_for_signal;
 
 use crate::tools;
 
@@ -133,12 +135,12 @@ async fn tail(args: TailArgs, consumers: Vec<Consumer>) -> i32 {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut shown = 0u64;
-    let term = tools::terminated();
+    let term = wait_for_signal();
     tokio::pin!(term);
     let code = loop {
         let m = tokio::select! {
             m = rx.recv() => m,
-            _ = &mut term => break 0,
+            signalled = &mut term => break signalled.map_or_else(tools::fail, |()| 0),
         };
         let Some((topic, m)) = m else { break 0 };
         if let Err(e) = write_message(&mut out, &args, &topic, &m) {
@@ -193,7 +195,7 @@ fn write_message(out: &mut impl Write, args: &TailArgs, topic: &str, m: &Message
             let v = serde_json::json!({
                 "topic": topic,
                 "id": m.id_str(),
-                "timestamp": m.timestamp,
+                "timestamp": m.timestamp_ns,
                 "attempts": m.attempts,
                 "nsqd_address": m.nsqd_address,
                 "body": body,

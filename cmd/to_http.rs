@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Args};
-use nsqrs::client::http::HttpTimeouts;
 use nsqrs::client::{Consumer, Message};
+use nsqrs::common::goflags::{parse_go_bool, parse_go_duration};
+use nsqrs::common::http_client::HttpTimeouts;
+use nsqrs::common::process::wait_for_signal;
 use nsqrs::errln;
-use nsqrs::forward::http::{self, Method, Sender, Target};
-use nsqrs::forward::pool::{Mode, Pool};
-use nsqrs::forward::status::Progress;
-use nsqrs::goflags::{parse_go_bool, parse_go_duration};
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};
+use nsqrs::tools::forward::http::{self, Method, Sender, Target};
+use nsqrs::tools::forward::pool::{Mode, Pool};
+use nsqrs::tools::forward::status::Progress;
 use rand::Rng;
 
 use crate::tools;
@@ -249,7 +250,10 @@ async fn forward(args: ToHttpArgs, plan: Plan) -> i32 {
         }
     }
     if failure.is_none() {
-        tools::terminated().await;
+        failure = wait_for_signal()
+            .await
+            .err()
+            .map(|e| format!("signal handlers: {e}"));
     }
     // No new messages; those in the handlers finish their requests first.
     consumer.stop().await;

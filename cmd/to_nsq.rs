@@ -14,12 +14,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use clap::{ArgAction, Args};
 use nsqrs::client::{Config, Consumer, Message, Producer, Publish};
+use nsqrs::common::goflags::parse_go_bool;
+use nsqrs::common::process::wait_for_signal;
 use nsqrs::errln;
-use nsqrs::forward::filter::{JsonFilter, SkipReason, Verdict};
-use nsqrs::forward::pool::{Mode, Pool};
-use nsqrs::forward::status::Progress;
-use nsqrs::goflags::parse_go_bool;
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};
+use nsqrs::tools::forward::filter::{JsonFilter, SkipReason, Verdict};
+use nsqrs::tools::forward::pool::{Mode, Pool};
+use nsqrs::tools::forward::status::Progress;
 
 use crate::tools;
 
@@ -220,7 +221,10 @@ async fn forward(args: ToNsqArgs, plan: Plan) -> i32 {
         }
     }
     if failure.is_none() {
-        tools::terminated().await;
+        failure = wait_for_signal()
+            .await
+            .err()
+            .map(|e| format!("signal handlers: {e}"));
     }
     // Stop taking messages, and wait for the destinations' answers to those in flight; the
     // producers close as the last of them is dropped.

@@ -1,12 +1,12 @@
 //! What the client tools share on the command line: Go flag syntax, the one-line error
 //! contract, output that ends quietly when its reader goes away, the runtime they run on,
-//! go-nsq option pairs, and waiting for SIGINT/SIGTERM.
+//! and go-nsq option pairs.
 
 use std::io::Write;
 
 use nsqrs::client::Config;
+use nsqrs::common::goflags::normalize_go_args;
 use nsqrs::errln;
-use nsqrs::goflags::normalize_go_args;
 
 /// `println!` for a tool's output: see `out_line`. Every line the binary prints goes through
 /// it (clippy's `print_stdout` lint, denied in main.rs, keeps it that way).
@@ -69,13 +69,7 @@ pub fn tool_version(tool: &str) -> String {
     format!("{tool} v1.3.0 (built w/nsqrs-{})", env!("CARGO_PKG_VERSION"))
 }
 
-/// "1 message", "2 messages": a count and its noun, plural when it is not one.
-pub fn count(n: usize, noun: &str) -> String {
-    match n {
-        1 => format!("1 {noun}"),
-        n => format!("{n} {noun}s"),
-    }
-}
+pub use nsqrs::common::console::count;
 
 /// Reports a failure the way scripts expect: one stderr line, exit status 1.
 pub fn fail(msg: impl std::fmt::Display) -> i32 {
@@ -89,12 +83,9 @@ pub fn usage(msg: impl std::fmt::Display) -> i32 {
     2
 }
 
+/// The runtime every tool runs on: two workers are plenty for a handful of connections.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build tokio runtime")
+    nsqrs::common::process::runtime(Some(2)).expect("build tokio runtime")
 }
 
 /// go-nsq defaults, then `--consumer-opt`/`--producer-opt` pairs, checked together (TLS
@@ -136,30 +127,7 @@ pub fn check_sources(nsqd: &[String], lookupd: &[String]) -> Result<(), String> 
 /// Every tool takes an HTTP address as `host:port` or `http://host:port`.
 pub fn check_http_addresses(flag: &str, addrs: &[String]) -> Result<(), String> {
     for a in addrs {
-        nsqrs::client::http::check_http_address(a).map_err(|e| format!("{flag}: {e}"))?;
+        nsqrs::common::http_client::check_http_address(a).map_err(|e| format!("{flag}: {e}"))?;
     }
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn terminated() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_read_well() {
-        assert_eq!(count(1, "message"), "1 message");
-        assert_eq!(count(0, "message"), "0 messages");
-        assert_eq!(count(2, "message ID"), "2 message IDs");
-    }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 use nsqrs::admin::cluster::Cluster;
-use nsqrs::client::http::HttpTimeouts;
+use nsqrs::common::goflags::parse_go_duration;
+use nsqrs::common::http_client::HttpTimeouts;
 use nsqrs::errln;
-use nsqrs::goflags::parse_go_duration;
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 
 use crate::tools;

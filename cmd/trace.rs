@@ -8,9 +8,10 @@ use clap::{Args, ValueEnum};
 use comfy_table::{presets, Table};
 use nsqrs::archive::store::OpenMode;
 use nsqrs::archive::trace::{self, format_duration, format_ts, Search, Trace};
-use nsqrs::archive::{now_ns, MessageRow, Store};
-use nsqrs::client::http::{self, HttpTimeouts};
-use nsqrs::goflags::parse_go_duration;
+use nsqrs::archive::{MessageRow, Store};
+use nsqrs::common::goflags::parse_go_duration;
+use nsqrs::common::http_client::{api_url, query_escape, HttpClient, HttpTimeouts, Response};
+use nsqrs::common::time::now_ns;
 use nsqrs::protocol::body_text;
 use serde_json::json;
 
@@ -172,19 +173,15 @@ async fn live_state(addr: &str, t: &Trace, id: &str, topic_arg: Option<&str>) ->
     if topic.is_empty() {
         return Live::Unavailable("the archive does not say which topic it was on (give --topic)".into());
     }
-    let path = format!(
-        "/message?topic={}&id={}",
-        http::query_escape(topic),
-        http::query_escape(id)
-    );
-    match http::get(addr, &path, None, timeouts).await {
-        Ok((200, body)) => match serde_json::from_slice(&body) {
+    let path = format!("/message?topic={}&id={}", query_escape(topic), query_escape(id));
+    match HttpClient::new(timeouts).get(&api_url(addr, &path), None).await {
+        Ok(Response { status: 200, body }) => match serde_json::from_slice(&body) {
             Ok(v) => Live::State(v),
             Err(e) => Live::Unavailable(format!("{addr} answered with invalid JSON: {e}")),
         },
         // A topic the broker no longer has holds nothing either.
-        Ok((404, body)) if is_not_held(&body) => Live::NotHeld,
-        Ok((status, body)) => Live::Unavailable(format!(
+        Ok(Response { status: 404, body }) if is_not_held(&body) => Live::NotHeld,
+        Ok(Response { status, body }) => Live::Unavailable(format!(
             "{addr} answered {status}: {}",
             String::from_utf8_lossy(&body).trim()
         )),

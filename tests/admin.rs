@@ -4,8 +4,6 @@
 //! `/stats` it must read, `serve`'s embedded admin, the `nsqadmin` role, and the `topic` /
 //! `channel` commands on one broker and on a two-broker cluster.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -13,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{run_tool, wait_until, Admin, Conn, Lookupd, Nsqd, BIN};
+use nsqrs_testkit::{bin, run_tool, wait_for, Admin, Conn, Lookupd, Nsqd};
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nsqadmin");
@@ -92,7 +90,7 @@ fn broker(lookupd: &Lookupd, extra: &[&str]) -> Nsqd {
 }
 
 fn registered(lookupd: &Lookupd, topic: &str, brokers: usize) {
-    wait_until(Duration::from_secs(15), "lookupd registration", || {
+    wait_for("lookupd registration", Duration::from_secs(15), || {
         let (code, body) = lookupd.get(&format!("/lookup?topic={topic}"));
         code == 200
             && serde_json::from_str::<Value>(&body).unwrap()["producers"]
@@ -116,7 +114,7 @@ fn fixture_cluster() -> (Lookupd, Nsqd, Conn) {
     for i in 0..5 {
         assert_eq!(n.post("/pub?topic=orders", format!("msg {i}").as_bytes()).0, 200);
         match consumer.read_frame() {
-            Some(common::Frame::Message { id, .. }) => consumer.cmd(&format!("FIN {id}")),
+            Some(nsqrs_testkit::Frame::Message { id, .. }) => consumer.cmd(&format!("FIN {id}")),
             other => panic!("expected a message, got {other:?}"),
         }
     }
@@ -125,7 +123,7 @@ fn fixture_cluster() -> (Lookupd, Nsqd, Conn) {
     assert_eq!(lookupd.post("/channel/create?topic=ghost&channel=gc").0, 200);
     registered(&lookupd, "orders", 1);
     registered(&lookupd, "idle", 1);
-    wait_until(Duration::from_secs(10), "the finishes in /stats", || {
+    wait_for("the finishes in /stats", Duration::from_secs(10), || {
         n.stats()["topics"][1]["channels"][0]["e2e_processing_latency"]["count"] == 5
     });
     (lookupd, n, consumer)
@@ -348,7 +346,7 @@ fn actions_reach_every_broker_and_are_guarded() {
         200
     );
     assert!(topic_names(&a).is_empty() && topic_names(&b).is_empty());
-    wait_until(Duration::from_secs(10), "lookupd to forget the topic", || {
+    wait_for("lookupd to forget the topic", Duration::from_secs(10), || {
         !lookupd.get("/topics").1.contains("\"work\"")
     });
     // Creating through lookupd registers the topic there.
@@ -433,7 +431,7 @@ fn notifications_post_nsqadmins_record() {
             .0,
         200
     );
-    wait_until(Duration::from_secs(10), "the notification", || {
+    wait_for("the notification", Duration::from_secs(10), || {
         !received.lock().unwrap().is_empty()
     });
     let record: Value = serde_json::from_str(&received.lock().unwrap()[0]).unwrap();
@@ -465,7 +463,7 @@ fn pages_escape_names_and_forbid_inline_script() {
         &format!("--lookupd-http-address={}", lookupd.http),
         "--base-path=/ops",
     ]);
-    let (code, head, _) = common::http_exchange(&admin.http, "GET", "/ops/", b"").unwrap();
+    let (code, head, _) = nsqrs_testkit::http_exchange(&admin.http, "GET", "/ops/", b"").unwrap();
     assert!(
         code == 308 && head.to_ascii_lowercase().contains("location: /ops"),
         "{head}"
@@ -479,7 +477,7 @@ fn pages_escape_names_and_forbid_inline_script() {
         "/ops/lookup",
         "/ops/counter",
     ] {
-        let (code, head, body) = common::http_exchange(&admin.http, "GET", path, b"").unwrap();
+        let (code, head, body) = nsqrs_testkit::http_exchange(&admin.http, "GET", path, b"").unwrap();
         let body = String::from_utf8_lossy(&body);
         assert_eq!(code, 200, "{path}: {body}");
         let head = head.to_ascii_lowercase();
@@ -575,7 +573,7 @@ fn pages_read_go_nsqds_stats() {
 
 #[test]
 fn https_brokers_are_read_with_the_client_tls_flags() {
-    let certs = common::Certs::new();
+    let certs = nsqrs_testkit::Certs::new();
     let flags = certs.server_flags();
     let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
     let n = Nsqd::start(&refs);
@@ -610,7 +608,7 @@ fn serve_embeds_the_admin_and_nsqd_does_not() {
         "--broadcast-address=127.0.0.1",
     ]);
     let mut admin_addr = None;
-    wait_until(Duration::from_secs(10), "the embedded admin", || {
+    wait_for("the embedded admin", Duration::from_secs(10), || {
         admin_addr = n.log.lock().unwrap().iter().find_map(|l| {
             l.starts_with("[nsqadmin]")
                 .then(|| {
@@ -624,15 +622,16 @@ fn serve_embeds_the_admin_and_nsqd_does_not() {
     });
     let admin_addr = admin_addr.unwrap();
     assert_eq!(n.post("/pub?topic=embedded", b"x").0, 200);
-    wait_until(
-        Duration::from_secs(15),
+    wait_for(
         "the broker in the embedded admin",
+        Duration::from_secs(15),
         || {
-            let (code, body) = common::http_request(&admin_addr, "GET", "/api/topics/embedded", b"").unwrap();
+            let (code, body) =
+                nsqrs_testkit::http_request(&admin_addr, "GET", "/api/topics/embedded", b"").unwrap();
             code == 200 && String::from_utf8_lossy(&body).contains("\"message_count\":1")
         },
     );
-    let (code, body) = common::http_request(&admin_addr, "GET", "/", b"").unwrap();
+    let (code, body) = nsqrs_testkit::http_request(&admin_addr, "GET", "/", b"").unwrap();
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&body).contains("embedded"));
 
@@ -640,7 +639,7 @@ fn serve_embeds_the_admin_and_nsqd_does_not() {
     // later than the broker's own shutdown line.
     let dir = tempfile::tempdir().unwrap();
     let nsqd = dir.path().join("nsqd");
-    std::os::unix::fs::symlink(BIN, &nsqd).unwrap();
+    std::os::unix::fs::symlink(bin(), &nsqd).unwrap();
     let args: Vec<String> = [
         "-tcp-address=127.0.0.1:0",
         "-http-address=127.0.0.1:0",
@@ -664,7 +663,7 @@ fn nsqadmin_role_takes_nsqadmins_command_line() {
     let n = Nsqd::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("nsqadmin");
-    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
     let out = std::process::Command::new(&link)
         .arg("-version")
         .output()
@@ -763,7 +762,7 @@ fn topic_commands_act_on_a_two_broker_cluster() {
     let (code, out, err) = tool(&["topic", "delete", "wide", &via]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(topic_names(&a).is_empty() && topic_names(&b).is_empty());
-    wait_until(Duration::from_secs(10), "lookupd to forget the topic", || {
+    wait_for("lookupd to forget the topic", Duration::from_secs(10), || {
         !lookupd.get("/topics").1.contains("\"wide\"")
     });
     // Tombstone one broker's topic: hidden in lookupd, deleted on that broker only.

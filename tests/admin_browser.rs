@@ -7,29 +7,20 @@
 //! cancelled; a replay is counted and run. On failure a screenshot is saved and its path
 //! printed.
 
-mod common;
-
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Admin, Conn, Frame, Lookupd, Nsqd, ToDb};
 use fantoccini::{Client, ClientBuilder, Locator};
+use nsqrs_testkit::{wait_for, Admin, Conn, Daemon, Frame, Lookupd, Nsqd, ToDb};
 use serde_json::{json, Value};
 
 const SCRIPT_BODY: &str = "order <script>window.pwned=1</script> for alice";
 
 /// chromedriver on a free loopback port; killed when dropped.
 struct Driver {
-    child: Child,
+    _process: Daemon,
     url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -53,18 +44,14 @@ fn start_driver() -> Driver {
         "chromium and chromedriver are needed: run tests/browser.sh (apt-get install chromium chromium-driver)"
     );
     let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
+    let mut cmd = Command::new("chromedriver");
+    cmd.arg(format!("--port={port}")).stdout(Stdio::null());
     let driver = Driver {
-        child,
+        _process: Daemon::spawn(cmd, "chromedriver"),
         url: format!("http://127.0.0.1:{port}"),
     };
     let addr = format!("127.0.0.1:{port}");
-    wait_until(Duration::from_secs(20), "chromedriver", || {
+    wait_for("chromedriver", Duration::from_secs(20), || {
         // chromedriver keeps connections open, so a connect is the readiness probe.
         std::net::TcpStream::connect(&addr).is_ok()
     });
@@ -122,7 +109,7 @@ fn world() -> World {
         "--lifecycle-events=all",
     ]);
     let to_db = ToDb::start(&nsqd, "orders", &db, &["--events", "--flush-interval=100ms"]);
-    wait_until(Duration::from_secs(20), "to-db on the events topic", || {
+    wait_for("to-db on the events topic", Duration::from_secs(20), || {
         nsqd.events_have_a_reader()
     });
     let mut consumer = Conn::connect(&nsqd.tcp);
@@ -140,14 +127,14 @@ fn world() -> World {
         }
     }
     let deferred_id = nsqd.pub_for_id("/pub?topic=orders&defer=3600000", b"due in an hour");
-    wait_until(Duration::from_secs(20), "the archive", || {
+    wait_for("the archive", Duration::from_secs(20), || {
         count(&db, "SELECT COUNT(*) FROM messages") == 2
             && count(
                 &db,
                 "SELECT COUNT(*) FROM events WHERE channel = 'billing' AND kind = 'finished'",
             ) == 2
     });
-    wait_until(Duration::from_secs(15), "lookupd registration", || {
+    wait_for("lookupd registration", Duration::from_secs(15), || {
         lookupd.get("/lookup?topic=orders").0 == 200
     });
     let admin = Admin::start(&[
@@ -309,7 +296,7 @@ async fn steps(c: &Client, w: &World) -> Step {
         .await
         .map_err(|e| e.to_string())?;
     click_and_confirm(c, "Pause", true).await?;
-    wait_for(
+    step_until(
         || channel(&w.nsqd, "orders", "billing").is_some_and(|ch| ch["paused"] == true),
         "billing paused in /stats",
     )
@@ -319,7 +306,7 @@ async fn steps(c: &Client, w: &World) -> Step {
     })
     .await?;
     click_and_confirm(c, "Unpause", true).await?;
-    wait_for(
+    step_until(
         || channel(&w.nsqd, "orders", "billing").is_some_and(|ch| ch["paused"] == false),
         "billing unpaused in /stats",
     )
@@ -327,7 +314,7 @@ async fn steps(c: &Client, w: &World) -> Step {
 
     // A dismissed confirmation does nothing; an accepted one empties, then deletes.
     assert_eq!(w.nsqd.post("/pub?topic=orders", b"for audit").0, 200);
-    wait_for(
+    step_until(
         || channel(&w.nsqd, "orders", "audit").is_some_and(|ch| ch["depth"].as_i64() > Some(0)),
         "audit's backlog",
     )
@@ -342,7 +329,7 @@ async fn steps(c: &Client, w: &World) -> Step {
         "a dismissed delete deleted",
     )?;
     click_and_confirm(c, "Empty", true).await?;
-    wait_for(
+    step_until(
         || channel(&w.nsqd, "orders", "audit").is_some_and(|ch| ch["depth"] == 0),
         "audit emptied",
     )
@@ -352,7 +339,7 @@ async fn steps(c: &Client, w: &World) -> Step {
     })
     .await?;
     click_and_confirm(c, "Delete", true).await?;
-    wait_for(|| channel(&w.nsqd, "orders", "audit").is_none(), "audit deleted").await?;
+    step_until(|| channel(&w.nsqd, "orders", "audit").is_none(), "audit deleted").await?;
     eventually("the topic page after delete", || async {
         text_of(c, "h1").await.starts_with("Topic orders")
     })
@@ -449,7 +436,7 @@ async fn steps(c: &Client, w: &World) -> Step {
 }
 
 /// Polls a synchronous check (the broker over HTTP) without blocking the runtime.
-async fn wait_for(mut f: impl FnMut() -> bool, what: &str) -> Step {
+async fn step_until(mut f: impl FnMut() -> bool, what: &str) -> Step {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !tokio::task::block_in_place(&mut f) {
         if Instant::now() > deadline {

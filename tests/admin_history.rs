@@ -3,11 +3,9 @@
 //! and live state, bodies shown as text (a `<script>` body included), deferred messages
 //! listed and cancelled, and a replay counted, run and recorded.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{wait_until, Admin, Conn, Frame, Lookupd, Nsqd, ToDb};
+use nsqrs_testkit::{wait_for, Admin, Conn, Frame, Lookupd, Nsqd, ToDb};
 use serde_json::Value;
 
 const SCRIPT_BODY: &str = "hello <script>window.pwned=1</script>";
@@ -40,7 +38,7 @@ fn setup() -> Setup {
         "--lifecycle-events=all",
     ]);
     let to_db = ToDb::start(&nsqd, "orders", &db, &["--events", "--flush-interval=100ms"]);
-    wait_until(Duration::from_secs(20), "to-db on the events topic", || {
+    wait_for("to-db on the events topic", Duration::from_secs(20), || {
         nsqd.events_have_a_reader()
     });
     let mut billing = Conn::connect(&nsqd.tcp);
@@ -57,14 +55,14 @@ fn setup() -> Setup {
         }
     }
     let deferred_id = nsqd.pub_for_id("/pub?topic=orders&defer=3600000", b"later, maybe");
-    wait_until(Duration::from_secs(20), "the archive", || {
+    wait_for("the archive", Duration::from_secs(20), || {
         count(&db, "SELECT COUNT(*) FROM messages") == 3
             && count(
                 &db,
                 "SELECT COUNT(*) FROM events WHERE channel = 'billing' AND kind = 'finished'",
             ) == 3
     });
-    wait_until(Duration::from_secs(15), "lookupd registration", || {
+    wait_for("lookupd registration", Duration::from_secs(15), || {
         lookupd.get("/lookup?topic=orders").0 == 200
     });
     let admin = Admin::start(&[
@@ -118,7 +116,7 @@ fn messages_are_found_shown_as_text_and_traced() {
     let json_id = id_of(&found, "book");
     assert!(!found.contains("pwned"), "{found}");
     let (code, head, _) =
-        common::http_exchange(&admin.http, "GET", &format!("/messages?q={json_id}"), b"").unwrap();
+        nsqrs_testkit::http_exchange(&admin.http, "GET", &format!("/messages?q={json_id}"), b"").unwrap();
     assert_eq!(code, 303);
     assert!(head.contains(&format!("/messages/{json_id}")), "{head}");
 
@@ -223,7 +221,7 @@ fn replays_count_first_then_run_with_progress() {
     assert_eq!(code, 200, "{body}");
     let run: Value = serde_json::from_str(&body).unwrap();
     let run_id = run["run_id"].as_str().unwrap().to_string();
-    wait_until(Duration::from_secs(20), "the replay to finish", || {
+    wait_for("the replay to finish", Duration::from_secs(20), || {
         let p = admin.json(&format!("/api/replays/{run_id}"));
         assert_ne!(p["state"], "failed", "{p}");
         p["state"] == "finished" && p["done"] == 3

@@ -2,15 +2,13 @@
 //! remote_ip, tls, secret, common_name), the identity reply, per-topic/channel grants and
 //! refusals with nsqd's exact errors, TTL re-fetch, and tokio-nsq authenticating.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::auth_server::AuthServer;
-use common::{Conn, Frame, Nsqd};
+use nsqrs_testkit::auth_server::AuthServer;
+use nsqrs_testkit::{Conn, Frame, Nsqd};
 
 fn auth(c: &mut Conn, secret: &str) -> Frame {
     c.cmd_body("AUTH", secret.as_bytes());
@@ -155,7 +153,7 @@ fn unreachable_auth_server_is_auth_failed() {
 
 #[test]
 fn auth_sees_tls_and_client_certificate_name() {
-    let certs = common::Certs::new();
+    let certs = nsqrs_testkit::Certs::new();
     let a = AuthServer::start();
     let mut args = certs.server_flags();
     args.push(format!("--auth-http-address={}", a.addr));

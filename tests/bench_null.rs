@@ -1,89 +1,26 @@
 //! End to end through the real binary: `nsqrs bench --mode null-server` on an ephemeral
 //! port, then `nsqrs bench` runs against it as a separate process and its JSON is checked.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-const NSQRS: &str = env!("CARGO_BIN_EXE_nsqrs");
-
-/// Kills the child when dropped, so a failing assertion cannot leak a server process.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use nsqrs_testkit::{bin, run_tool, Daemon};
 
 /// Starts the null server and returns it with the address it printed on stderr.
-fn start_null_server() -> (KillOnDrop, String) {
-    let mut child = Command::new(NSQRS)
-        .args(["bench", "--mode", "null-server", "--listen", "127.0.0.1:0"])
+fn start_null_server() -> (Daemon, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["bench", "--mode", "null-server", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn null server");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let guard = KillOnDrop(child);
-    let (tx, rx) = mpsc::channel();
-    // Keep draining stderr for the server's whole life so it can never block on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("null server printed no listening line");
-        if let Some(addr) = line.strip_prefix("TCP: listening on ") {
-            return (guard, addr.trim().to_string());
-        }
-    }
+        .stdout(Stdio::null());
+    let mut server = Daemon::spawn(cmd, "null-server");
+    let addr = server.listeners(&["TCP"], &[]).remove(0).1;
+    (server, addr)
 }
 
 /// Runs the bench binary with a hard time limit.
 fn bench(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(NSQRS)
-        .arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bench");
-    let collect = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    // Pipes are drained concurrently so a chatty child can never stall on a full pipe.
-    let stdout = collect(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = collect(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let mut guard = KillOnDrop(child);
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = guard.0.try_wait().expect("wait for bench") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "bench {args:?} ran past {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
+    let argv: Vec<&str> = std::iter::once("bench").chain(args.iter().copied()).collect();
+    run_tool(&argv, b"", limit)
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -129,7 +66,7 @@ fn both_mode_reports_positive_rates_against_null_server() {
 #[test]
 fn latency_and_memory_are_reported() {
     let (server, addr) = start_null_server();
-    let pid = server.0.id().to_string();
+    let pid = server.id().to_string();
     let out = bench(
         &[
             "--nsqd-tcp-address",

@@ -4,20 +4,16 @@
 //! A command line that parses starts a real broker; what it resolved to is read back through
 //! nsqd's `GET /config/:opt`.
 
-mod common;
-
-use common::Nsqd;
+use nsqrs_testkit::{bin, Nsqd};
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-const NSQRS: &str = env!("CARGO_BIN_EXE_nsqrs");
 
 /// A directory holding a symlink named `nsqd` to the built binary.
 fn nsqd_link() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("nsqd");
-    std::os::unix::fs::symlink(NSQRS, &link).unwrap();
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
     (dir, link)
 }
 
@@ -85,7 +81,7 @@ fn serve_subcommand_reads_go_flag_syntax() {
     .map(|s| s.to_string())
     .chain([format!("--data-path={}", dir.path().display())])
     .collect();
-    let n = Nsqd::launch(NSQRS.as_ref(), &args, dir.path());
+    let n = Nsqd::launch(&bin(), &args, dir.path());
     assert_eq!(n.config("deflate"), false);
     // `serve` registers with its embedded lookupd.
     let peers = n.config("nsqlookupd_tcp_addresses");
@@ -96,11 +92,11 @@ fn serve_subcommand_reads_go_flag_syntax() {
 
 #[test]
 fn version_strings() {
-    let out = run(NSQRS.as_ref(), &["serve", "--version"]);
+    let out = run(&bin(), &["serve", "--version"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout), nsqd_version());
 
-    let out = run(NSQRS.as_ref(), &["--version"]);
+    let out = run(&bin(), &["--version"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         text(&out.stdout),
@@ -117,13 +113,9 @@ fn resolution_errors_are_one_stderr_line_and_exit_2() {
             &["-max-deflate-level", "0"][..],
             "--max-deflate-level must be [1,9]",
         ),
+        (&bin(), &["serve", "--node-id=1024"], "--node-id must be [0,1024)"),
         (
-            NSQRS.as_ref(),
-            &["serve", "--node-id=1024"],
-            "--node-id must be [0,1024)",
-        ),
-        (
-            NSQRS.as_ref(),
+            &bin(),
             &["serve", "--tls-required"],
             "cannot require TLS client connections without TLS key and cert",
         ),
@@ -155,7 +147,7 @@ fn config_file_is_read_and_flags_win() {
         "-max-rdy-count=11".into(),
         format!("-data-path={}", dir.path().display()),
     ];
-    let n = Nsqd::launch(NSQRS.as_ref(), &args, dir.path());
+    let n = Nsqd::launch(&bin(), &args, dir.path());
     assert_eq!(n.config("mem_queue_size"), 77);
     assert_eq!(n.config("nsqlookupd_tcp_addresses"), serde_json::json!([]));
     assert_eq!(n.config("max_rdy_count"), 11);
@@ -168,7 +160,7 @@ fn usage_errors_exit_2() {
     let out = run(&nsqd, &["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--no-such-flag"));
-    let out = run(NSQRS.as_ref(), &["serve", "--msg-timeout", "60"]);
+    let out = run(&bin(), &["serve", "--msg-timeout", "60"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("missing unit"));
 }

@@ -2,15 +2,13 @@
 //! FIN/REQ, max attempts, backoff, heartbeats, lookupd discovery (against a stand-in lookupd
 //! serving `/lookup`) and the graceful stop that waits for slow handlers.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::Nsqd;
 use nsqrs::client::{Config, Consumer, Producer, Publish};
+use nsqrs_testkit::{wait_for_async, Nsqd};
 
 fn quiet() -> Config {
     Config {
@@ -41,15 +39,6 @@ fn topic_count(n: &Nsqd, topic: &str) -> u64 {
         .find(|t| t["topic_name"] == topic)
         .map(|t| t["message_count"].as_u64().unwrap())
         .unwrap_or(0)
-}
-
-/// Polls `cond` for up to 10 s.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn recv(c: &Consumer) -> nsqrs::client::Message {
@@ -137,7 +126,7 @@ async fn consumer_shares_rdy_across_nsqd_and_finishes() {
         m.finish();
     }
     assert_eq!(got.iter().filter(|(a2, _)| *a2 == a.tcp).count(), 5);
-    eventually("FINs to land", || {
+    wait_for_async("FINs to land", Duration::from_secs(20), || {
         channel_stats(&a, "t", "c")["in_flight_count"] == 0
             && channel_stats(&b, "t", "c")["in_flight_count"] == 0
     })
@@ -185,11 +174,13 @@ async fn messages_past_max_attempts_are_given_up() {
         assert_eq!(m.attempts, attempt);
         m.requeue(Some(Duration::ZERO));
     }
-    eventually("the third delivery to be given up", || {
-        given_up.load(Ordering::SeqCst) == 1
-    })
+    wait_for_async(
+        "the third delivery to be given up",
+        Duration::from_secs(20),
+        || given_up.load(Ordering::SeqCst) == 1,
+    )
     .await;
-    eventually("the FIN to land", || {
+    wait_for_async("the FIN to land", Duration::from_secs(20), || {
         channel_stats(&n, "t", "c")["depth"] == 0 && channel_stats(&n, "t", "c")["in_flight_count"] == 0
     })
     .await;
@@ -221,7 +212,7 @@ async fn a_failure_backs_off_then_recovers() {
     first.requeue(Some(Duration::ZERO));
     assert_eq!(c.stats().backoff_level, 1);
     // During the backoff window nothing is ready.
-    eventually("RDY 0 during backoff", || {
+    wait_for_async("RDY 0 during backoff", Duration::from_secs(20), || {
         channel_stats(&n, "t", "c")["clients"][0]["ready_count"] == 0
     })
     .await;
@@ -230,7 +221,7 @@ async fn a_failure_backs_off_then_recovers() {
     let again = recv(&c).await;
     assert_eq!(again.attempts, 2);
     again.finish();
-    eventually("full RDY after recovery", || {
+    wait_for_async("full RDY after recovery", Duration::from_secs(20), || {
         channel_stats(&n, "t", "c")["clients"][0]["ready_count"] == 10
     })
     .await;
@@ -291,7 +282,10 @@ async fn graceful_stop_waits_for_slow_handlers() {
         }
     });
     c.connect_to_nsqd(&n.tcp).await.unwrap();
-    eventually("three handlers busy", || started.load(Ordering::SeqCst) == 3).await;
+    wait_for_async("three handlers busy", Duration::from_secs(20), || {
+        started.load(Ordering::SeqCst) == 3
+    })
+    .await;
     let t0 = Instant::now();
     c.stop().await;
     assert!(
@@ -308,7 +302,7 @@ async fn graceful_stop_waits_for_slow_handlers() {
     // The 3 handled are gone, the other 7 were given back at once, not left to time out.
     assert_eq!(ch["depth"], 7, "{ch}");
     assert_eq!(ch["in_flight_count"], 0, "{ch}");
-    eventually("connection closed", || {
+    wait_for_async("connection closed", Duration::from_secs(20), || {
         channel_stats(&n, "t", "c")["client_count"] == 0
     })
     .await;
@@ -367,14 +361,17 @@ async fn lookupd_polling_follows_producers() {
     );
 
     *producers.lock() = vec![a.tcp.clone(), b.tcp.clone()];
-    eventually("connected to the new producer", || c.connections().len() == 2).await;
+    wait_for_async("connected to the new producer", Duration::from_secs(20), || {
+        c.connections().len() == 2
+    })
+    .await;
 
     *producers.lock() = vec![b.tcp.clone()];
-    eventually("dropped the gone producer", || {
+    wait_for_async("dropped the gone producer", Duration::from_secs(20), || {
         c.connections() == vec![b.tcp.clone()]
     })
     .await;
-    eventually("a sees no consumer", || {
+    wait_for_async("a sees no consumer", Duration::from_secs(20), || {
         channel_stats(&a, "t", "c")["client_count"] == 0
     })
     .await;

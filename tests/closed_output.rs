@@ -5,13 +5,11 @@
 //! The pipes here are closed before the tool starts, so every write meets EPIPE: the test
 //! cannot pass by the tool writing into a buffer before the reader left.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{wait_bounded, Nsqd, BIN};
+use nsqrs_testkit::{bin, wait_bounded, wait_exit, wait_for, Nsqd};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -24,7 +22,7 @@ fn closed_pipe() -> std::io::PipeWriter {
 
 /// Runs `nsqrs args` with stdout closed; returns its exit status and stderr.
 fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(closed_pipe())
@@ -46,7 +44,7 @@ fn assert_quiet(args: &[&str]) {
 
 /// Starts `nsqrs args` with stdout and stderr closed (a daemon whose log reader died).
 fn spawn_with_closed_stderr(args: &[&str]) -> Child {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(closed_pipe())
@@ -58,26 +56,7 @@ fn spawn_with_closed_stderr(args: &[&str]) -> Child {
 fn terminate(mut child: Child) -> Option<i32> {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("did not exit after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_exit(&mut child, LIMIT).unwrap_or_else(|e| panic!("after SIGTERM: {e}"))
 }
 
 fn publish(n: &Nsqd, topic: &str, bodies: &[&str]) {
@@ -187,11 +166,11 @@ fn to_db_trace_and_replay() {
         "--events",
         "--flush-interval=100ms",
     ]);
-    wait_for("to-db on the events topic", || n.events_archivers() == 1);
+    wait_for("to-db on the events topic", LIMIT, || n.events_archivers() == 1);
     // An unreadable line makes to-db warn on its (closed) stderr.
     publish(&n, "nsqrs.events", &["not json"]);
     publish(&n, "t", &["one", "two"]);
-    wait_for("two archived messages", || archived(&db) == 2);
+    wait_for("two archived messages", LIMIT, || archived(&db) == 2);
     assert_eq!(terminate(to_db), Some(0));
 
     let id: String = rusqlite::Connection::open(&db)
@@ -238,7 +217,7 @@ fn to_file_keeps_archiving_with_stderr_closed() {
             .map(|s| s.lines().count())
             .sum()
     };
-    wait_for("three archived lines", || lines() == 3);
+    wait_for("three archived lines", LIMIT, || lines() == 3);
     assert_eq!(terminate(to_file), Some(0));
     assert_eq!(lines(), 3);
 }

@@ -3,12 +3,10 @@
 //! does not stop consumption from the other, and a restarted lookupd is re-populated by the
 //! brokers' re-registration.
 
-mod common;
-
 use std::collections::{BTreeSet, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Lookupd, Nsqd};
+use nsqrs_testkit::{wait_for, wait_for_async, Lookupd, Nsqd};
 use tokio::time::timeout;
 use tokio_nsq::{NSQChannel, NSQConsumerConfig, NSQConsumerConfigSources, NSQConsumerLookupConfig, NSQTopic};
 
@@ -27,15 +25,11 @@ fn producer_ports(lookupd: &Lookupd, topic: &str) -> BTreeSet<u64> {
 }
 
 fn wait_producers(lookupd: &Lookupd, topic: &str, want: &BTreeSet<u64>) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while &producer_ports(lookupd, topic) != want {
-        assert!(
-            Instant::now() < deadline,
-            "lookupd never listed {want:?}: {:?}",
-            producer_ports(lookupd, topic)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        &format!("lookupd to list producers {want:?} of {topic}"),
+        Duration::from_secs(20),
+        || &producer_ports(lookupd, topic) == want,
+    );
 }
 
 fn port(addr: &str) -> u64 {
@@ -97,7 +91,7 @@ async fn consumer_follows_the_cluster_through_lookupd() {
     let (tcp, http) = (lookupd.tcp.clone(), lookupd.http.clone());
     lookupd.terminate();
     let lookupd = Lookupd::launch(
-        std::path::Path::new(common::BIN),
+        &nsqrs_testkit::bin(),
         &[
             "lookupd".into(),
             format!("--tcp-address={tcp}"),
@@ -117,9 +111,8 @@ async fn serve_embeds_a_lookupd_that_consumers_can_use() {
         "--embedded-lookupd-http-address=127.0.0.1:0",
         "--broadcast-address=127.0.0.1",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let lookupd_http = loop {
-        let found = n.log.lock().unwrap().iter().find_map(|l| {
+    let embedded_http = || {
+        n.log.lock().unwrap().iter().find_map(|l| {
             l.contains("[nsqlookupd]")
                 .then(|| {
                     l.split("HTTP: listening on ")
@@ -127,13 +120,13 @@ async fn serve_embeds_a_lookupd_that_consumers_can_use() {
                         .map(|a| a.trim().to_string())
                 })
                 .flatten()
-        });
-        if let Some(addr) = found {
-            break addr;
-        }
-        assert!(Instant::now() < deadline, "embedded lookupd never listened");
-        std::thread::sleep(Duration::from_millis(20));
+        })
     };
+    wait_for_async("the embedded lookupd to listen", Duration::from_secs(20), || {
+        embedded_http().is_some()
+    })
+    .await;
+    let lookupd_http = embedded_http().expect("waited for");
     assert_eq!(n.post("/pub?topic=emb", b"hello").0, 200);
     let lookup = NSQConsumerLookupConfig::new()
         .set_addresses(HashSet::from([format!("http://{lookupd_http}")]))

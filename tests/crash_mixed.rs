@@ -20,8 +20,6 @@
 //! CI runs a small fixed budget; `NSQRS_CRASH_ROUNDS=N` runs longer and `NSQRS_CRASH_SEED=S`
 //! repeats a run (the seed is printed; see docs/testing.md).
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -29,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::Nsqd;
+use nsqrs_testkit::Nsqd;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

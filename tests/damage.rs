@@ -3,13 +3,11 @@
 //! intact, loses only what is damaged, says so in one log line per repair and on `/stats`, and
 //! never panics or refuses to start because of one bad file.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{Frame, Nsqd};
 
 #[test]
 fn full_disk_fails_publishes_and_turns_ping_unhealthy() {

@@ -2,13 +2,11 @@
 //! binary, a data directory from before the store folder was renamed, and start-up errors
 //! that name the path they are about.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{run_tool, Nsqd, BIN};
+use nsqrs_testkit::{bin, run_tool, Nsqd};
 
 fn serve_in(dir: &Path, program: &Path, extra: &[&str]) -> Nsqd {
     let mut cmd = Command::new(program);
@@ -44,7 +42,7 @@ fn serve_starts_beside_its_own_binary() {
     let dir = tempfile::tempdir().unwrap();
     // The binary is in the directory that becomes the data path (the default, cwd).
     let program = dir.path().join("nsqrs");
-    std::fs::copy(BIN, &program).unwrap();
+    std::fs::copy(bin(), &program).unwrap();
     let n = serve_in(dir.path(), &program, &[]);
     publish(&n, "t", "kept");
     assert!(dir.path().join("nsqrs-data/topics/t_t").is_dir());

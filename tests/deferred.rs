@@ -2,11 +2,9 @@
 //! cancels them by ID (read by the channel or not yet), the cancellation survives `kill -9`,
 //! and `/message` tells where one message stands on each channel.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{wait_for, Frame, Nsqd};
 use serde_json::Value;
 
 /// Publishes over HTTP with a delay; returns the message's ID.
@@ -55,14 +53,6 @@ fn channel_deferred_count(n: &Nsqd, topic: &str, channel: &str) -> u64 {
         .find(|c| c["channel_name"] == channel)
         .unwrap();
     c["deferred_count"].as_u64().unwrap()
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -157,13 +147,17 @@ fn deferred_messages_are_listed_and_cancelled_and_stay_cancelled() {
     let data = n.data.clone();
     let tmp = n.kill9();
     let n = Nsqd::start_in(&data, &[]);
-    wait_until("the deferred index to be rebuilt", || {
-        deferred_ids(&n, "later")
-            == vec![
-                ("a".to_string(), vec![ids[2].clone()]),
-                ("b".to_string(), vec![ids[2].clone()]),
-            ]
-    });
+    wait_for(
+        "the deferred index to be rebuilt",
+        Duration::from_secs(20),
+        || {
+            deferred_ids(&n, "later")
+                == vec![
+                    ("a".to_string(), vec![ids[2].clone()]),
+                    ("b".to_string(), vec![ids[2].clone()]),
+                ]
+        },
+    );
     assert_eq!(channel_deferred_count(&n, "later", "a"), 1);
     drop(n);
     drop(tmp);
@@ -231,7 +225,7 @@ fn message_state_follows_a_message_across_channels() {
     assert_eq!(id, same);
     done.cmd(&format!("FIN {id}"));
 
-    wait_until("the FIN to land", || {
+    wait_for("the FIN to land", Duration::from_secs(20), || {
         let v = json(&n, &format!("/message?topic=st&id={id}"));
         v["channels"][1]["state"] == "done"
     });
@@ -255,7 +249,7 @@ fn message_state_follows_a_message_across_channels() {
 
     // A REQ with a delay shows as deferred with its attempts.
     busy.cmd(&format!("REQ {id} 30000"));
-    wait_until("the REQ to land", || {
+    wait_for("the REQ to land", Duration::from_secs(20), || {
         let v = json(&n, &format!("/message?topic=st&id={id}"));
         v["channels"][0]["state"] == "deferred" && v["channels"][0]["attempts"] == 1
     });

@@ -2,11 +2,9 @@
 //! channels it has, raises its soft limit to the hard limit at start as Go programs do, and
 //! when descriptors do run out it says so on `/ping` and in its log, never with `EXITING`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{http_request, Conn, Frame, Nsqd};
+use nsqrs_testkit::{http_request, Conn, Frame, Nsqd};
 
 fn open_descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()

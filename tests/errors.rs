@@ -1,9 +1,7 @@
 //! The error matrix: every client error of nsq-reference §1.2 and §1.9, each checked for
 //! nsqd's exact code and text and for whether the connection stays open.
 
-mod common;
-
-use common::{Conn, Frame, Nsqd};
+use nsqrs_testkit::{Conn, Frame, Nsqd};
 use serde_json::json;
 
 fn be(n: i32) -> Vec<u8> {
@@ -462,7 +460,7 @@ fn http_error_matrix() {
         ("GET", "/stats?x=%zz", vec![], 400, "INVALID_REQUEST"),
     ];
     for (method, path, body, code, message) in cases {
-        let (got, resp) = common::http_request(&n.http, method, path, &body).unwrap();
+        let (got, resp) = nsqrs_testkit::http_request(&n.http, method, path, &body).unwrap();
         let expected = json!({ "message": message }).to_string();
         assert_eq!(
             (got, String::from_utf8_lossy(&resp).to_string()),

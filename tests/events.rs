@@ -1,11 +1,9 @@
 //! Lifecycle events (docs/events.md): with `--lifecycle-events=all`, the default, the broker
 //! reports each step of a message's life on `nsqrs.events`, readable by any consumer.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{Frame, Nsqd};
 
 /// Reads event groups from `nsqrs.events` until `done` says enough or the time is up.
 fn collect_events(n: &Nsqd, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
@@ -211,7 +209,7 @@ fn bad_event_flags_are_one_line_errors() {
             "--lifecycle-events-topics is not a valid regex",
         ),
     ] {
-        let out = std::process::Command::new(common::BIN)
+        let out = std::process::Command::new(nsqrs_testkit::bin())
             .args(["serve", flag])
             .output()
             .unwrap();

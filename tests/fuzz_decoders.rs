@@ -11,8 +11,6 @@
 //! The budget is small by default; `NSQRS_FUZZ_CASES=N` sets the cases of every fuzzer and
 //! `NSQRS_FUZZ_SEED=S` replays a run (docs/testing.md).
 
-mod fuzz_support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -21,23 +19,24 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use fuzz_support::{hostile, peak_bytes, runner, Input};
 use nsqrs::archive::events::{explode, MAX_ROWS_PER_BODY};
 use nsqrs::archive::EventRow;
-use nsqrs::broker::events::{EventMode, EventSink, Kind, Place};
-use nsqrs::broker::files::FileCache;
-use nsqrs::broker::log::{DiskLog, LogReader};
-use nsqrs::broker::record::{decode_record, encode_record, max_payload, Decoded, NewRecord};
-use nsqrs::broker::repairs::Repairs;
-use nsqrs::lookup::tcp::{decode_identify, parse_request, Request};
-use nsqrs::options::NsqdOptions;
+use nsqrs::nsqd::broker::events::{EventMode, EventSink};
+use nsqrs::nsqd::broker::files::FileCache;
+use nsqrs::nsqd::broker::log::{DiskLog, LogReader};
+use nsqrs::nsqd::broker::record::{decode_record, encode_record, max_payload, Decoded, NewRecord};
+use nsqrs::nsqd::broker::repairs::Repairs;
+use nsqrs::nsqd::options::NsqdOptions;
 use nsqrs::protocol::command::{
     parse, ClientState, Command, ConnContext, ParseError, ParseLimits, MAX_LINE_LEN,
 };
 use nsqrs::protocol::compress::{Decoder, Encoder};
+use nsqrs::protocol::events::{Kind, Place};
 use nsqrs::protocol::identify::{ClientSettings, IdentifyRequest};
+use nsqrs::protocol::lookup::{decode_identify, parse_request, Request};
 use nsqrs::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 use nsqrs::protocol::MessageId;
+use nsqrs_testkit::fuzz::{hostile, peak_bytes, runner, Input};
 
 /// The rows and skipped lines of an events body.
 fn explode_pair(body: &[u8]) -> (Vec<EventRow>, usize) {
@@ -46,7 +45,7 @@ fn explode_pair(body: &[u8]) -> (Vec<EventRow>, usize) {
 }
 
 #[global_allocator]
-static ALLOC: fuzz_support::CountingAlloc = fuzz_support::CountingAlloc;
+static ALLOC: nsqrs_testkit::fuzz::CountingAlloc = nsqrs_testkit::fuzz::CountingAlloc;
 
 /// What a parser may allocate for `len` input bytes: a fixed allowance plus a constant factor
 /// (parameter lists, JSON trees and quoted error texts are a few times their input, never
@@ -68,13 +67,7 @@ fn small_limits() -> ParseLimits {
 }
 
 fn default_limits() -> ParseLimits {
-    let o = NsqdOptions::default();
-    ParseLimits {
-        max_msg_size: o.max_msg_size,
-        max_body_size: o.max_body_size,
-        max_req_timeout_ms: o.max_req_timeout.as_millis() as i64,
-        max_rdy_count: o.max_rdy_count,
-    }
+    NsqdOptions::default().parse_limits()
 }
 
 fn sized(out: &mut Vec<u8>, body: &[u8]) {
@@ -323,8 +316,8 @@ fn identify_decoder_survives_hostile_json() {
             // Go accepts an object or null, nothing else.
             let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
             prop_assert!(value.is_object() || value.is_null(), "accepted {value}");
-            let mut settings = ClientSettings::defaults(&opts, "127.0.0.1");
-            if settings.apply(&req, &opts).is_ok() {
+            let mut settings = ClientSettings::defaults(&opts.identify_limits(), "127.0.0.1");
+            if settings.apply(&req, &opts.identify_limits()).is_ok() {
                 // Whatever a client asks, what is applied stays within the server's limits.
                 if let Some(hb) = settings.heartbeat_interval {
                     prop_assert!(hb >= Duration::from_secs(1) && hb <= opts.max_heartbeat_interval);
@@ -869,11 +862,11 @@ fn open_log(dir: &std::path::Path) -> std::io::Result<DiskLog> {
     DiskLog::open(dir, files, repairs, 1 << 20, LOG_MAX_MSG)
 }
 
-fn hostile_file_mutations() -> impl Strategy<Value = Vec<fuzz_support::Mutation>> {
+fn hostile_file_mutations() -> impl Strategy<Value = Vec<nsqrs_testkit::fuzz::Mutation>> {
     // Reuses the byte mutations through a throwaway strategy of one seed.
     prop_oneof![
         1 => Just(Vec::new()),
-        4 => vec(fuzz_support::mutation_strategy(), 1..4),
+        4 => vec(nsqrs_testkit::fuzz::mutation_strategy(), 1..4),
     ]
 }
 

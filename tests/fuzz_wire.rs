@@ -10,9 +10,6 @@
 //! `NSQRS_FUZZ_CASES=N` sets the number of inputs per fuzzer and `NSQRS_FUZZ_SEED=S` replays
 //! a run (docs/testing.md).
 
-mod common;
-mod fuzz_support;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
@@ -21,9 +18,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use common::{http_request, Frame, Lookupd, Nsqd};
-use fuzz_support::{hostile, mutated, mutation_strategy, runner, Input, Mutation};
 use nsqrs::protocol::compress::Encoder;
+use nsqrs_testkit::fuzz::{hostile, mutated, mutation_strategy, runner, Input, Mutation};
+use nsqrs_testkit::{http_request, Frame, Lookupd, Nsqd};
 
 /// Small limits, so that mutated sizes and counts cross them often.
 const BROKER_FLAGS: &[&str] = &[

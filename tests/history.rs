@@ -3,13 +3,11 @@
 //! `nsqrs.events` bodies in the docs/events.md format, `replay` windows, and the one-line
 //! errors. `tests/history_pg.rs` runs the same flows against PostgreSQL.
 
-mod common;
-
 use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Nsqd, ToDb, BIN};
+use nsqrs_testkit::{bin, wait_for, Daemon, Nsqd, ToDb};
 
 fn publish(n: &Nsqd, topic: &str, bodies: &[String]) {
     let mut c = n.connect();
@@ -33,16 +31,22 @@ fn count(db: &str, sql: &str) -> i64 {
     sqlite(db).query_row(sql, [], |r| r.get(0)).unwrap_or_default()
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// True when every reader of `topic` has taken and finished all of it: each channel with a
+/// client has nothing queued and nothing in flight.
+fn consumed(n: &Nsqd, topic: &str) -> bool {
+    let channels = n.topic_stats(topic)["channels"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let read: Vec<_> = channels
+        .iter()
+        .filter(|c| c["client_count"].as_u64() > Some(0))
+        .collect();
+    !read.is_empty() && read.iter().all(|c| c["depth"] == 0 && c["in_flight_count"] == 0)
 }
 
 fn nsqrs(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    Command::new(bin()).args(args).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -73,7 +77,7 @@ fn to_db_archives_every_message_once_and_drains_on_sigterm() {
     let bodies = numbered("m", 1234);
     publish(&n, "orders", &bodies);
     let t = ToDb::start(&n, "orders", db, &["--batch-size=100", "--flush-interval=200ms"]);
-    wait_for("1234 rows", 30, || {
+    wait_for("1234 rows", Duration::from_secs(30), || {
         count(db, "SELECT COUNT(*) FROM messages") == 1234
     });
     assert_eq!(t.terminate(), Some(0));
@@ -119,13 +123,13 @@ fn to_db_killed_mid_batch_loses_nothing() {
     let bodies = numbered("k", 20_000);
     publish(&n, "t", &bodies);
     let t = ToDb::start(&n, "t", db, &["--batch-size=250"]);
-    wait_for("a first commit", 30, || {
+    wait_for("a first commit", Duration::from_secs(30), || {
         count(db, "SELECT COUNT(*) FROM messages") > 0
     });
     t.kill9();
     let after_kill = count(db, "SELECT COUNT(*) FROM messages");
     let t = ToDb::start(&n, "t", db, &["--batch-size=250"]);
-    wait_for("all rows after restart", 60, || {
+    wait_for("all rows after restart", Duration::from_secs(60), || {
         count(db, "SELECT COUNT(*) FROM messages") == 20_000
     });
     assert_eq!(t.terminate(), Some(0));
@@ -168,7 +172,9 @@ fn one_clear_line_for_each_error() {
     let db = db.to_str().unwrap();
     publish(&n, "t", &numbered("e", 1));
     let t = ToDb::start(&n, "t", db, &[]);
-    wait_for("a row", 30, || count(db, "SELECT COUNT(*) FROM messages") == 1);
+    wait_for("a row", Duration::from_secs(30), || {
+        count(db, "SELECT COUNT(*) FROM messages") == 1
+    });
     t.terminate();
     one_error_line(
         &nsqrs(&["trace", "0123456789abcdef", "--db", db]),
@@ -228,7 +234,7 @@ fn archived_with_events(
     let db = dir.path().join("a.db").to_str().unwrap().to_string();
     publish(n, "t", bodies);
     let t = ToDb::start(n, "t", &db, &["--events", "--flush-interval=100ms"]);
-    wait_for("rows", 30, || {
+    wait_for("rows", Duration::from_secs(30), || {
         count(&db, "SELECT COUNT(*) FROM messages") == bodies.len() as i64
     });
     let conn = sqlite(&db);
@@ -300,10 +306,16 @@ fn archived_with_events(
     let mut events = vec![first];
     events.extend(rest);
     publish(n, "nsqrs.events", &events);
-    wait_for("events", 30, || count(&db, "SELECT COUNT(*) FROM events") == 8);
+    wait_for("events", Duration::from_secs(30), || {
+        count(&db, "SELECT COUNT(*) FROM events") == 8
+    });
     // Re-archiving the same events changes nothing.
     publish(n, "nsqrs.events", &events[..2]);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(
+        "to-db to commit the events again",
+        Duration::from_secs(30),
+        || consumed(n, "nsqrs.events"),
+    );
     assert_eq!(t.terminate(), Some(0));
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events"), 8);
     (dir, db, rows)
@@ -435,7 +447,7 @@ fn archive_600(n: &Nsqd, prefix: &str) -> (tempfile::TempDir, String, String, Ve
     let bodies = numbered(prefix, 600);
     publish(n, "src", &bodies);
     let t = ToDb::start(n, "src", &db, &["--flush-interval=100ms"]);
-    wait_for("archive", 30, || {
+    wait_for("archive", Duration::from_secs(30), || {
         count(&db, "SELECT COUNT(*) FROM messages") == 600
     });
     t.terminate();
@@ -471,19 +483,15 @@ fn replay_republishes_a_window_in_order_and_resumes() {
         "--nsqd-tcp-address",
         &n.tcp,
     ];
-    let first = Command::new(BIN)
-        .args(args)
-        .arg("--rate=400")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
-    let o = first.wait_with_output().unwrap();
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let mut first = Command::new(bin());
+    first.args(args).arg("--rate=400").stdout(Stdio::null());
+    let mut first = Daemon::spawn(first, "replay");
+    wait_for("a first recorded batch", Duration::from_secs(30), || {
+        count(&db, REPLAYED) > 0
+    });
+    let code = first.terminate(Duration::from_secs(20)).unwrap();
+    assert_ne!(code, Some(0));
+    assert!(first.stderr().contains("--resume"), "{}", first.stderr());
     let done_first = count(&db, REPLAYED);
     assert!(done_first > 0 && done_first < 600, "{done_first}");
     let o = nsqrs(&args);
@@ -503,10 +511,9 @@ fn replay_republishes_a_window_in_order_and_resumes() {
 
     // What reached dst: every body once, in the original publish order.
     let t = ToDb::start(&n, "dst", &out, &["--flush-interval=100ms"]);
-    wait_for("replayed copies", 30, || {
-        count(&out, "SELECT COUNT(*) FROM messages") >= 600
+    wait_for("every replayed copy archived", Duration::from_secs(30), || {
+        count(&out, "SELECT COUNT(*) FROM messages") >= 600 && consumed(&n, "dst")
     });
-    std::thread::sleep(Duration::from_millis(300));
     t.terminate();
     assert_eq!(bodies_in_order(&out), bodies);
 
@@ -587,6 +594,21 @@ fn ids_by_body(db: &str) -> std::collections::BTreeMap<String, String> {
     rows.map(Result::unwrap).collect()
 }
 
+/// Whether the replay run has handed the broker a batch whose reply it has not recorded:
+/// its `sent_*` cursor is past its recorded one.
+fn batch_unrecorded(db: &str) -> bool {
+    sqlite(db)
+        .query_row(
+            "SELECT sent_ts > cursor_ts OR (sent_ts = cursor_ts AND (sent_id > cursor_id \
+             OR (sent_id = cursor_id AND sent_nsqd > cursor_nsqd))) FROM replay_runs",
+            [],
+            |r| r.get::<_, Option<bool>>(0),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
 #[test]
 fn replay_killed_mid_run_resends_only_the_unrecorded_batch() {
     let n = Nsqd::start(&[]);
@@ -604,28 +626,20 @@ fn replay_killed_mid_run_resends_only_the_unrecorded_batch() {
     ];
     // Paced at 400/s in batches of 40, a run spends most of its time waiting with the
     // previous batch answered but not yet recorded: that is where kill -9 lands.
-    let mut first = Command::new(BIN)
-        .args(args)
-        .arg("--rate=400")
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let (done, unrecorded): (i64, bool) = sqlite(&db)
-        .query_row(
-            "SELECT done, sent_ts > cursor_ts OR (sent_ts = cursor_ts AND (sent_id > cursor_id \
-             OR (sent_id = cursor_id AND sent_nsqd > cursor_nsqd))) FROM replay_runs",
-            [],
-            |r| Ok((r.get(0)?, r.get::<_, Option<bool>>(1)?.unwrap_or(false))),
-        )
-        .unwrap();
+    let mut first = Command::new(bin());
+    first.args(args).arg("--rate=400").stdout(Stdio::null());
+    let mut first = Daemon::spawn(first, "replay");
+    wait_for(
+        "a recorded batch and one with the broker",
+        Duration::from_secs(30),
+        || count(&db, REPLAYED) > 0 && batch_unrecorded(&db),
+    );
+    first.kill9();
+    let done = count(&db, "SELECT done FROM replay_runs");
     assert!(done > 0 && done < 600, "{done}");
     assert_eq!(count(&db, REPLAYED), done);
-    // Mid-run there is always a batch with the broker whose reply is not recorded yet.
-    assert!(unrecorded);
+    // Killed mid-run with a batch with the broker whose reply was not recorded yet.
+    assert!(batch_unrecorded(&db));
 
     let o = nsqrs(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -640,10 +654,9 @@ fn replay_killed_mid_run_resends_only_the_unrecorded_batch() {
 
     // dst has every body in order; only the resent batch may be there twice.
     let t = ToDb::start(&n, "dst", &out, &["--flush-interval=100ms"]);
-    wait_for("replayed copies", 30, || {
-        count(&out, "SELECT COUNT(*) FROM messages") >= 600
+    wait_for("every replayed copy archived", Duration::from_secs(30), || {
+        count(&out, "SELECT COUNT(*) FROM messages") >= 600 && consumed(&n, "dst")
     });
-    std::thread::sleep(Duration::from_millis(300));
     t.terminate();
     let got = bodies_in_order(&out);
     let mut seen = HashSet::new();
@@ -724,15 +737,12 @@ fn a_batch_larger_than_the_brokers_rdy_cap_still_commits_promptly() {
     let db = dir.path().join("a.db").to_str().unwrap().to_string();
     publish(&n, "t", &numbered("s", 500));
     let t = ToDb::start(&n, "t", &db, &["--batch-size=5000", "--flush-interval=1h"]);
-    wait_for("rows without the flush timer", 20, || {
+    wait_for("rows without the flush timer", Duration::from_secs(20), || {
         count(&db, "SELECT COUNT(*) FROM messages") == 500
     });
     assert_eq!(t.terminate(), Some(0));
 }
 
-/// The whole story with nothing faked: the broker's own lifecycle events (`--lifecycle-events
-/// =all`), a message consumed on two channels with a REQ and a timeout, archived by `to-db
-/// --events`, and `trace` showing every step in order with the right attempts.
 /// `topic` with `channels` created before any message (so each gets every one), and to-db
 /// archiving it with `--events` and already reading `nsqrs.events`. Returns the directory,
 /// the archive and the archiver.
@@ -745,13 +755,18 @@ fn archiving_events(n: &Nsqd, topic: &str, channels: &[&str]) -> (tempfile::Temp
     }
     let before = n.events_archivers();
     let t = ToDb::start(n, topic, &db, &["--events", "--flush-interval=100ms"]);
-    wait_for("to-db on the events topic", 30, || n.events_archivers() > before);
+    wait_for("to-db on the events topic", Duration::from_secs(30), || {
+        n.events_archivers() > before
+    });
     (dir, db, t)
 }
 
+/// The whole story with nothing faked: the broker's own lifecycle events (`--lifecycle-events
+/// =all`), a message consumed on two channels with a REQ and a timeout, archived by `to-db
+/// --events`, and `trace` showing every step in order with the right attempts.
 #[test]
 fn trace_follows_the_brokers_own_events() {
-    use common::Frame;
+    use nsqrs_testkit::Frame;
     let n = Nsqd::start(&["--lifecycle-events=all", "--msg-timeout=1s"]);
     let (_dir, db, t) = archiving_events(&n, "story", &["billing", "audit"]);
 
@@ -809,7 +824,7 @@ fn trace_follows_the_brokers_own_events() {
             })
             .collect()
     };
-    wait_for("trace's live state", 30, || {
+    wait_for("trace's live state", Duration::from_secs(30), || {
         let states = live_states();
         states.len() == 3
             && states[..2] == ["audit=in_flight", "billing=done"]
@@ -863,9 +878,11 @@ fn trace_follows_the_brokers_own_events() {
     .iter()
     .map(|(k, a)| (k.to_string(), *a))
     .collect();
-    wait_for("the billing timeline", 30, || timeline("billing") == want_billing);
+    wait_for("the billing timeline", Duration::from_secs(30), || {
+        timeline("billing") == want_billing
+    });
     let audit_steps = || -> Vec<String> { timeline("audit").into_iter().map(|(k, _)| k).collect() };
-    wait_for("the audit timeline", 30, || {
+    wait_for("the audit timeline", Duration::from_secs(30), || {
         audit_steps() == ["published", "delivered", "finished"]
     });
     let o = nsqrs(&["trace", &id, "--db", &db]);
@@ -885,7 +902,7 @@ fn trace_shows_a_cancelled_deferred_message() {
     let (code, body) = n.post(&format!("/deferred/cancel?topic=later&channel=mail&id={id}"), b"");
     assert_eq!(code, 200, "{body}");
     // The body is not archived (to-db's own channel still waits an hour for it); its events are.
-    wait_for("the cancellation in the archive", 30, || {
+    wait_for("the cancellation in the archive", Duration::from_secs(30), || {
         stdout(&nsqrs(&["trace", &id, "--db", &db])).contains("cancelled (was deferred until")
     });
     let live = stdout(&nsqrs(&[
@@ -902,7 +919,7 @@ fn trace_shows_a_cancelled_deferred_message() {
 
 #[test]
 fn runs_of_consecutive_ids_in_events_become_one_row_per_message() {
-    use common::Frame;
+    use nsqrs_testkit::Frame;
     let n = Nsqd::start(&["--lifecycle-events=all"]);
     n.post("/topic/create?topic=nsqrs.events", b"");
     n.post("/channel/create?topic=nsqrs.events&channel=raw", b"");
@@ -922,9 +939,11 @@ fn runs_of_consecutive_ids_in_events_become_one_row_per_message() {
             &format!("SELECT COUNT(DISTINCT id) FROM events WHERE channel = 'work' AND kind = '{kind}'"),
         )
     };
-    wait_for("50 delivered and 50 finished rows", 30, || {
-        per_kind("delivered") == 50 && per_kind("finished") == 50
-    });
+    wait_for(
+        "50 delivered and 50 finished rows",
+        Duration::from_secs(30),
+        || per_kind("delivered") == 50 && per_kind("finished") == 50,
+    );
     // What the broker wrote were runs, as a second reader of the events sees.
     let mut raw = n.connect();
     raw.subscribe("nsqrs.events", "raw", 100);
@@ -952,7 +971,7 @@ fn runs_of_consecutive_ids_in_events_become_one_row_per_message() {
 
 /// Reads `count` messages of `topic` on `channel` and finishes each.
 fn consume_all(n: &Nsqd, topic: &str, channel: &str, count: usize) {
-    use common::Frame;
+    use nsqrs_testkit::Frame;
     let mut c = n.connect();
     c.subscribe(topic, channel, count as u32);
     for _ in 0..count {
@@ -1001,17 +1020,23 @@ fn two_archivers_each_get_every_event_and_keep_their_place() {
     let flags = ["--events", "--flush-interval=100ms"];
     let to_a = ToDb::start(&n, "a", &db_a, &flags);
     let to_b = ToDb::start(&n, "b", &db_b, &flags);
-    wait_for("both archivers on nsqrs.events", 30, || n.events_archivers() == 2);
+    wait_for("both archivers on nsqrs.events", Duration::from_secs(30), || {
+        n.events_archivers() == 2
+    });
     publish(&n, "a", &numbered("a", 40));
     publish(&n, "b", &numbered("b", 40));
     consume_all(&n, "a", "work", 40);
     consume_all(&n, "b", "work", 40);
     for (db, topic) in [(&db_a, "a"), (&db_b, "b")] {
-        wait_for(&format!("every step of {topic} in its archive"), 30, || {
-            ["published", "delivered", "finished"]
-                .iter()
-                .all(|kind| with_event(db, topic, kind) == 40)
-        });
+        wait_for(
+            &format!("every step of {topic} in its archive"),
+            Duration::from_secs(30),
+            || {
+                ["published", "delivered", "finished"]
+                    .iter()
+                    .all(|kind| with_event(db, topic, kind) == 40)
+            },
+        );
     }
     let id: String = sqlite(&db_a)
         .query_row("SELECT id FROM messages LIMIT 1", [], |r| r.get(0))
@@ -1028,12 +1053,16 @@ fn two_archivers_each_get_every_event_and_keep_their_place() {
     publish(&n, "a", &numbered("later", 10));
     consume_all(&n, "a", "work", 10);
     let to_a = ToDb::start(&n, "a", &db_a, &flags);
-    wait_for("the steps taken while the archiver was away", 30, || {
-        with_event(&db_a, "a", "finished") == 50
-    });
-    wait_for("the archiver back on nsqrs.events", 30, || {
-        n.events_archivers() == 2
-    });
+    wait_for(
+        "the steps taken while the archiver was away",
+        Duration::from_secs(30),
+        || with_event(&db_a, "a", "finished") == 50,
+    );
+    wait_for(
+        "the archiver back on nsqrs.events",
+        Duration::from_secs(30),
+        || n.events_archivers() == 2,
+    );
     assert_eq!(
         nsqrs_events_channels(&n).len(),
         2,
@@ -1052,7 +1081,7 @@ fn trace_says_when_the_broker_reported_only_publishes() {
     let (_dir, db, t) = archiving_events(&n, "p", &["work"]);
     publish(&n, "p", &numbered("p", 1));
     consume_all(&n, "p", "work", 1);
-    wait_for("the message and its publish", 30, || {
+    wait_for("the message and its publish", Duration::from_secs(30), || {
         count(&db, "SELECT COUNT(*) FROM messages") == 1 && with_event(&db, "p", "published") == 1
     });
     let id: String = sqlite(&db)

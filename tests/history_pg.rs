@@ -3,13 +3,11 @@
 //! free port, as the `postgres` user when run as root) and stops. PostgreSQL missing is a
 //! failure with a clear message, never a skip: `tests/pg.sh` installs it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Nsqd, ToDb, BIN};
+use nsqrs_testkit::{bin, wait_for, Nsqd, ToDb};
 
 struct Postgres {
     bin: PathBuf,
@@ -120,7 +118,7 @@ impl Drop for Postgres {
 }
 
 fn nsqrs(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    Command::new(bin()).args(args).output().unwrap()
 }
 
 fn publish(n: &Nsqd, topic: &str, bodies: &[String]) {
@@ -140,14 +138,6 @@ fn archived(db: &str, topic: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn archive_trace_and_replay_through_postgres() {
     let pg = Postgres::start();
@@ -163,7 +153,9 @@ fn archive_trace_and_replay_through_postgres() {
         &pg.url,
         &["--events", "--batch-size=64", "--flush-interval=100ms"],
     );
-    wait_for("archive in postgres", || archived(&pg.url, "src") == 300);
+    wait_for("archive in postgres", Duration::from_secs(60), || {
+        archived(&pg.url, "src") == 300
+    });
 
     let o = nsqrs(&["trace", "--db", &pg.url, "--where", "tag=pg-000", "--format=json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -215,7 +207,9 @@ fn archive_trace_and_replay_through_postgres() {
             })
             .unwrap_or_default()
     };
-    wait_for("events in postgres", || steps().len() == 5);
+    wait_for("events in postgres", Duration::from_secs(60), || {
+        steps().len() == 5
+    });
     assert_eq!(
         steps(),
         [
@@ -230,7 +224,7 @@ fn archive_trace_and_replay_through_postgres() {
         let o = nsqrs(&["trace", &id, "--db", &pg.url, "--format=json"]);
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default()["notes"].clone()
     };
-    wait_for("the publish-mode span", || {
+    wait_for("the publish-mode span", Duration::from_secs(60), || {
         notes().as_array().is_some_and(|n| !n.is_empty())
     });
     let notes = notes();
@@ -259,7 +253,9 @@ fn archive_trace_and_replay_through_postgres() {
 
     // The copies, archived too, come back in the original order.
     let t = ToDb::start(&n, "dst", &pg.url, &["--flush-interval=100ms"]);
-    wait_for("replayed copies", || archived(&pg.url, "dst") == 300);
+    wait_for("replayed copies", Duration::from_secs(60), || {
+        archived(&pg.url, "dst") == 300
+    });
     t.terminate();
     let o = nsqrs(&[
         "trace",

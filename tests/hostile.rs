@@ -4,13 +4,11 @@
 //! storms, and heartbeats follow the interval IDENTIFY asks for. After each attack the broker
 //! is alive and a message makes a round trip.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{http_request, proc_status_kib, Conn, Frame, LookupConn, Lookupd, Nsqd};
+use nsqrs_testkit::{http_request, proc_status_kib, Conn, Frame, LookupConn, Lookupd, Nsqd};
 use serde_json::json;
 
 const MIB: u64 = 1024;

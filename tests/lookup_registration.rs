@@ -3,14 +3,12 @@
 //! so the registration sequence, channel pre-creation, re-registration after a lookupd
 //! restart and runtime reconfiguration are all observable.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Nsqd;
+use nsqrs_testkit::{wait_for, Nsqd};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -89,16 +87,13 @@ fn channels_server(channels: &'static str) -> u16 {
     port
 }
 
-fn wait_for(log: &Log, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !log.lock().unwrap().iter().any(|l| l == what) {
-        assert!(
-            Instant::now() < deadline,
-            "never saw {what:?}; log: {:?}",
-            log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits until the recorder has seen exactly the line `what`.
+fn wait_for_line(log: &Log, what: &str) {
+    wait_for(
+        &format!("the lookupd to receive {what:?}"),
+        Duration::from_secs(20),
+        || log.lock().unwrap().iter().any(|l| l == what),
+    );
 }
 
 #[test]
@@ -120,14 +115,14 @@ fn registers_precreates_reregisters_and_reconfigures() {
             "--broadcast-address=10.1.2.3",
         ],
     );
-    wait_for(&log, "IDENTIFY 10.1.2.3");
-    wait_for(&log, "REGISTER early");
+    wait_for_line(&log, "IDENTIFY 10.1.2.3");
+    wait_for_line(&log, "REGISTER early");
 
     // A new topic: registered, then lookupd's channels are pre-created and get its messages.
     assert_eq!(n.post("/pub?topic=reg", b"first").0, 200);
-    wait_for(&log, "REGISTER reg");
-    wait_for(&log, "REGISTER reg pre1");
-    wait_for(&log, "REGISTER reg pre2");
+    wait_for_line(&log, "REGISTER reg");
+    wait_for_line(&log, "REGISTER reg pre1");
+    wait_for_line(&log, "REGISTER reg pre2");
     let stats = n.stats();
     let topic = stats["topics"]
         .as_array()
@@ -153,21 +148,21 @@ fn registers_precreates_reregisters_and_reconfigures() {
 
     // Channel and topic deletion unregister.
     n.post("/channel/delete?topic=reg&channel=pre1", b"");
-    wait_for(&log, "UNREGISTER reg pre1");
+    wait_for_line(&log, "UNREGISTER reg pre1");
     n.post("/topic/delete?topic=early", b"");
-    wait_for(&log, "UNREGISTER early");
+    wait_for_line(&log, "UNREGISTER early");
 
     // The lookupd "restarts": the broker reconnects and registers everything again.
     log.lock().unwrap().clear();
     for c in conns.lock().unwrap().drain(..) {
         let _ = c.shutdown(std::net::Shutdown::Both);
     }
-    wait_for(&log, "IDENTIFY 10.1.2.3");
-    wait_for(&log, "REGISTER reg pre2");
+    wait_for_line(&log, "IDENTIFY 10.1.2.3");
+    wait_for_line(&log, "REGISTER reg pre2");
 
     // Runtime reconfiguration: an empty list drops the peer.
     let (code, body) =
-        common::http_request(&n.http, "PUT", "/config/nsqlookupd_tcp_addresses", b"[]").unwrap();
+        nsqrs_testkit::http_request(&n.http, "PUT", "/config/nsqlookupd_tcp_addresses", b"[]").unwrap();
     assert_eq!(
         (code, String::from_utf8_lossy(&body).to_string()),
         (200, "[]".to_string())
@@ -182,6 +177,6 @@ fn registers_precreates_reregisters_and_reconfigures() {
         log.lock().unwrap()
     );
     let (code, _) =
-        common::http_request(&n.http, "PUT", "/config/nsqlookupd_tcp_addresses", b"not json").unwrap();
+        nsqrs_testkit::http_request(&n.http, "PUT", "/config/nsqlookupd_tcp_addresses", b"not json").unwrap();
     assert_eq!(code, 400);
 }

@@ -3,53 +3,29 @@
 //! HTTP API's JSON shapes, status codes and error texts, inactivity and tombstones with
 //! shortened timeouts, cleanup when an nsqd's connection closes, and the `nsqlookupd` role.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http_exchange, LookupConn, Lookupd};
+use nsqrs_testkit::{http_exchange, wait_bounded, wait_for, LookupConn, Lookupd};
 use serde_json::{json, Value};
 
 /// `tombstoned_at` of a producer never tombstoned: Go's zero time as Unix nanoseconds.
 const GO_ZERO_TIME_UNIX_NANO: i64 = -6_795_364_578_871_345_152;
 
-/// Polls `cond` every 50 ms for at most `limit`; true once it holds.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `cmd` to completion, killing it if it takes more than 20 s.
 fn run_bounded(cmd: &mut Command) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    wait_bounded(child, Duration::from_secs(20))
 }
 
 fn hostname() -> String {
-    nsqrs::options::local_hostname()
+    nsqrs::common::host::local_hostname()
 }
 
 /// Broadcast addresses (`/lookup` producers) of `topic`.
@@ -318,7 +294,9 @@ fn a_fatal_error_drops_the_peers_registrations() {
     assert_eq!(producers_of(&l, "t"), ["nsqd-a"]);
     assert_eq!(c.request("BOGUS"), "E_INVALID invalid command BOGUS");
     assert!(c.is_closed());
-    assert!(wait_until(Duration::from_secs(5), || producers_of(&l, "t").is_empty()));
+    wait_for("t to have no producers", Duration::from_secs(20), || {
+        producers_of(&l, "t").is_empty()
+    });
 }
 
 #[test]
@@ -385,7 +363,7 @@ fn registrations_show_in_every_read_endpoint() {
     );
     let entry = &debug["topic:t1:"][0];
     let last_update = entry["last_update"].as_i64().unwrap();
-    let now_ns = nsqrs::protocol::guid::now_ns();
+    let now_ns = nsqrs::common::time::now_ns();
     assert!(
         last_update > now_ns - 60_000_000_000 && last_update <= now_ns,
         "{entry}"
@@ -480,7 +458,9 @@ fn closing_the_connection_removes_every_registration_of_that_peer() {
         assert_eq!(c.request("REGISTER u e#ephemeral"), "OK");
     }
     a.close();
-    assert!(wait_until(Duration::from_secs(5), || producers_of(&l, "t") == ["nsqd-b"]));
+    wait_for("only nsqd-b to produce t", Duration::from_secs(20), || {
+        producers_of(&l, "t") == ["nsqd-b"]
+    });
     assert_eq!(producers_of(&l, "u"), ["nsqd-b"]);
     let nodes = l.json("/nodes");
     assert_eq!(nodes["producers"].as_array().unwrap().len(), 1);
@@ -488,9 +468,9 @@ fn closing_the_connection_removes_every_registration_of_that_peer() {
 
     // Dropping the socket without a goodbye counts the same.
     drop(b);
-    assert!(wait_until(Duration::from_secs(5), || {
+    wait_for("no producers in /nodes", Duration::from_secs(20), || {
         l.json("/nodes") == json!({"producers": []})
-    }));
+    });
     // The keys stay, even ephemeral ones: only UNREGISTER deletes those.
     assert_eq!(l.json("/topics"), json!({"topics": ["t", "u"]}));
     assert_eq!(
@@ -689,7 +669,11 @@ fn inactive_producers_are_hidden_until_they_ping() {
     let registered = Instant::now();
     assert_eq!(producers_of(&l, "t"), ["nsqd-a"]);
 
-    assert!(wait_until(Duration::from_secs(10), || producers_of(&l, "t").is_empty()));
+    wait_for(
+        "the silent producer to go inactive",
+        Duration::from_secs(20),
+        || producers_of(&l, "t").is_empty(),
+    );
     assert!(registered.elapsed() >= Duration::from_millis(1900));
     assert_eq!(l.json("/nodes"), json!({"producers": []}));
     // Still registered: listed by /debug and /topics, and back as soon as it pings.
@@ -701,7 +685,11 @@ fn inactive_producers_are_hidden_until_they_ping() {
     assert_eq!(producers_of(&l, "t"), ["nsqd-a"]);
     assert_eq!(l.json("/nodes")["producers"].as_array().unwrap().len(), 1);
     // REGISTER is not a sign of life; only IDENTIFY and PING are.
-    assert!(wait_until(Duration::from_secs(10), || producers_of(&l, "t").is_empty()));
+    wait_for(
+        "the producer to go inactive again",
+        Duration::from_secs(20),
+        || producers_of(&l, "t").is_empty(),
+    );
     assert_eq!(a.request("REGISTER t2"), "OK");
     assert!(producers_of(&l, "t2").is_empty());
 }
@@ -728,7 +716,7 @@ fn tombstones_hide_a_producer_of_one_topic_for_the_lifetime() {
     );
     assert_eq!(producers_of(&l, "t"), ["nsqd-a", "nsqd-b"]);
 
-    let before = nsqrs::protocol::guid::now_ns();
+    let before = nsqrs::common::time::now_ns();
     assert_eq!(
         l.post("/topic/tombstone?topic=t&node=nsqd-a:4151"),
         (200, String::new())
@@ -762,7 +750,7 @@ fn tombstones_hide_a_producer_of_one_topic_for_the_lifetime() {
     };
     assert_eq!(entry("topic:t:", "nsqd-a")["tombstoned"], true);
     let at = entry("topic:t:", "nsqd-a")["tombstoned_at"].as_i64().unwrap();
-    assert!(at >= before && at <= nsqrs::protocol::guid::now_ns(), "{at}");
+    assert!(at >= before && at <= nsqrs::common::time::now_ns(), "{at}");
     assert_eq!(entry("topic:u:", "nsqd-a")["tombstoned"], false);
     assert_eq!(entry("client::", "nsqd-a")["tombstoned"], false);
     // Registering again does not lift the tombstone.
@@ -770,9 +758,11 @@ fn tombstones_hide_a_producer_of_one_topic_for_the_lifetime() {
     assert_eq!(producers_of(&l, "t"), ["nsqd-b"]);
 
     // After the lifetime the producer is visible again; the flag stays in /debug.
-    assert!(wait_until(Duration::from_secs(10), || producers_of(&l, "t")
-        .len()
-        == 2));
+    wait_for(
+        "both producers of t to be listed again",
+        Duration::from_secs(20),
+        || producers_of(&l, "t").len() == 2,
+    );
     assert!(tombstoned.elapsed() >= Duration::from_millis(1900));
     assert_eq!(l.json("/debug")["topic:t:"].as_array().unwrap().len(), 2);
     let nodes = l.json("/nodes");
@@ -802,7 +792,9 @@ fn many_clients_and_a_restart_of_each() {
         .collect();
     assert_eq!(producers_of(&l, "t").len(), 20);
     conns.truncate(5);
-    assert!(wait_until(Duration::from_secs(5), || producers_of(&l, "t").len() == 5));
+    wait_for("five producers of t", Duration::from_secs(20), || {
+        producers_of(&l, "t").len() == 5
+    });
     for c in &mut conns {
         assert_eq!(c.request("PING"), "OK");
     }
@@ -812,7 +804,7 @@ fn many_clients_and_a_restart_of_each() {
 fn nsqlookupd_link() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("nsqlookupd");
-    std::os::unix::fs::symlink(common::BIN, &link).unwrap();
+    std::os::unix::fs::symlink(nsqrs_testkit::bin(), &link).unwrap();
     (dir, link)
 }
 
@@ -831,7 +823,7 @@ fn nsqlookupd_symlink_and_subcommand_print_nsqlookupds_version() {
         assert_eq!(out.status.code(), Some(0), "{flag}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), version_line(), "{flag}");
     }
-    let out = run_bounded(Command::new(common::BIN).args(["lookupd", "-version"]));
+    let out = run_bounded(Command::new(nsqrs_testkit::bin()).args(["lookupd", "-version"]));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), version_line());
 }
@@ -869,13 +861,13 @@ fn nsqlookupd_symlink_reads_go_flags_and_logs_like_nsqlookupd() {
         );
     }
     // --log-level=debug lets PING's debug line through.
-    assert!(wait_until(Duration::from_secs(5), || {
+    wait_for("a DEBUG line for the ping", Duration::from_secs(20), || {
         l.log
             .lock()
             .unwrap()
             .iter()
             .any(|line| line.contains("DEBUG: CLIENT(") && line.contains("pinged"))
-    }));
+    });
     assert_eq!(l.terminate(), Some(0));
 }
 
@@ -901,7 +893,7 @@ fn bad_command_lines_are_one_stderr_line_and_status_2() {
 fn a_port_in_use_is_fatal_with_status_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run_bounded(Command::new(common::BIN).args([
+    let out = run_bounded(Command::new(nsqrs_testkit::bin()).args([
         "lookupd",
         &format!("--tcp-address={addr}"),
         "--http-address=127.0.0.1:0",

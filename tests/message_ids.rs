@@ -2,9 +2,7 @@
 //! turns `OK` into `OK <id>…` on TCP, HTTP publishes carry a response header, and
 //! `nsqrs pub` prints the IDs. Clients that do not ask see exactly nsqd's replies.
 
-mod common;
-
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{Frame, Nsqd};
 use serde_json::json;
 
 fn consume_ids(n: &Nsqd, topic: &str, count: usize) -> Vec<String> {
@@ -66,10 +64,11 @@ fn tcp_publishers_that_ask_get_ids() {
 #[test]
 fn http_publishes_carry_ids_in_headers() {
     let n = Nsqd::start(&[]);
-    let (code, head, body) = common::http_exchange(&n.http, "POST", "/pub?topic=h", b"one").unwrap();
+    let (code, head, body) = nsqrs_testkit::http_exchange(&n.http, "POST", "/pub?topic=h", b"one").unwrap();
     assert_eq!((code, body.as_slice()), (200, b"OK".as_slice()));
     let id = header(&head, "x-nsqrs-message-id");
-    let (_, head, _) = common::http_exchange(&n.http, "POST", "/mpub?topic=h", b"two\nthree\n").unwrap();
+    let (_, head, _) =
+        nsqrs_testkit::http_exchange(&n.http, "POST", "/mpub?topic=h", b"two\nthree\n").unwrap();
     let ids = header(&head, "x-nsqrs-message-ids");
     let mut told = vec![id];
     told.extend(ids.split(',').map(str::to_string));
@@ -77,10 +76,10 @@ fn http_publishes_carry_ids_in_headers() {
 
     // Large batches leave the header out unless asked (clients limit header sizes).
     let big: Vec<u8> = (0..600).flat_map(|i| format!("m{i}\n").into_bytes()).collect();
-    let (_, head, _) = common::http_exchange(&n.http, "POST", "/mpub?topic=big", &big).unwrap();
+    let (_, head, _) = nsqrs_testkit::http_exchange(&n.http, "POST", "/mpub?topic=big", &big).unwrap();
     assert!(!head.to_ascii_lowercase().contains("x-nsqrs-message-ids"));
     let (_, head, _) =
-        common::http_exchange(&n.http, "POST", "/mpub?topic=big&message_ids=true", &big).unwrap();
+        nsqrs_testkit::http_exchange(&n.http, "POST", "/mpub?topic=big&message_ids=true", &big).unwrap();
     assert_eq!(header(&head, "x-nsqrs-message-ids").split(',').count(), 600);
 }
 
@@ -96,7 +95,7 @@ fn header(head: &str, name: &str) -> String {
 #[test]
 fn nsqrs_pub_prints_the_ids() {
     let n = Nsqd::start(&[]);
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(nsqrs_testkit::bin())
         .args([
             "pub",
             "--topic",

@@ -2,13 +2,11 @@
 //! socket here and checked key by key; e2e latency percentiles in /stats (JSON and text);
 //! `/metrics` parsed by a Prometheus text parser and checked against /stats; the admin token.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::{http_request, Conn, Frame, Nsqd};
+use nsqrs_testkit::{http_request, wait_for, Conn, Frame, Nsqd};
 
 /// Publishes `n` messages to `topic` and consumes them all on `channel` with FIN.
 fn publish_and_finish(nsqd: &Nsqd, topic: &str, channel: &str, n: usize) {
@@ -26,23 +24,17 @@ fn publish_and_finish(nsqd: &Nsqd, topic: &str, channel: &str, n: usize) {
         }
     }
     // FIN has no reply: wait until the channel shows nothing in flight.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_for("the FINs to be processed", Duration::from_secs(20), || {
         let st = nsqd.stats();
-        let done = st["topics"].as_array().into_iter().flatten().any(|t| {
+        st["topics"].as_array().into_iter().flatten().any(|t| {
             t["topic_name"] == topic
                 && t["channels"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .any(|c| c["channel_name"] == channel && c["in_flight_count"] == 0 && c["depth"] == 0)
-        });
-        if done {
-            return;
-        }
-        assert!(Instant::now() < deadline, "FINs not processed: {st}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        })
+    });
 }
 
 #[test]
@@ -200,7 +192,11 @@ fn metrics_parse_and_match_stats() {
         p.cmd_body("PUB pm_topic", b"waiting");
         p.expect_ok();
     }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for(
+        "two messages in flight to slow-one",
+        Duration::from_secs(20),
+        || n.channel_stats("pm_topic", "slow")["in_flight_count"] == 2,
+    );
 
     let (status, body) = http_request(&n.http, "GET", "/metrics", b"").unwrap();
     assert_eq!(status, 200);

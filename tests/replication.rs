@@ -3,23 +3,19 @@
 //! that was not finished, with its ID, attempts and due time. Also the degraded modes, a
 //! returning peer catching up, a returning adopted broker, TLS, and hostile replication input.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{Certs, Frame, Nsqd};
+use nsqrs_testkit::{Certs, Frame, Nsqd};
 
-/// Polls `check` until it returns Some, at most `limit`.
+/// Polls `check` (the test kit's bounded poll) until it returns Some, at most `limit`.
 fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let mut found = None;
+    nsqrs_testkit::wait_for(what, limit, || {
+        found = check();
+        found.is_some()
+    });
+    found.expect("waited for")
 }
 
 fn replication(n: &Nsqd) -> serde_json::Value {
@@ -322,7 +318,7 @@ fn strict_refuses_while_the_peer_is_away_and_the_peer_catches_up() {
     let a_tcp = a.tcp.clone();
     drop(a.kill9());
     // Adopted with the command-line tool this time.
-    let out = common::run_tool(
+    let out = nsqrs_testkit::run_tool(
         &["adopt", "--node", &a_tcp, "--nsqd-http-address", &b.http],
         b"",
         Duration::from_secs(30),
@@ -334,7 +330,7 @@ fn strict_refuses_while_the_peer_is_away_and_the_peer_catches_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.starts_with("adopted 127.0.0.1:"), "{text}");
-    let again = common::run_tool(
+    let again = nsqrs_testkit::run_tool(
         &["adopt", "--node", &a_tcp, "--nsqd-http-address", &b.http],
         b"",
         Duration::from_secs(30),
@@ -376,7 +372,7 @@ fn best_effort_accepts_while_the_peer_is_away_and_streams_the_backlog_on_return(
 
     // `nsqrs stat --replication` shows the lag: B away, bytes behind.
     let stat = |n: &Nsqd| {
-        let out = common::run_tool(
+        let out = nsqrs_testkit::run_tool(
             &[
                 "stat",
                 "--replication",
@@ -496,7 +492,7 @@ fn replication_runs_over_tls_and_a_tls_required_peer_refuses_plain_replication()
     drop(a.kill9());
     // B requires TLS of clients too: read it with a TLS client (nsqrs tail).
     adopt(&b, &a_tcp);
-    let out = common::run_tool(
+    let out = nsqrs_testkit::run_tool(
         &[
             "tail",
             "--topic",
@@ -884,7 +880,7 @@ fn adoption_over_http_needs_the_admin_token_when_one_is_set() {
     let b = start(&[], &["--http-admin-token=s3cret"]);
     let (code, _) = b.post("/replication/adopt?node=nobody", b"");
     assert_eq!(code, 401);
-    let out = common::run_tool(
+    let out = nsqrs_testkit::run_tool(
         &[
             "adopt",
             "--node",

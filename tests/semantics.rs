@@ -1,11 +1,9 @@
 //! NSQ semantics that are easy to get subtly wrong: deferred accounting, `#ephemeral`
 //! overflow, consumers of a deleted channel, and mass in-flight timeouts.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{Frame, Nsqd};
 
 fn channel_stats(n: &Nsqd, topic: &str, channel: &str) -> serde_json::Value {
     let stats = n.stats();
@@ -110,7 +108,7 @@ fn mass_timeouts_redeliver_everything_with_attempts_two() {
 }
 
 /// Reads the next message frame: (ID, body, attempts).
-fn next_message(c: &mut common::Conn) -> (String, String, u16) {
+fn next_message(c: &mut nsqrs_testkit::Conn) -> (String, String, u16) {
     match c.read_frame() {
         Some(Frame::Message {
             id, body, attempts, ..

@@ -4,14 +4,12 @@
 //! `[4B len][8B ts][2B attempts][16B hex id][body]` records with a text meta file. A takeover
 //! that fails half way leaves nothing a later start could take for a finished one.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Frame, Nsqd};
+use nsqrs_testkit::{Frame, Nsqd};
 
 fn record(id: u64, attempts: u16, body: &str) -> Vec<u8> {
     let mut msg = 1_700_000_000_000_000_000i64.to_be_bytes().to_vec();
@@ -235,7 +233,7 @@ fn a_directory_go_nsqd_1_3_0_wrote_is_taken_over() {
 /// `max_file_bytes`, no file it writes may grow past that (writes fail with EFBIG).
 fn failed_start(data: &Path, max_file_bytes: Option<u64>) -> String {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(common::BIN);
+    let mut cmd = Command::new(nsqrs_testkit::bin());
     cmd.args([
         "serve",
         "--tcp-address=127.0.0.1:0",
@@ -262,7 +260,7 @@ fn failed_start(data: &Path, max_file_bytes: Option<u64>) -> String {
             });
         }
     }
-    let out = common::wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(30));
+    let out = nsqrs_testkit::wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(30));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success(),

@@ -1,11 +1,9 @@
 //! Compatibility with tokio-nsq 0.14 (a third-party Rust client): PUB, MPUB, DPUB, two
 //! channels, REQ with attempts, and TOUCH, against the real broker binary.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Nsqd;
+use nsqrs_testkit::{wait_for_async, Nsqd};
 use tokio::time::timeout;
 use tokio_nsq::{
     NSQChannel, NSQConsumer, NSQConsumerConfig, NSQConsumerConfigSources, NSQEvent, NSQProducer,
@@ -48,15 +46,13 @@ async fn publish_and_consume_on_two_channels() {
     let mut a = consumer(&n, "tn_orders", "billing", 10);
     let mut b = consumer(&n, "tn_orders", "audit", 10);
     // Let both subscriptions exist before publishing, so each channel gets every message.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while n.stats()["topics"][0]["channels"]
-        .as_array()
-        .map_or(0, |c| c.len())
-        < 2
-    {
-        assert!(Instant::now() < deadline, "consumers never subscribed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async("both consumers to subscribe", Duration::from_secs(20), || {
+        n.topic_stats("tn_orders")["channels"]
+            .as_array()
+            .map_or(0, |c| c.len())
+            >= 2
+    })
+    .await;
     let mut p = producer(&n).await;
     p.publish(&topic, b"one".to_vec()).await.unwrap();
     acked(&mut p).await;

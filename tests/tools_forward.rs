@@ -4,22 +4,17 @@
 //! once a destination took it, a refused one is requeued and stays on the source, and the
 //! tools say how it goes.
 
-mod common;
-
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::http_server::HttpServer;
-use common::{Nsqd, BIN};
+use nsqrs_testkit::{bin, wait_for, Daemon, HttpServer, Nsqd};
 
 /// A running forwarding tool, its stderr collected; killed when dropped.
 struct Tool {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    process: Daemon,
 }
 
 impl Tool {
@@ -28,56 +23,26 @@ impl Tool {
     }
 
     fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Tool {
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let name = args[0].to_string();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[{name}] {line}");
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Tool { child, log }
+            .stdout(Stdio::null());
+        let label = if args[0] == "to-http" { "to-http" } else { "to-nsq" };
+        Tool {
+            process: Daemon::spawn(cmd, label),
+        }
     }
 
     /// SIGTERM; the exit status.
     fn terminate(mut self) -> Option<i32> {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process
+            .terminate(LIMIT)
+            .unwrap_or_else(|e| panic!("after SIGTERM: {e}"))
     }
 }
 
-impl Drop for Tool {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+const LIMIT: Duration = Duration::from_secs(30);
 
 /// The topic's entry in /stats (Null when it does not exist).
 fn topic(n: &Nsqd, name: &str) -> serde_json::Value {
@@ -136,7 +101,7 @@ fn bodies_on(n: &Nsqd, t: &str, reader: &str, expect: usize) -> BTreeSet<String>
     let mut got = BTreeSet::new();
     for _ in 0..expect {
         match c.read_frame() {
-            Some(common::Frame::Message { id, body, .. }) => {
+            Some(nsqrs_testkit::Frame::Message { id, body, .. }) => {
                 c.cmd(&format!("FIN {id}"));
                 got.insert(String::from_utf8(body).unwrap());
             }
@@ -171,13 +136,15 @@ fn to_nsq_finishes_only_what_the_destination_took() {
         "--destination-topic=copy",
         "--status-every=50",
     ]);
-    wait_for("200 messages at the destination", || count(&dest, "copy") == 200);
+    wait_for("200 messages at the destination", LIMIT, || {
+        count(&dest, "copy") == 200
+    });
     // The refused ones went back to the source, requeued, and are still there.
-    wait_for("the refused ones requeued", || {
+    wait_for("the refused ones requeued", LIMIT, || {
         let t = topic(&source, "t");
         t["channels"][0]["requeue_count"].as_i64().unwrap_or(0) >= 3
     });
-    wait_for("only the refused ones left", || {
+    wait_for("only the refused ones left", LIMIT, || {
         unfinished(&source, "t", "nsq_to_nsq") == 3
     });
     assert_eq!(count(&dest, "copy"), 200, "nothing refused was counted as sent");
@@ -198,7 +165,7 @@ fn to_nsq_finishes_only_what_the_destination_took() {
 impl Tool {
     /// SIGTERM; checks that stderr said each of `needles`, and returns the exit status.
     fn terminate_and_log_has(self, needles: &[&str]) -> Option<i32> {
-        let log = self.log.clone();
+        let log = self.process.log.clone();
         let code = self.terminate();
         let log = log.lock().unwrap().join("\n");
         for n in needles {
@@ -237,10 +204,10 @@ fn to_nsq_filters_json_and_takes_turns_between_destinations() {
         "--whitelist-json-field=kind",
         "--whitelist-json-field=id",
     ]);
-    wait_for("ten orders forwarded", || {
+    wait_for("ten orders forwarded", LIMIT, || {
         count(&d1, "in") + count(&d2, "in") == 10
     });
-    wait_for("the others finished unsent", || {
+    wait_for("the others finished unsent", LIMIT, || {
         unfinished(&source, "in", "nsq_to_nsq") == 0
     });
     assert_eq!((count(&d1, "in"), count(&d2, "in")), (5, 5), "in turn");
@@ -282,8 +249,8 @@ fn to_nsq_into_go_nsqd() {
         "--destination-nsqd-tcp-address",
         &dest.tcp,
     ]);
-    wait_for("everything in Go nsqd", || count(&dest, "t") == 300);
-    wait_for("everything finished", || {
+    wait_for("everything in Go nsqd", LIMIT, || count(&dest, "t") == 300);
+    wait_for("everything finished", LIMIT, || {
         unfinished(&source, "t", "nsq_to_nsq") == 0
     });
     assert_eq!(bodies_on(&dest, "t", "check", 300), bodies.into_iter().collect());
@@ -332,10 +299,10 @@ fn to_http_posts_every_message_and_retries_what_failed() {
             "--status-every=20",
         ],
     ));
-    wait_for("every message accepted", || {
+    wait_for("every message accepted", LIMIT, || {
         server.accepted().into_iter().collect::<BTreeSet<_>>().len() == 105
     });
-    wait_for("all finished", || unfinished(&n, "t", "nsq_to_http") == 0);
+    wait_for("all finished", LIMIT, || unfinished(&n, "t", "nsq_to_http") == 0);
     let requests = server.requests();
     assert_eq!(requests.iter().filter(|r| r.status == 503).count(), 5);
     for r in &requests {
@@ -372,10 +339,10 @@ fn to_http_get_multicast_and_sample() {
         &n,
         &["--get", &ua, "--get", &ub, "--mode=multicast"],
     ));
-    wait_for("both endpoints got both", || {
+    wait_for("both endpoints got both", LIMIT, || {
         a.accepted().len() == 2 && b.accepted().len() == 2
     });
-    wait_for("all finished", || unfinished(&n, "t", "nsq_to_http") == 0);
+    wait_for("all finished", LIMIT, || unfinished(&n, "t", "nsq_to_http") == 0);
     let paths: BTreeSet<String> = a.requests().into_iter().map(|r| r.path).collect();
     assert!(paths.contains("/hit?m=a%20b%26c%3Dd%2F%C3%A9"), "{paths:?}");
     assert!(paths.contains("/hit?m=plain"), "{paths:?}");
@@ -388,14 +355,16 @@ fn to_http_get_multicast_and_sample() {
     // --sample=0 sends nothing and finishes everything.
     publish(&n, "t", &numbered("s", 20));
     let tool = Tool::start(&to_http_args(&n, &["--get", &ua, "--sample=0"]));
-    wait_for("all finished unsent", || unfinished(&n, "t", "nsq_to_http") == 0);
+    wait_for("all finished unsent", LIMIT, || {
+        unfinished(&n, "t", "nsq_to_http") == 0
+    });
     assert_eq!(a.requests().len(), 2);
     assert_eq!(tool.terminate_and_log_has(&["skipped 20"]), Some(0));
 }
 
 #[test]
 fn to_http_over_tls() {
-    let certs = common::Certs::new();
+    let certs = nsqrs_testkit::Certs::new();
     let server = HttpServer::start_tls(&certs.server_cert, &certs.server_key, |_| 200);
     let n = Nsqd::start(&[]);
     prepare(&n, "t", "nsq_to_http");
@@ -404,7 +373,7 @@ fn to_http_over_tls() {
     let url = format!("https://localhost:{port}/secure");
     let ca = certs.ca.to_str().unwrap();
     let tool = Tool::start_with_env(&to_http_args(&n, &["--post", &url]), &[("SSL_CERT_FILE", ca)]);
-    wait_for("ten over TLS", || server.accepted().len() == 10);
+    wait_for("ten over TLS", LIMIT, || server.accepted().len() == 10);
     assert_eq!(tool.terminate(), Some(0));
 }
 
@@ -526,7 +495,7 @@ fn bad_flags_give_one_error_line() {
         ),
     ];
     for (args, want) in cases {
-        let out = Command::new(BIN).args(*args).output().unwrap();
+        let out = Command::new(bin()).args(*args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");

@@ -2,13 +2,10 @@
 //! serves `/lookup`, `/topics` and `/nodes` for one real broker: to-file's topic discovery
 //! with `--topic-pattern`, stat's discovery of nsqd, and tail through lookupd.
 
-mod common;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{Nsqd, BIN};
+use nsqrs_testkit::{bin, run_tool, wait_for, Daemon, Nsqd};
 
 /// A stand-in lookupd on a runtime of its own; it lists `topics`, all on `nsqd`.
 struct FakeLookupd {
@@ -64,37 +61,6 @@ fn publish(n: &Nsqd, topic: &str, body: &str) {
     assert_eq!(code, 200, "{text}");
 }
 
-fn spawn(args: &[&str]) -> Child {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[tool] {line}");
-        }
-    });
-    child
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tool did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn to_file_discovers_topics_matching_the_pattern() {
     let n = Nsqd::start(&[]);
@@ -103,17 +69,20 @@ fn to_file_discovers_topics_matching_the_pattern() {
     }
     let lookupd = fake_lookupd(&n, &["archive_a", "archive_b", "other"]);
     let out = tempfile::tempdir().unwrap();
-    let mut child = spawn(&[
-        "to-file",
-        "--lookupd-http-address",
-        &lookupd.addr,
-        "--topic-pattern=^archive_",
-        "--topic-refresh=200ms",
-        "--sync-interval=100ms",
-        "--output-dir",
-        out.path().to_str().unwrap(),
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut to_file = Command::new(bin());
+    to_file
+        .args([
+            "to-file",
+            "--lookupd-http-address",
+            &lookupd.addr,
+            "--topic-pattern=^archive_",
+            "--topic-refresh=200ms",
+            "--sync-interval=100ms",
+            "--output-dir",
+            out.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::null());
+    let mut to_file = Daemon::spawn(to_file, "to-file");
     let read = || -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(out.path())
             .unwrap()
@@ -122,13 +91,10 @@ fn to_file_discovers_topics_matching_the_pattern() {
         v.sort();
         v
     };
-    while read() != vec!["archive_a-body\n".to_string(), "archive_b-body\n".to_string()] {
-        assert!(Instant::now() < deadline, "files: {:?}", read());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), Some(0));
+    wait_for("a file per matching topic", Duration::from_secs(20), || {
+        read() == vec!["archive_a-body\n".to_string(), "archive_b-body\n".to_string()]
+    });
+    assert_eq!(to_file.terminate(Duration::from_secs(20)), Ok(Some(0)));
     let names: Vec<String> = std::fs::read_dir(out.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -155,46 +121,55 @@ fn stat_and_tail_find_nsqd_through_lookupd() {
     publish(&n, "t", "hello");
     let lookupd = fake_lookupd(&n, &["t"]);
 
-    let mut child = spawn(&[
-        "stat",
-        "--lookupd-http-address",
-        &lookupd.addr,
-        "--topic=t",
-        "--channel=c",
-        "--interval=100ms",
-        "--count=1",
-        "--format=json",
-    ]);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), Some(0));
-    let mut text = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+    let out = run_tool(
+        &[
+            "stat",
+            "--lookupd-http-address",
+            &lookupd.addr,
+            "--topic=t",
+            "--channel=c",
+            "--interval=100ms",
+            "--count=1",
+            "--format=json",
+        ],
+        b"",
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(v["total"], 1, "{v}");
 
-    let mut child = spawn(&[
-        "stat",
-        "--lookupd-http-address",
-        &lookupd.addr,
-        "--interval=100ms",
-        "--count=1",
-        "--format=csv",
-    ]);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), Some(0));
-    let mut text = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+    let out = run_tool(
+        &[
+            "stat",
+            "--lookupd-http-address",
+            &lookupd.addr,
+            "--interval=100ms",
+            "--count=1",
+            "--format=csv",
+        ],
+        b"",
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.lines().any(|l| l.contains(",t,c,1,")), "{text}");
 
-    let mut child = spawn(&[
-        "tail",
-        "--lookupd-http-address",
-        &lookupd.addr,
-        "--topic=t",
-        "--channel=c",
-        "-n",
-        "1",
-    ]);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), Some(0));
-    let mut text = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+    let out = run_tool(
+        &[
+            "tail",
+            "--lookupd-http-address",
+            &lookupd.addr,
+            "--topic=t",
+            "--channel=c",
+            "-n",
+            "1",
+        ],
+        b"",
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text, "hello\n");
 }

@@ -1,12 +1,10 @@
 //! `nsqrs pub` and `nsqrs tail` as a user runs them, against the real broker: what they
 //! print, what lands in /stats, and how bad command lines fail.
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{run_tool as run, wait_bounded, Nsqd, BIN};
+use nsqrs_testkit::{bin, run_tool as run, wait_bounded, wait_for, Nsqd};
 
 /// The `OK <count> <nsqd>` summary lines of `nsqrs pub`, after checking that every other line
 /// is a message ID nsqrs returned (prefixed with the nsqd when there are several).
@@ -270,17 +268,15 @@ fn tail_print_topic_prefixes_raw_lines() {
 #[test]
 fn tail_stops_on_sigterm() {
     let n = Nsqd::start(&[]);
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .args(["tail", "--topic=t", "--nsqd-tcp-address", &n.tcp])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while topic(&n, "t")["channels"][0]["client_count"] != 1 {
-        assert!(Instant::now() < deadline, "tail never subscribed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("tail to subscribe", Duration::from_secs(20), || {
+        topic(&n, "t")["channels"][0]["client_count"] == 1
+    });
     let channel = topic(&n, "t")["channels"][0]["channel_name"]
         .as_str()
         .unwrap()

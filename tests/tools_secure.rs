@@ -3,14 +3,12 @@
 //! sampling and AUTH options against the real broker, and, in every tool that connects, one
 //! clear error line for each way those options can be wrong.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::auth_server::AuthServer;
-use common::{run_tool, wait_bounded, Certs, Nsqd, ToDb, BIN};
+use nsqrs_testkit::auth_server::AuthServer;
+use nsqrs_testkit::{bin, run_tool, wait_bounded, wait_for, Certs, Nsqd, ToDb};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -87,24 +85,11 @@ fn tail_fails(n: &Nsqd, topic: &str, opts: &[String]) -> Output {
 
 /// The tail's connection as /stats shows it, once it is subscribed.
 fn tail_client(n: &Nsqd, topic: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = n.stats();
-        let client = stats["topics"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["topic_name"] == topic)
-            .flat_map(|t| t["channels"].as_array().cloned().unwrap_or_default())
-            .filter(|c| c["channel_name"] == "c")
-            .flat_map(|c| c["clients"].as_array().cloned().unwrap_or_default())
-            .next();
-        if let Some(c) = client {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "tail never subscribed: {stats}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let client = || n.channel_stats(topic, "c")["clients"][0].clone();
+    wait_for("tail to subscribe", Duration::from_secs(20), || {
+        !client().is_null()
+    });
+    client()
 }
 
 /// Publishes three messages with `nsqrs pub`, reads them and a fourth (published once the
@@ -112,7 +97,7 @@ fn tail_client(n: &Nsqd, topic: &str) -> Value {
 /// over plain HTTP (`stats`), returns the tail's client entry taken while it was connected.
 fn pub_then_tail(n: &Nsqd, topic: &str, opts: &[String], stats: bool) -> Option<Value> {
     publish_ok(n, topic, opts, &["one", "two", "three"]);
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .args(tail_args(n, topic, opts, 4))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -408,11 +393,7 @@ fn to_db_archives_from_a_tls_cluster() {
             .and_then(|c| c.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0)))
             .unwrap_or_default()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count() < 50 {
-        assert!(Instant::now() < deadline, "to-db archived {} of 50", count());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("to-db to archive 50", Duration::from_secs(30), || count() >= 50);
     assert_eq!(t.terminate(), Some(0));
     let conn = rusqlite::Connection::open(&db).unwrap();
     let mut got: Vec<String> = conn

@@ -1,12 +1,10 @@
 //! `nsqrs stat` against two real brokers given with `--nsqd-http-address`: nsq_stat's
 //! columns summed over both, the cluster table, the JSON and CSV shapes, and bad flags.
 
-mod common;
-
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Nsqd, BIN};
+use nsqrs_testkit::{bin, run_tool, Nsqd};
 
 /// Two brokers with topic `t`, channel `c`: 3 messages on one, 5 on the other, and the
 /// channel paused on the first only.
@@ -24,29 +22,16 @@ fn cluster() -> (Nsqd, Nsqd) {
 }
 
 fn stat(a: &Nsqd, b: &Nsqd, extra: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args([
-            "stat",
-            "--nsqd-http-address",
-            &a.http,
-            "--nsqd-http-address",
-            &b.http,
-        ])
-        .args(["--interval=200ms"])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("stat did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let mut args = vec![
+        "stat",
+        "--nsqd-http-address",
+        &a.http,
+        "--nsqd-http-address",
+        &b.http,
+        "--interval=200ms",
+    ];
+    args.extend_from_slice(extra);
+    let out = run_tool(&args, b"", Duration::from_secs(20));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -188,14 +173,14 @@ fn bad_flags_give_one_error_line() {
         (&["stat", "--nsqd-http-address=a:1", "--interval=2"], "interval"),
     ];
     for (args, want) in cases {
-        let out = Command::new(BIN).args(*args).output().unwrap();
+        let out = Command::new(bin()).args(*args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
     // An address nobody answers on is a runtime failure: exit 1, one line.
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["stat", "--nsqd-http-address=127.0.0.1:1", "--count=1"])
         .output()
         .unwrap();
@@ -209,7 +194,7 @@ fn bad_flags_give_one_error_line() {
 #[test]
 fn addresses_with_the_http_scheme() {
     let (a, b) = cluster();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args([
             "stat",
             "--topic=t",
@@ -248,7 +233,7 @@ fn a_topic_or_channel_nobody_has_is_an_error() {
         ),
         (vec!["--topic=nope"], "topic nope does not exist on nsqd"),
     ] {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args([
                 "stat",
                 "--nsqd-http-address",

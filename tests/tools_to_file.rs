@@ -2,66 +2,42 @@
 //! both flate2 and the system `gunzip` read, moves out of the work dir, SIGHUP, the JSON
 //! format, and the at-least-once contract across a `kill -9` (duplicates, never a gap).
 
-mod common;
-
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{Nsqd, BIN};
+use nsqrs_testkit::{bin, wait_for, Daemon, Nsqd};
 
 struct ToFile {
-    child: Child,
+    process: Daemon,
 }
 
 impl ToFile {
     fn start(n: &Nsqd, extra: &[&str]) -> ToFile {
-        let mut child = Command::new(BIN)
-            .args(["to-file", "--topic=t", "--nsqd-tcp-address", &n.tcp])
+        let mut cmd = Command::new(bin());
+        cmd.args(["to-file", "--topic=t", "--nsqd-tcp-address", &n.tcp])
             .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[to-file] {line}");
-            }
-        });
-        ToFile { child }
+            .stdout(Stdio::null());
+        ToFile {
+            process: Daemon::spawn(cmd, "to-file"),
+        }
     }
 
     fn signal(&self, sig: i32) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        self.process.signal(sig);
     }
 
     /// SIGTERM and the exit code, within 20 s.
     fn terminate(mut self) -> Option<i32> {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "to-file did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process
+            .terminate(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("to-file {e} after SIGTERM"))
     }
 
     fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ToFile {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill9();
     }
 }
 
@@ -86,17 +62,9 @@ fn channel(n: &Nsqd) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits until nsqd has `finished` messages finished on the channel and none in flight.
 fn wait_finished(n: &Nsqd, depth_zero: bool) {
-    wait_for("every message finished", || {
+    wait_for("every message finished", Duration::from_secs(20), || {
         let c = channel(n);
         c["in_flight_count"] == 0 && (!depth_zero || c["depth"] == 0) && c["client_count"] == 1
     });
@@ -250,7 +218,9 @@ fn every_gzip_file_left_behind_is_valid_even_when_empty() {
     publish(&n, numbered(0..10));
     wait_finished(&n, true);
     // Rotation opens the next file at once (no --skip-empty-files), with nothing in it yet.
-    wait_for("a rotation", || files(out.path()).len() >= 2);
+    wait_for("a rotation", Duration::from_secs(30), || {
+        files(out.path()).len() >= 2
+    });
     assert_eq!(tf.terminate(), Some(0));
     let names = files(out.path());
     let zcat = Command::new("gzip").arg("-dc").args(&names).output().unwrap();
@@ -284,7 +254,9 @@ fn sighup_closes_and_moves_the_file() {
     publish(&n, numbered(0..5));
     wait_finished(&n, true);
     tf.signal(libc::SIGHUP);
-    wait_for("the file to move on SIGHUP", || files(out.path()).len() == 1);
+    wait_for("the file to move on SIGHUP", Duration::from_secs(20), || {
+        files(out.path()).len() == 1
+    });
     publish(&n, numbered(5..10));
     wait_finished(&n, true);
     assert_eq!(tf.terminate(), Some(0));
@@ -338,7 +310,9 @@ fn kill_between_write_and_fin_duplicates_but_never_loses() {
             "--consumer-opt=msg_timeout,1s",
         ],
     );
-    wait_for("all 100 written", || all_lines(out.path()).len() == 100);
+    wait_for("all 100 written", Duration::from_secs(20), || {
+        all_lines(out.path()).len() == 100
+    });
     assert_eq!(channel(&n)["in_flight_count"], 100, "written but not finished");
     first.kill9();
     // The unfinished messages time out and are written again by the next run.
@@ -351,7 +325,7 @@ fn kill_between_write_and_fin_duplicates_but_never_loses() {
             "--consumer-opt=msg_timeout,1s",
         ],
     );
-    wait_for("redelivered and finished", || {
+    wait_for("redelivered and finished", Duration::from_secs(20), || {
         let c = channel(&n);
         c["depth"] == 0 && c["in_flight_count"] == 0 && all_lines(out.path()).len() >= 200
     });
@@ -421,7 +395,7 @@ fn bad_flags_give_one_error_line() {
         (&["to-file", "--topic=t"], "required"),
     ];
     for (args, want) in cases {
-        let out = Command::new(BIN).args(*args).output().unwrap();
+        let out = Command::new(bin()).args(*args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");

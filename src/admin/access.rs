@@ -10,6 +10,7 @@ use base64::Engine;
 use serde_json::json;
 
 use super::Admin;
+use crate::common::http_client::{HttpClient, Request};
 
 /// An IPv4 or IPv6 network, `addr/bits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,11 +146,11 @@ pub fn notify(
     let mut record = json!({
         "action": action,
         "topic": topic,
-        "timestamp": crate::protocol::guid::now_ns() / 1_000_000_000,
+        "timestamp": crate::common::time::now_ns() / 1_000_000_000,
         "remote_ip": src.peer.to_string(),
         "user_agent": header("User-Agent"),
         "url": format!("{scheme}://{}{}", header("Host"), src.uri),
-        "via": crate::options::local_hostname(),
+        "via": crate::common::host::local_hostname(),
     });
     // nsqadmin leaves these out when empty.
     for (key, value) in [
@@ -163,41 +164,26 @@ pub fn notify(
     }
     let admin = admin.clone();
     tokio::spawn(async move {
-        let (addr, path) = split_url(&endpoint);
         let cluster = admin.cluster();
-        let req = crate::client::http::Request {
+        let mut client = HttpClient::new(cluster.timeouts);
+        if let Some(tls) = &cluster.tls {
+            client = client.with_tls(tls.clone());
+        }
+        let req = Request {
             method: "POST",
-            path: &path,
-            content_type: Some("application/json"),
+            url: &endpoint,
+            headers: &[("Content-Type", "application/json")],
             body: record.to_string().into(),
-            tls: cluster.tls.clone(),
-            ..Default::default()
         };
-        match crate::client::http::send(&addr, &req, cluster.timeouts).await {
-            Ok((status, _)) if (200..300).contains(&status) => {}
-            Ok((status, _)) => admin.logf("error", &format!("notification to {endpoint} answered {status}")),
+        match client.send(req).await {
+            Ok(reply) if (200..300).contains(&reply.status) => {}
+            Ok(reply) => admin.logf(
+                "error",
+                &format!("notification to {endpoint} answered {}", reply.status),
+            ),
             Err(e) => admin.logf("error", &format!("notification to {endpoint} failed - {e}")),
         }
     });
-}
-
-/// `http[s]://host:port/path?q` as (the address the client dials, path with query).
-fn split_url(url: &str) -> (String, String) {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    let host = if host
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        host.to_string()
-    } else {
-        format!("{host}:{default_port}")
-    };
-    (format!("{scheme}://{host}"), path.to_string())
 }
 
 /// The user of HTTP basic auth, which nsqadmin reports as the acting user.
@@ -233,18 +219,6 @@ mod tests {
         for bad in ["127.0.0.1", "x/8", "10.0.0.0/33", "::/129"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn notification_urls() {
-        assert_eq!(
-            split_url("http://h:9/hook?x=1"),
-            ("http://h:9".to_string(), "/hook?x=1".to_string())
-        );
-        assert_eq!(
-            split_url("https://h"),
-            ("https://h:443".to_string(), "/".to_string())
-        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::access::{self, ActionSource, Refusal};
 use super::cluster::Partial;
 use super::stats::{ChannelStats, TopicStats};
 use super::{messages, pages, replays, Admin};
-use crate::http::common::{err, json_body, nsq_headers, params};
+use crate::common::http_api::{err, json_body, nsq_headers, params};
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 
 type Reply = Result<Response, Response>;

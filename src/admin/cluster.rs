@@ -16,10 +16,9 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::stats::{version_key, ChannelStats, NodeStats, Producer, ProducerTopic, TopicStats};
-use crate::client::http::{self, query_escape, HttpTimeouts, Request};
-
-/// The header NSQ's HTTP APIs answer in their V1 format for.
-const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";
+use crate::common::http_client::{
+    self as http, api_url, query_escape, HttpClient, HttpTimeouts, Request, ACCEPT_NSQ_V1,
+};
 
 /// Where the cluster is and how to talk to it.
 #[derive(Clone)]
@@ -67,18 +66,41 @@ fn unwrap_envelope(v: Value) -> Value {
 }
 
 impl Cluster {
-    fn request<'a>(&self, method: &'a str, path: &'a str) -> Request<'a> {
-        Request {
-            method,
-            path,
-            accept: Some(ACCEPT_V1),
-            tls: self.tls.clone(),
-            ..Request::default()
+    /// One request to `addr` (`host:port` or `http[s]://host:port`) in NSQ's V1 format, with
+    /// the bearer token when `with_token`; the status and the body.
+    async fn send(
+        &self,
+        method: &'static str,
+        addr: &str,
+        path: &str,
+        with_token: bool,
+    ) -> Result<(u16, Bytes), String> {
+        let bearer = self
+            .token
+            .as_deref()
+            .filter(|_| with_token)
+            .map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Accept", ACCEPT_NSQ_V1)];
+        if let Some(bearer) = &bearer {
+            headers.push(("Authorization", bearer));
         }
+        let mut client = HttpClient::new(self.timeouts);
+        if let Some(tls) = &self.tls {
+            client = client.with_tls(tls.clone());
+        }
+        let reply = client
+            .send(Request {
+                method,
+                url: &api_url(addr, path),
+                headers: &headers,
+                body: Bytes::new(),
+            })
+            .await?;
+        Ok((reply.status, reply.body))
     }
 
     async fn get<T: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<T, String> {
-        let (status, body) = http::send(addr, &self.request("GET", path), self.timeouts).await?;
+        let (status, body) = self.send("GET", addr, path, false).await?;
         if !(200..300).contains(&status) {
             return Err(format!(
                 "GET {}{path}: status {status}: {}",
@@ -94,10 +116,7 @@ impl Cluster {
 
     /// POSTs an action; the bearer token goes along.
     async fn post(&self, addr: &str, path: &str) -> Result<(), String> {
-        let mut req = self.request("POST", path);
-        req.bearer = self.token.as_deref();
-        req.body = Bytes::new();
-        let (status, body) = http::send(addr, &req, self.timeouts).await?;
+        let (status, body) = self.send("POST", addr, path, true).await?;
         if (200..300).contains(&status) {
             Ok(())
         } else {
@@ -507,11 +526,7 @@ impl Cluster {
     /// GETs one nsqd path as JSON, for the nsqrs pages (`/deferred`, `/message`); the status
     /// and body on failure.
     pub async fn nsqd_get(&self, node: &str, path: &str) -> Result<Value, (u16, String)> {
-        let mut req = self.request("GET", path);
-        req.bearer = self.token.as_deref();
-        let (status, body) = http::send(node, &req, self.timeouts)
-            .await
-            .map_err(|e| (502, e))?;
+        let (status, body) = self.send("GET", node, path, true).await.map_err(|e| (502, e))?;
         if !(200..300).contains(&status) {
             return Err((status, String::from_utf8_lossy(&body).trim().to_string()));
         }

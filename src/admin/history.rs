@@ -148,7 +148,7 @@ pub async fn sample_forever(admin: Arc<Admin>) {
         let Ok(rows) = cluster.node_stats(&producers.value, None, None, false).await else {
             continue;
         };
-        let now = crate::protocol::guid::now_ns() / 1_000_000_000;
+        let now = crate::common::time::now_ns() / 1_000_000_000;
         admin.history.record(now, round(&rows.value));
     }
 }

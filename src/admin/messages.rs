@@ -20,8 +20,8 @@ use super::Admin;
 use crate::archive::store::{Value as SqlValue, MESSAGE_COLUMNS};
 use crate::archive::trace::{self, Search, Trace};
 use crate::archive::{MessageRow, Store};
-use crate::client::http::query_escape;
-use crate::http::common::{err, json_body};
+use crate::common::http_api::{err, json_body};
+use crate::common::http_client::query_escape;
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
 
 /// What the search box asks for.

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::archive::store::OpenMode;
 use crate::archive::Store;
-use crate::client::http::HttpTimeouts;
+use crate::common::http_client::HttpTimeouts;
 use cluster::Cluster;
 
 /// Every nsqadmin option with nsqadmin's name, meaning and default, then nsqrs's own.
@@ -196,7 +196,7 @@ impl AdminOptions {
                 "warn" => "WARNING".to_string(),
                 other => other.to_ascii_uppercase(),
             };
-            crate::server::log(&self.log_prefix, &label, msg);
+            crate::common::log::log(&self.log_prefix, &label, msg);
         }
     }
 }
@@ -308,12 +308,12 @@ pub async fn start(mut opts: AdminOptions) -> Result<Running, String> {
 
 /// Runs `nsqrs admin` until SIGINT/SIGTERM; returns the process exit code.
 pub fn run(opts: AdminOptions) -> i32 {
-    crate::server::run_until_exit(async move {
+    crate::common::process::run_until_exit(async move {
         let prefix = opts.log_prefix.clone();
-        let mut signals = match crate::server::ExitSignals::install() {
+        let mut signals = match crate::common::process::ExitSignals::install() {
             Ok(s) => s,
             Err(e) => {
-                crate::server::log(
+                crate::common::log::log(
                     &prefix,
                     "FATAL",
                     &format!("failed to install signal handlers - {e}"),
@@ -328,7 +328,7 @@ pub fn run(opts: AdminOptions) -> i32 {
         let running = match start(opts).await {
             Ok(r) => r,
             Err(e) => {
-                crate::server::log(&prefix, "FATAL", &format!("failed to instantiate nsqadmin - {e}"));
+                crate::common::log::log(&prefix, "FATAL", &format!("failed to instantiate nsqadmin - {e}"));
                 return 1;
             }
         };

@@ -26,7 +26,7 @@ use super::stats::{ChannelStats, E2eLatency, TopicStats};
 use super::{access, Admin};
 use crate::archive::trace::{self, format_duration, format_ts};
 use crate::archive::MessageRow;
-use crate::client::http::query_escape;
+use crate::common::http_client::query_escape;
 
 type AdminState = State<Arc<Admin>>;
 
@@ -855,7 +855,7 @@ async fn chart(State(admin): AdminState, Path(file): Path<String>, Query(cq): Qu
         topic: cq.topic,
         channel: cq.channel.filter(|c| !c.is_empty()),
     };
-    let now = crate::protocol::guid::now_ns() / 1_000_000_000;
+    let now = crate::common::time::now_ns() / 1_000_000_000;
     let svg = charts::render(metric, &admin.history.series(&key), now);
     (
         [

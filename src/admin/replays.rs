@@ -19,8 +19,9 @@ use super::api::check_action;
 use super::Admin;
 use crate::archive::replay::{self, parse_when, Run, Source, Window};
 use crate::archive::replayer::{self, Pace};
-use crate::archive::{now_ns, Store};
-use crate::http::common::{err, json_body};
+use crate::archive::Store;
+use crate::common::http_api::{err, json_body};
+use crate::common::time::now_ns;
 use crate::protocol::names::is_valid_topic_name;
 
 type Reply = Result<Response, Response>;

@@ -288,7 +288,7 @@ impl NodeStats {
                 c.topic_name = t.topic_name.clone();
                 c.memory_depth = c.depth - c.backend_depth;
                 c.e2e_processing_latency = std::mem::take(&mut c.e2e_processing_latency).node_view();
-                let now = crate::protocol::guid::now_ns() / 1_000_000_000;
+                let now = crate::common::time::now_ns() / 1_000_000_000;
                 for client in c.clients.iter_mut().flatten() {
                     client.node = node.to_string();
                     client.connected = (now - client.connect_ts).max(0) * 1_000_000_000;

@@ -1,10 +1,11 @@
-//! Reading `nsqrs.events` bodies (docs/events.md): newline-separated JSON groups, each
-//! exploded into one row per message ID, and the `batch` lines that say which broker wrote
-//! them in which mode.
+//! Archiving `nsqrs.events` bodies (docs/events.md): each group (read by `protocol::events`)
+//! exploded into one row per message ID, within bounds a hostile body cannot exceed, and the
+//! `batch` lines that say which broker wrote them in which mode.
 
 use serde_json::{Map, Value};
 
 use super::store::EventRow;
+use crate::protocol::events::{Group, BATCH};
 
 /// A broker's `batch` line: it reported events in `mode` (and only for topics matching
 /// `topics`, when not empty) at `ts`.
@@ -24,12 +25,6 @@ pub struct Exploded {
     /// Lines that are not a group, counted rather than failing the body.
     pub skipped: usize,
 }
-
-/// The topic the broker publishes lifecycle events on.
-pub const EVENTS_TOPIC: &str = "nsqrs.events";
-
-/// Fields that become columns rather than `detail`.
-const COLUMNS: &[&str] = &["ev", "ts", "nsqd", "topic", "ids", "channel", "client"];
 
 /// Most rows one body may explode into. A broker flushes its groups every few milliseconds, so
 /// a real body holds far fewer; the bound is what keeps a hostile or corrupt body from making
@@ -59,7 +54,7 @@ fn explode_within(body: &[u8], mut budget: Budget) -> Exploded {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let Ok(group) = serde_json::from_slice::<Map<String, Value>>(line) else {
+        let Some(group) = Group::parse(line) else {
             out.skipped += 1;
             continue;
         };
@@ -73,16 +68,16 @@ fn explode_within(body: &[u8], mut budget: Budget) -> Exploded {
 }
 
 /// The source a `batch` line names (it has no IDs, so it made no rows).
-fn batch_source(g: &Map<String, Value>) -> Option<SourceSeen> {
-    if g.get("ev").and_then(Value::as_str) != Some("batch") {
+fn batch_source(g: &Group) -> Option<SourceSeen> {
+    if g.ev != BATCH {
         return None;
     }
-    let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |k: &str| g.fields.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     Some(SourceSeen {
-        nsqd: text("nsqd"),
+        nsqd: g.nsqd.clone(),
         mode: text("mode"),
         topics: text("topics"),
-        ts: g.get("ts").and_then(Value::as_i64)?,
+        ts: g.ts,
     })
 }
 
@@ -100,12 +95,12 @@ enum IdElement<'a> {
 
 /// The elements of `ids` with the number of IDs they stand for, or None when an element is
 /// neither an ID nor a forward run.
-fn parse_ids(ids: &[Value]) -> Option<(Vec<IdElement<'_>>, u64)> {
+fn parse_ids(ids: &[String]) -> Option<(Vec<IdElement<'_>>, u64)> {
     let hex = |s: &str| (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok()).flatten();
     let mut elements = Vec::with_capacity(ids.len());
     let mut count: u64 = 0;
     for element in ids {
-        let element = element.as_str()?;
+        let element = element.as_str();
         match element.split_once('-') {
             None => {
                 elements.push(IdElement::One(element));
@@ -147,13 +142,10 @@ fn json_len(v: &Value) -> usize {
 
 /// About how many string bytes each of a group's `n` rows holds: its ID, the shared columns,
 /// and its detail (shared values whole, per-message arrays one element's share).
-fn row_bytes(g: &Map<String, Value>, n: usize) -> usize {
-    let mut bytes = 16;
-    for (k, v) in g {
+fn row_bytes(g: &Group, n: usize) -> usize {
+    let mut bytes = 16 + g.ev.len() + g.nsqd.len() + g.topic.len() + g.channel.len() + g.client.len();
+    for (k, v) in &g.fields {
         bytes += match v {
-            _ if k == "ids" => 0,
-            Value::String(s) if COLUMNS.contains(&k.as_str()) => s.len(),
-            _ if COLUMNS.contains(&k.as_str()) => 0,
             Value::Array(a) if a.len() == n => k.len() + 4 + json_len(v) / n.max(1),
             _ => k.len() + 4 + json_len(v),
         };
@@ -161,15 +153,8 @@ fn row_bytes(g: &Map<String, Value>, n: usize) -> usize {
     bytes
 }
 
-fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>, budget: &mut Budget) -> bool {
-    let (Some(kind), Some(ts), Some(ids)) = (
-        g.get("ev").and_then(Value::as_str),
-        g.get("ts").and_then(Value::as_i64),
-        g.get("ids").and_then(Value::as_array),
-    ) else {
-        return false;
-    };
-    let Some((elements, count)) = parse_ids(ids) else {
+fn explode_group(g: &Group, rows: &mut Vec<EventRow>, budget: &mut Budget) -> bool {
+    let Some((elements, count)) = parse_ids(&g.ids) else {
         return false;
     };
     // Refuse the whole line before building any of it: a group is archived whole or not at all.
@@ -191,14 +176,10 @@ fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>, budget: &mut 
         one.into_iter()
             .chain(run.into_iter().flatten().map(|id| format!("{id:016x}")))
     });
-    let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     rows.reserve(count);
     for (i, id) in ids.enumerate() {
         let mut detail = Map::new();
-        for (k, v) in g {
-            if COLUMNS.contains(&k.as_str()) {
-                continue;
-            }
+        for (k, v) in &g.fields {
             // Per-message values are arrays parallel to `ids`; this row keeps its own.
             let v = match v {
                 Value::Array(a) if a.len() == count => a[i].clone(),
@@ -209,12 +190,12 @@ fn explode_group(g: &Map<String, Value>, rows: &mut Vec<EventRow>, budget: &mut 
         let attempt = detail.get("attempts").and_then(Value::as_i64).unwrap_or(0);
         rows.push(EventRow {
             id,
-            topic: text("topic"),
-            channel: text("channel"),
-            kind: kind.to_string(),
-            ts,
-            nsqd: text("nsqd"),
-            client: text("client"),
+            topic: g.topic.clone(),
+            channel: g.channel.clone(),
+            kind: g.ev.clone(),
+            ts: g.ts,
+            nsqd: g.nsqd.clone(),
+            client: g.client.clone(),
             attempt,
             detail: Value::Object(detail).to_string(),
         });
@@ -288,8 +269,7 @@ not json
     }
 
     fn row_bytes_of(line: &str) -> usize {
-        let g: Map<String, Value> = serde_json::from_str(line).unwrap();
-        row_bytes(&g, 6)
+        row_bytes(&Group::parse(line.as_bytes()).unwrap(), 6)
     }
 
     #[test]

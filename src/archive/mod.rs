@@ -14,8 +14,3 @@ pub mod store;
 pub mod trace;
 
 pub use store::{EventRow, MessageRow, Store};
-
-/// Nanoseconds since the Unix epoch, the unit of every timestamp in the archive.
-pub fn now_ns() -> i64 {
-    crate::protocol::guid::now_ns()
-}

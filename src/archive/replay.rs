@@ -13,6 +13,7 @@ use std::path::Path;
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 
+use super::schema::RECORD_SPAN_NS;
 use super::store::{Row, Store, Value};
 use super::trace::valid_id;
 use super::MessageRow;
@@ -20,11 +21,6 @@ use crate::protocol::MessageId;
 
 /// Where a batch ends in publish order: (publish ts, id, nsqd), unique in the archive.
 pub type Cursor = (i64, String, String);
-
-/// Longest stretch of publish time one `replay_batches` row covers. `trace` looks this far
-/// back from a message's publish time for the rows that may hold it, which keeps that lookup
-/// to a few index entries however much has been replayed.
-pub const RECORD_SPAN_NS: i64 = 10_000_000_000;
 
 /// What to replay.
 #[derive(Debug, Clone)]
@@ -41,7 +37,7 @@ pub struct Window {
 /// `2h` (that long ago) or an RFC 3339 time, as ns since the epoch; `flag` names the
 /// option in the error.
 pub fn parse_when(s: &str, now: i64, flag: &str) -> Result<i64, String> {
-    if let Ok(d) = crate::goflags::parse_go_duration(s) {
+    if let Ok(d) = crate::common::goflags::parse_go_duration(s) {
         return Ok(now - d.as_nanos() as i64);
     }
     chrono::DateTime::parse_from_rfc3339(s)
@@ -437,7 +433,7 @@ pub async fn find_unfinished(store: &Store, identity: &str) -> Result<Option<Run
 }
 
 pub async fn create_run(store: &Store, run: &Run) -> Result<(), String> {
-    let now = super::now_ns();
+    let now = crate::common::time::now_ns();
     store
         .execute(
             "INSERT INTO replay_runs (run_id, identity, from_topic, to_topic, since_ns, until_ns, \
@@ -513,7 +509,7 @@ fn record_rows(run: &Run, p: &Published) -> Vec<Row> {
 /// the batch just published if there is one, in one transaction, so a resumed run starts
 /// exactly after the last batch recorded and knows whether one was left unanswered.
 pub async fn checkpoint(store: &Store, run: &Run, published: Option<Published<'_>>) -> Result<(), String> {
-    let now = super::now_ns();
+    let now = crate::common::time::now_ns();
     let mut work = Vec::new();
     if let Some(p) = published {
         work.push((

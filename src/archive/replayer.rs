@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::replay::{self, Batch, Limits, Published, Run, Source};
-use super::{now_ns, Store};
+use super::Store;
 use crate::client::{PendingReply, Producer, Publish};
+use crate::common::time::now_ns;
 
 /// nsqd's default --max-body-size is 5 MiB; MPUB batches stay under it.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;

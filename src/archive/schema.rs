@@ -72,7 +72,7 @@ CREATE INDEX replay_runs_by_identity ON replay_runs (identity);
     // most of its time. A row holds the original IDs of up to one MPUB batch, in the order
     // sent, and the new IDs in the same order (NULL when the broker did not return them),
     // each list space-separated. `trace` reaches a message's rows through its publish time,
-    // which is why a row covers at most `replay::RECORD_SPAN_NS` of it. Rows of `replays`
+    // which is why a row covers at most `RECORD_SPAN_NS` of it. Rows of `replays`
     // from before stay where they are, and `trace` reads both. The run's `sent_*` cursor
     // marks the end of the batch handed to the broker before its reply was recorded.
     r#"
@@ -115,6 +115,11 @@ CREATE TABLE archive_info (
 );
 "#,
 ];
+
+/// Longest stretch of publish time one `replay_batches` row covers. `trace` looks this far
+/// back from a message's publish time for the rows that may hold it, which keeps that lookup
+/// to a few index entries however much has been replayed.
+pub const RECORD_SPAN_NS: i64 = 10_000_000_000;
 
 /// Creates the version table itself; runs before any migration.
 pub const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS nsqrs_schema (version BIGINT NOT NULL)";

@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 
-use super::replay::RECORD_SPAN_NS;
+use super::schema::RECORD_SPAN_NS;
 use super::store::{Row, Store, Value, EVENT_COLUMNS, MESSAGE_COLUMNS};
 use super::{EventRow, MessageRow};
 
@@ -102,7 +102,7 @@ pub async fn by_id(store: &Store, id: &str) -> Result<Trace, String> {
 }
 
 /// The replays of `id` recorded in `replay_batches`. Those rows are found by publish time
-/// (see `replay::RECORD_SPAN_NS`), which the message's archived copies give, or else its
+/// (see `schema::RECORD_SPAN_NS`), which the message's archived copies give, or else its
 /// publish events (a message replayed from to-file files may have no archived copy).
 async fn batched_replays(
     store: &Store,

@@ -5,10 +5,15 @@
 //! stamp travels through the broker; publisher and reader share this host's clock.
 
 use super::load::{FlushRule, Subscriber};
-use super::wire::{self, encode, Result};
+use super::Result;
+use crate::protocol::command::encode;
+use crate::protocol::frame::Message;
+use crate::protocol::identify::{IdentifyRequest, IdentifyResponse};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::common::time::now_ns;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// How long the reader waits, after the last publish, for messages still in the broker.
@@ -38,15 +43,8 @@ pub struct LatencyPlan<'a> {
     pub rdy: u64,
     pub count: Option<u64>,
     pub runfor: Duration,
-    pub identify: &'a wire::IdentifyOptions,
+    pub identify: &'a IdentifyRequest,
     pub transport: &'a crate::client::Config,
-}
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// The send time a body carries, if it has room for one.
@@ -55,7 +53,7 @@ pub fn stamp_of(body: &[u8]) -> Option<i64> {
         .map(|b| i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
 }
 
-pub async fn run(plan: LatencyPlan<'_>) -> Result<(LatencyStats, wire::ServerInfo)> {
+pub async fn run(plan: LatencyPlan<'_>) -> Result<(LatencyStats, IdentifyResponse)> {
     let (reader, info) = super::open(plan.addr, plan.identify, plan.transport).await?;
     let mut sub = Subscriber::subscribe(reader, plan.topic, plan.channel, plan.rdy, FlushRule::Idle).await?;
     sub.ready().await?;
@@ -86,7 +84,7 @@ pub async fn run(plan: LatencyPlan<'_>) -> Result<(LatencyStats, wire::ServerInf
                 if now >= hard_stop {
                     break;
                 }
-                let mut on_message = |msg: &wire::Message| {
+                let mut on_message = |msg: &Message| {
                     let received_ns = now_ns();
                     match stamp_of(&msg.body) {
                         Some(sent) if sent >= run_start_ns && sent <= received_ns => {
@@ -100,7 +98,7 @@ pub async fn run(plan: LatencyPlan<'_>) -> Result<(LatencyStats, wire::ServerInf
                     .await?;
             }
             sub.drain().await;
-            Ok::<_, wire::Error>((hist, ours, ignored))
+            Ok::<_, super::Error>((hist, ours, ignored))
         })
     };
 

@@ -3,8 +3,11 @@
 //! message, batching FINs with NSQ's flushing rule. Also owns `Subscriber`, the consuming
 //! loop the latency mode reuses.
 
-use super::wire::{self, encode, Frame, Message, Result};
 use super::BenchConn;
+use super::Result;
+use crate::protocol::command::encode;
+use crate::protocol::frame::{is_non_fatal, Frame, Message, HEARTBEAT};
+use crate::protocol::identify::{IdentifyRequest, IdentifyResponse};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,13 +97,13 @@ impl Subscriber {
                         self.conn.flush().await?;
                     }
                 }
-                Frame::Response(r) if r == wire::HEARTBEAT => {
+                Frame::Response(r) if r == HEARTBEAT => {
                     encode::nop(self.conn.out());
                     self.conn.flush().await?;
                 }
                 // A stray reply (e.g. CLOSE_WAIT) needs no action from a bench consumer.
                 Frame::Response(_) => {}
-                Frame::Error(e) if wire::is_non_fatal(&e) => self.fin_failed += 1,
+                Frame::Error(e) if is_non_fatal(&e) => self.fin_failed += 1,
                 Frame::Error(e) => {
                     return Err(format!("{}: {}", self.conn.peer(), String::from_utf8_lossy(&e)).into())
                 }
@@ -141,9 +144,9 @@ impl Subscriber {
 pub async fn open_all(
     addr: &str,
     n: usize,
-    identify: &wire::IdentifyOptions,
+    identify: &IdentifyRequest,
     transport: &crate::client::Config,
-) -> Result<(Vec<BenchConn>, wire::ServerInfo)> {
+) -> Result<(Vec<BenchConn>, IdentifyResponse)> {
     let mut set = JoinSet::new();
     for _ in 0..n {
         let addr = addr.to_string();
@@ -152,7 +155,7 @@ pub async fn open_all(
         set.spawn(async move { super::open(&addr, &identify, &transport).await });
     }
     let mut conns = Vec::with_capacity(n);
-    let mut info = wire::ServerInfo::default();
+    let mut info = IdentifyResponse::default();
     while let Some(joined) = set.join_next().await {
         let (conn, server) = joined.map_err(|e| format!("connection task failed: {e}"))??;
         info = server;
@@ -210,7 +213,7 @@ pub async fn run_writers(
                 latency.record(sent.elapsed().as_nanos() as u64);
                 acked += left as u64;
             }
-            Ok::<_, wire::Error>((acked, Instant::now(), latency))
+            Ok::<_, super::Error>((acked, Instant::now(), latency))
         });
     }
     let mut stats = RoleStats {
@@ -263,7 +266,7 @@ pub async fn run_readers(
             let done = Instant::now();
             let result = (sub.messages, sub.bytes, sub.fin_failed, done);
             sub.drain().await;
-            Ok::<_, wire::Error>(result)
+            Ok::<_, super::Error>(result)
         });
     }
     let mut stats = RoleStats {

@@ -6,8 +6,10 @@
 //! Each connection is two tasks: the command reader never waits on socket writes, so a
 //! client flushing FINs can never deadlock against a server busy streaming messages.
 
-use super::latency::now_ns;
-use super::wire::{FRAME_ERROR, FRAME_MESSAGE, FRAME_RESPONSE, HEARTBEAT, MAGIC_V2, MESSAGE_HEADER_LEN};
+use crate::common::time::now_ns;
+use crate::protocol::frame::{
+    FRAME_TYPE_ERROR, FRAME_TYPE_MESSAGE, FRAME_TYPE_RESPONSE, HEARTBEAT, MAGIC_V2, MESSAGE_HEADER_LEN,
+};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -93,7 +95,7 @@ fn frame(frame_type: u32, data: &[u8]) -> Vec<u8> {
 }
 
 fn ok() -> Vec<u8> {
-    frame(FRAME_RESPONSE, b"OK")
+    frame(FRAME_TYPE_RESPONSE, b"OK")
 }
 
 async fn read_commands<R: AsyncRead + Unpin>(
@@ -103,7 +105,7 @@ async fn read_commands<R: AsyncRead + Unpin>(
 ) -> io::Result<()> {
     let send = |f: Vec<u8>| async move { tx.send(f).await.map_err(|_| io::Error::other("pump gone")) };
     let fatal = |msg: String| async move {
-        let _ = tx.send(frame(FRAME_ERROR, msg.as_bytes())).await;
+        let _ = tx.send(frame(FRAME_TYPE_ERROR, msg.as_bytes())).await;
         Ok(())
     };
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
@@ -149,7 +151,7 @@ async fn read_commands<R: AsyncRead + Unpin>(
                     window.wake.notify_one();
                 }
                 if json["feature_negotiation"].as_bool() == Some(true) {
-                    send(frame(FRAME_RESPONSE, identify_reply().as_bytes())).await?;
+                    send(frame(FRAME_TYPE_RESPONSE, identify_reply().as_bytes())).await?;
                 } else {
                     send(ok()).await?;
                 }
@@ -209,7 +211,7 @@ async fn read_commands<R: AsyncRead + Unpin>(
             b"TOUCH" | b"NOP" => {}
             b"CLS" => {
                 window.rdy.store(0, Ordering::Release);
-                send(frame(FRAME_RESPONSE, b"CLOSE_WAIT")).await?;
+                send(frame(FRAME_TYPE_RESPONSE, b"CLOSE_WAIT")).await?;
             }
             other => {
                 return fatal(format!(
@@ -278,7 +280,7 @@ async fn pump<W: AsyncWrite + Unpin>(
         let heartbeat_ms = window.heartbeat_ms.load(Ordering::Relaxed);
         let next_heartbeat = (heartbeat_ms > 0).then(|| last_heartbeat + Duration::from_millis(heartbeat_ms));
         if next_heartbeat.is_some_and(|at| Instant::now() >= at) {
-            out.extend_from_slice(&frame(FRAME_RESPONSE, HEARTBEAT));
+            out.extend_from_slice(&frame(FRAME_TYPE_RESPONSE, HEARTBEAT));
             last_heartbeat = Instant::now();
         }
         let open = if window.subscribed.load(Ordering::Acquire) {
@@ -326,7 +328,7 @@ fn encode_message(out: &mut Vec<u8>, ts: i64, id: u64, body_size: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let size = 4 + MESSAGE_HEADER_LEN + body_size;
     out.extend_from_slice(&(size as u32).to_be_bytes());
-    out.extend_from_slice(&FRAME_MESSAGE.to_be_bytes());
+    out.extend_from_slice(&FRAME_TYPE_MESSAGE.to_be_bytes());
     out.extend_from_slice(&ts.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
     for shift in (0..16).rev() {
@@ -341,7 +343,8 @@ fn encode_message(out: &mut Vec<u8>, ts: i64, id: u64, body_size: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::wire::{decode_frame, encode, Frame};
+    use crate::protocol::command::encode;
+    use crate::protocol::frame::{decode_frame, Frame};
     use bytes::BytesMut;
 
     #[test]
@@ -351,7 +354,7 @@ mod tests {
         let mut buf = BytesMut::from(&out[..]);
         match decode_frame(&mut buf).unwrap() {
             Some(Frame::Message(m)) => {
-                assert_eq!(m.timestamp, 1234);
+                assert_eq!(m.timestamp_ns, 1234);
                 assert_eq!(m.attempts, 1);
                 assert_eq!(&m.id, b"0000000000000abc");
                 assert_eq!(m.body.len(), 20);

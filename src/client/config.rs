@@ -5,10 +5,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::goflags::{parse_go_bool, parse_go_duration};
+use crate::common::goflags::{parse_go_bool, parse_go_duration};
 
 use super::tls::{MinVersion, TlsOptions};
-use super::wire::IdentifyOptions;
+use crate::protocol::identify::IdentifyRequest;
 
 /// Settings shared by consumers and producers. Durations of zero for the server-side timeouts
 /// mean "leave it to the server".
@@ -82,10 +82,7 @@ impl fmt::Debug for AuthSecret {
 
 impl Default for Config {
     fn default() -> Self {
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into());
-        let short = host.split('.').next().unwrap_or(&host).to_string();
+        let short = crate::common::host::short_hostname();
         Config {
             max_in_flight: 1,
             max_attempts: 5,
@@ -234,20 +231,32 @@ impl Config {
     }
 
     /// The IDENTIFY keys these settings imply.
-    pub fn identify(&self) -> IdentifyOptions {
+    pub fn identify(&self) -> IdentifyRequest {
         let ms = |d: Duration| d.as_millis() as i64;
-        IdentifyOptions {
-            output_buffer_size: self.output_buffer_size,
-            output_buffer_timeout_ms: self.output_buffer_timeout.map(ms),
-            heartbeat_interval_ms: Some(ms(self.heartbeat_interval)),
-            msg_timeout_ms: self.msg_timeout.map(ms),
-            client_id: Some(self.client_id.clone()),
-            user_agent: Some(self.user_agent.clone()),
+        let request = IdentifyRequest {
+            output_buffer_size: self.output_buffer_size.unwrap_or(0),
+            output_buffer_timeout: self.output_buffer_timeout.map_or(0, ms),
+            heartbeat_interval: ms(self.heartbeat_interval),
+            msg_timeout: self.msg_timeout.map_or(0, ms),
             message_id_reply: true,
+            ..IdentifyRequest::from_client(&self.client_id, &self.user_agent)
+        };
+        self.with_transport(request)
+    }
+
+    /// `request` asking for the TLS, compression and sampling these settings want.
+    pub fn with_transport(&self, request: IdentifyRequest) -> IdentifyRequest {
+        IdentifyRequest {
             tls_v1: self.tls_v1,
             snappy: self.snappy,
-            deflate: self.deflate.then_some(self.deflate_level),
-            sample_rate: self.sample_rate,
+            deflate: self.deflate,
+            deflate_level: if self.deflate {
+                i64::from(self.deflate_level)
+            } else {
+                0
+            },
+            sample_rate: i32::from(self.sample_rate),
+            ..request
         }
     }
 
@@ -320,13 +329,16 @@ mod tests {
     #[test]
     fn compression_auth_and_sampling_parse() {
         let mut c = Config::default();
-        assert_eq!(c.identify().deflate, None);
+        assert!(!c.identify().deflate);
         c.set_opt("deflate,true").unwrap();
         c.set_opt("deflate_level,9").unwrap();
         c.set_opt("sample_rate,99").unwrap();
         c.set_opt("auth_secret,s3cret,with,commas").unwrap();
         let id = c.identify();
-        assert_eq!((id.deflate, id.snappy, id.sample_rate), (Some(9), false, 99));
+        assert_eq!(
+            (id.deflate, id.deflate_level, id.snappy, id.sample_rate),
+            (true, 9, false, 99)
+        );
         assert_eq!(
             c.auth_secret.as_ref().map(AuthSecret::expose),
             Some("s3cret,with,commas")

@@ -14,8 +14,10 @@ use tokio::net::TcpStream;
 use crate::protocol::compress::{Decoder, Encoder};
 
 use super::config::Config;
+use super::conn::{Conn, Result, REPLY_TIMEOUT};
 use super::tls;
-use super::wire::{encode, Conn, IdentifyOptions, Result, ServerInfo, REPLY_TIMEOUT};
+use crate::protocol::command::encode;
+use crate::protocol::identify::{IdentifyRequest, IdentifyResponse};
 
 /// The byte stream under a negotiated connection: the socket, or TLS over it. One type for
 /// both so the consumer and producer loops need not be generic.
@@ -27,7 +29,7 @@ pub enum Transport {
 /// A connection ready for SUB or PUB.
 pub struct Negotiated {
     pub conn: Conn<Transport>,
-    pub info: ServerInfo,
+    pub info: IdentifyResponse,
     /// Set when the server required AUTH and accepted our secret.
     pub identity: Option<AuthIdentity>,
 }
@@ -66,17 +68,11 @@ pub async fn connect(addr: &str, config: &Config, log: &(dyn Fn(&str) + Sync)) -
 pub async fn connect_with(
     addr: &str,
     config: &Config,
-    identify: &IdentifyOptions,
+    identify: &IdentifyRequest,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<Negotiated> {
     let mut plain = Conn::connect(addr).await?;
-    let identify = IdentifyOptions {
-        tls_v1: config.tls_v1,
-        snappy: config.snappy,
-        deflate: config.deflate.then_some(config.deflate_level),
-        sample_rate: config.sample_rate,
-        ..identify.clone()
-    };
+    let identify = config.with_transport(identify.clone());
     let info = plain.identify(&identify).await?;
     let mut conn = if info.tls_v1 == Some(true) {
         // A server grants TLS only when asked, but go-nsq follows the reply either way.

@@ -17,20 +17,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
-use crate::protocol::MessageId;
 
 use super::config::Config;
+use super::conn::{self, Conn};
 use super::connect::{connect, Negotiated, Transport};
-use super::http::HttpTimeouts;
 use super::lookup;
-use super::wire::{self, encode, Conn, Frame, HEARTBEAT};
+use crate::common::http_client::HttpTimeouts;
+use crate::protocol::command::encode;
+use crate::protocol::frame::{self, is_non_fatal, Frame, HEARTBEAT};
 
 /// nsqd's default `--max-rdy-count`, used when the IDENTIFY reply does not say.
 const DEFAULT_MAX_RDY: u64 = 2500;
@@ -38,16 +38,19 @@ const DEFAULT_MAX_RDY: u64 = 2500;
 /// A message delivered to this consumer. Answer it exactly once; one dropped unanswered is
 /// requeued at once without backoff, so nothing waits for its timeout.
 pub struct Message {
-    /// The 16 hex characters nsqd identifies the message by.
-    pub id: [u8; 16],
-    /// Publish time, nanoseconds since the Unix epoch.
-    pub timestamp: i64,
-    /// Deliveries so far, this one included.
-    pub attempts: u16,
-    pub body: Bytes,
+    /// The message as it came: id, timestamp, attempts, body (also reached through `Deref`).
+    pub message: frame::Message,
     /// The nsqd TCP address it came from.
     pub nsqd_address: String,
     responder: Option<Responder>,
+}
+
+impl std::ops::Deref for Message {
+    type Target = frame::Message;
+
+    fn deref(&self) -> &frame::Message {
+        &self.message
+    }
 }
 
 struct Responder {
@@ -65,16 +68,6 @@ enum Signal {
 }
 
 impl Message {
-    /// The ID as text (nsqd's IDs are ASCII hex).
-    pub fn id_str(&self) -> &str {
-        std::str::from_utf8(&self.id).unwrap_or("????????????????")
-    }
-
-    /// The ID as a number, when it is NSQ's hex format.
-    pub fn message_id(&self) -> Option<MessageId> {
-        MessageId::from_hex(&self.id)
-    }
-
     /// FIN: processed; the server forgets it.
     pub fn finish(mut self) {
         self.respond(ConnCmd::Fin(self.id), Signal::Success);
@@ -136,7 +129,7 @@ impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
             .field("id", &self.id_str())
-            .field("timestamp", &self.timestamp)
+            .field("timestamp", &self.timestamp_ns)
             .field("attempts", &self.attempts)
             .field("body_len", &self.body.len())
             .field("nsqd_address", &self.nsqd_address)
@@ -476,9 +469,14 @@ impl Inner {
             encode::sub(conn.out(), &self.topic, &self.channel);
             conn.flush().await?;
             conn.expect_ok("SUB").await?;
-            Ok::<_, wire::Error>((conn, info.max_rdy_count.unwrap_or(DEFAULT_MAX_RDY)))
+            Ok::<_, conn::Error>((
+                conn,
+                info.max_rdy_count
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(DEFAULT_MAX_RDY),
+            ))
         };
-        let limit = self.config.dial_timeout + wire::REPLY_TIMEOUT;
+        let limit = self.config.dial_timeout + conn::REPLY_TIMEOUT;
         tokio::time::timeout(limit, work)
             .await
             .map_err(|_| format!("{addr}: connect timed out after {limit:?}"))?
@@ -518,7 +516,7 @@ impl Inner {
                         }
                         // CLOSE_WAIT and stray OKs need nothing: we close when drained.
                         Frame::Response(_) => {}
-                        Frame::Error(e) if wire::is_non_fatal(&e) => {
+                        Frame::Error(e) if is_non_fatal(&e) => {
                             self.log(format!("({addr}) {}", String::from_utf8_lossy(&e)));
                         }
                         Frame::Error(e) => return Err(String::from_utf8_lossy(&e).into_owned()),
@@ -542,7 +540,7 @@ impl Inner {
         id: u64,
         addr: &str,
         tx: &mpsc::UnboundedSender<ConnCmd>,
-        m: wire::Message,
+        m: frame::Message,
     ) {
         let refuse = {
             let mut st = self.state.lock();
@@ -558,10 +556,7 @@ impl Inner {
             st.stopping || closing
         };
         let msg = Message {
-            id: m.id,
-            timestamp: m.timestamp,
-            attempts: m.attempts,
-            body: m.body,
+            message: m,
             nsqd_address: addr.to_string(),
             responder: Some(Responder {
                 inner: self.clone(),

@@ -4,10 +4,7 @@
 
 use serde_json::Value;
 
-use super::http::{get, host_port, query_escape, HttpTimeouts};
-
-/// The header go-nsq sends so nsqlookupd answers in its V1 format.
-pub const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";
+use crate::common::http_client::{api_url, host_port, query_escape, HttpClient, HttpTimeouts, ACCEPT_NSQ_V1};
 
 /// One nsqd as nsqlookupd reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,7 +63,10 @@ fn peers(v: &Value) -> Vec<Peer> {
 }
 
 async fn query(addr: &str, path: &str, timeouts: HttpTimeouts) -> Result<Option<Value>, String> {
-    let (status, body) = get(addr, path, Some(ACCEPT_V1), timeouts).await?;
+    let reply = HttpClient::new(timeouts)
+        .get(&api_url(addr, path), Some(ACCEPT_NSQ_V1))
+        .await?;
+    let (status, body) = (reply.status, reply.body);
     // A topic nobody has registered is a 404, which means "no producers", not a failure.
     if status == 404 {
         return Ok(None);

@@ -20,8 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::protocol::MessageId;
 
 use super::config::Config;
+use super::conn::Conn;
 use super::connect::{connect, Transport};
-use super::wire::{encode, Conn, Frame, HEARTBEAT};
+use crate::protocol::command::encode;
+use crate::protocol::frame::{Frame, HEARTBEAT};
 
 /// One publish command.
 #[derive(Debug, Clone)]
@@ -219,7 +221,7 @@ impl Producer {
 }
 
 async fn dial(addr: &str, config: &Config) -> Result<Conn<Transport>, PublishError> {
-    let limit = config.dial_timeout + super::wire::REPLY_TIMEOUT;
+    let limit = config.dial_timeout + super::conn::REPLY_TIMEOUT;
     let log = |m: &str| {
         if config.log_connections {
             crate::errln!("nsqrs: ({addr}) {m}");
@@ -227,7 +229,7 @@ async fn dial(addr: &str, config: &Config) -> Result<Conn<Transport>, PublishErr
     };
     let conn = tokio::time::timeout(limit, async {
         let negotiated = connect(addr, config, &log).await?;
-        Ok::<_, super::wire::Error>(negotiated.conn)
+        Ok::<_, super::conn::Error>(negotiated.conn)
     })
     .await
     .map_err(|_| PublishError::Connection(format!("{addr}: connect timed out")))?

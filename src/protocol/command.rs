@@ -1,5 +1,6 @@
-//! Client→server commands of protocol V2: parsing a command line (and its body) out of a read
-//! buffer, with every validation done in nsqd's order so each bad input gets nsqd's exact error.
+//! Client→server commands of protocol V2, both ways: parsing a command line (and its body) out
+//! of a read buffer, with every validation done in nsqd's order so each bad input gets nsqd's
+//! exact error; and `encode`, which writes them as a client sends them.
 //!
 //! Parsing is incremental: `parse` returns `Ok(None)` until the whole command is buffered, and
 //! never waits for a body that a validation already rejected.
@@ -458,6 +459,98 @@ fn parse_mpub(params: &[&[u8]], body: Body, limits: &ParseLimits) -> ParseResult
     Ok(Some((Command::Mpub { topic, bodies }, at)))
 }
 
+/// Command encoders, the inverse of `parse`. They append to a write buffer so callers decide
+/// when to flush, which is what NSQ's bench reader relies on to batch FINs.
+pub mod encode {
+    pub fn identify(out: &mut Vec<u8>, json: &[u8]) {
+        out.extend_from_slice(b"IDENTIFY\n");
+        sized(out, json);
+    }
+
+    pub fn sub(out: &mut Vec<u8>, topic: &str, channel: &str) {
+        out.extend_from_slice(b"SUB ");
+        out.extend_from_slice(topic.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(channel.as_bytes());
+        out.push(b'\n');
+    }
+
+    pub fn rdy(out: &mut Vec<u8>, count: u64) {
+        out.extend_from_slice(format!("RDY {count}\n").as_bytes());
+    }
+
+    pub fn fin(out: &mut Vec<u8>, id: &[u8; 16]) {
+        out.extend_from_slice(b"FIN ");
+        out.extend_from_slice(id);
+        out.push(b'\n');
+    }
+
+    pub fn nop(out: &mut Vec<u8>) {
+        out.extend_from_slice(b"NOP\n");
+    }
+
+    pub fn auth(out: &mut Vec<u8>, secret: &[u8]) {
+        out.extend_from_slice(b"AUTH\n");
+        sized(out, secret);
+    }
+
+    pub fn req(out: &mut Vec<u8>, id: &[u8; 16], delay_ms: u64) {
+        out.extend_from_slice(b"REQ ");
+        out.extend_from_slice(id);
+        out.extend_from_slice(format!(" {delay_ms}\n").as_bytes());
+    }
+
+    pub fn touch(out: &mut Vec<u8>, id: &[u8; 16]) {
+        out.extend_from_slice(b"TOUCH ");
+        out.extend_from_slice(id);
+        out.push(b'\n');
+    }
+
+    pub fn cls(out: &mut Vec<u8>) {
+        out.extend_from_slice(b"CLS\n");
+    }
+
+    pub fn dpub(out: &mut Vec<u8>, topic: &str, defer_ms: u64, body: &[u8]) {
+        out.extend_from_slice(b"DPUB ");
+        out.extend_from_slice(topic.as_bytes());
+        out.extend_from_slice(format!(" {defer_ms}\n").as_bytes());
+        sized(out, body);
+    }
+
+    pub fn publish(out: &mut Vec<u8>, topic: &str, body: &[u8]) {
+        out.extend_from_slice(b"PUB ");
+        out.extend_from_slice(topic.as_bytes());
+        out.push(b'\n');
+        sized(out, body);
+    }
+
+    /// `MPUB <topic>\n[body size][count]([size][body])*`.
+    pub fn mpub<B: AsRef<[u8]>>(out: &mut Vec<u8>, topic: &str, bodies: &[B]) {
+        let body_size: usize = 4 + bodies.iter().map(|b| 4 + b.as_ref().len()).sum::<usize>();
+        out.extend_from_slice(b"MPUB ");
+        out.extend_from_slice(topic.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(&(body_size as u32).to_be_bytes());
+        out.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
+        for body in bodies {
+            sized(out, body.as_ref());
+        }
+    }
+
+    /// PUB for one body, MPUB for more: a batch of one is how NSQ users publish singly.
+    pub fn publish_batch<B: AsRef<[u8]>>(out: &mut Vec<u8>, topic: &str, bodies: &[B]) {
+        match bodies {
+            [one] => publish(out, topic, one.as_ref()),
+            many => mpub(out, topic, many),
+        }
+    }
+
+    fn sized(out: &mut Vec<u8>, data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,5 +747,97 @@ mod tests {
             parse(&buf, &limits(), ctx(ClientState::Init)),
             Err(ParseError::LineTooLong)
         );
+    }
+
+    #[test]
+    fn what_encode_writes_parse_reads_back() {
+        let id = MessageId(0xabc);
+        let hex = id.to_hex();
+        let mut out = Vec::new();
+        encode::sub(&mut out, "t", "c");
+        encode::rdy(&mut out, 2500);
+        encode::fin(&mut out, &hex);
+        encode::nop(&mut out);
+        assert_eq!(out, b"SUB t c\nRDY 2500\nFIN 0000000000000abc\nNOP\n");
+        encode::req(&mut out, &hex, 1500);
+        encode::touch(&mut out, &hex);
+        encode::cls(&mut out);
+        encode::dpub(&mut out, "t", 250, b"x");
+        encode::publish_batch(&mut out, "t", &[b"ab"]);
+        encode::publish_batch(&mut out, "t", &[&b"ab"[..], b"c"]);
+        encode::auth(&mut out, b"s3cret");
+        encode::identify(&mut out, b"{}");
+        let want = [
+            Command::Sub {
+                topic: "t".into(),
+                channel: "c".into(),
+            },
+            Command::Rdy(2500),
+            Command::Fin(id),
+            Command::Nop,
+            Command::Req { id, timeout_ms: 1500 },
+            Command::Touch(id),
+            Command::Cls,
+            Command::Dpub {
+                topic: "t".into(),
+                defer_ms: 250,
+                body: Bytes::from_static(b"x"),
+            },
+            Command::Pub {
+                topic: "t".into(),
+                body: Bytes::from_static(b"ab"),
+            },
+            Command::Mpub {
+                topic: "t".into(),
+                bodies: vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c")],
+            },
+            Command::Auth(Bytes::from_static(b"s3cret")),
+            Command::Identify(Bytes::from_static(b"{}")),
+        ];
+        let mut at = 0;
+        for expected in want {
+            let state = match expected {
+                Command::Sub { .. } | Command::Identify(_) | Command::Auth(_) => ClientState::Init,
+                _ => ClientState::Subscribed,
+            };
+            let (cmd, used) = parse(&out[at..], &limits(), ctx(state))
+                .unwrap()
+                .expect("a whole command");
+            assert_eq!(cmd, expected);
+            at += used;
+        }
+        assert_eq!(at, out.len());
+    }
+
+    #[test]
+    fn encodes_commands() {
+        let mut out = Vec::new();
+        encode::sub(&mut out, "t", "c");
+        encode::rdy(&mut out, 2500);
+        encode::fin(&mut out, b"0000000000000001");
+        encode::nop(&mut out);
+        assert_eq!(out, b"SUB t c\nRDY 2500\nFIN 0000000000000001\nNOP\n");
+
+        let mut out = Vec::new();
+        encode::req(&mut out, b"0000000000000002", 1500);
+        encode::touch(&mut out, b"0000000000000003");
+        encode::cls(&mut out);
+        encode::dpub(&mut out, "t", 250, b"x");
+        assert_eq!(
+            out,
+            b"REQ 0000000000000002 1500\nTOUCH 0000000000000003\nCLS\nDPUB t 250\n\0\0\0\x01x"
+        );
+
+        let mut out = Vec::new();
+        encode::publish_batch(&mut out, "t", &[b"ab"]);
+        assert_eq!(out, b"PUB t\n\0\0\0\x02ab");
+
+        let mut out = Vec::new();
+        encode::publish_batch(&mut out, "t", &[&b"ab"[..], b"c"]);
+        let mut expected = b"MPUB t\n".to_vec();
+        expected.extend_from_slice(&(4u32 + 6 + 5).to_be_bytes());
+        expected.extend_from_slice(&2u32.to_be_bytes());
+        expected.extend_from_slice(b"\0\0\0\x02ab\0\0\0\x01c");
+        assert_eq!(out, expected);
     }
 }

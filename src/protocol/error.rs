@@ -1,5 +1,6 @@
-//! Client errors as NSQ sends them: an error frame `"<CODE> <description>"`, fatal (the server
-//! closes the connection after sending it) unless it is one of the three per-message failures.
+//! Client errors as NSQ sends them, in nsqd's protocol V2 and nsqlookupd's V1 alike: an error
+//! `"<CODE> <description>"`, fatal (the server closes the connection after sending it) unless
+//! it is one of V2's three per-message failures.
 
 use std::fmt;
 
@@ -7,8 +8,10 @@ use std::fmt;
 pub struct ProtocolError {
     pub code: &'static str,
     pub description: String,
-    /// Fatal errors close the connection once the error frame is written.
+    /// Fatal errors close the connection once the error is written.
     pub fatal: bool,
+    /// The underlying failure, for the server's log only (Go's `ParentErr`).
+    pub cause: Option<String>,
 }
 
 impl ProtocolError {
@@ -17,6 +20,7 @@ impl ProtocolError {
             code,
             description: description.into(),
             fatal: true,
+            cause: None,
         }
     }
 
@@ -26,11 +30,17 @@ impl ProtocolError {
             code,
             description: description.into(),
             fatal: false,
+            cause: None,
         }
     }
 
     pub fn invalid(description: impl Into<String>) -> ProtocolError {
         ProtocolError::fatal("E_INVALID", description)
+    }
+
+    pub fn caused_by(mut self, cause: impl fmt::Display) -> ProtocolError {
+        self.cause = Some(cause.to_string());
+        self
     }
 }
 

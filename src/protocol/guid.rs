@@ -2,7 +2,7 @@
 //! characters. Layout (nsq-reference §1.4): 42 bits of ~1 ms ticks since NSQ's epoch, 10 bits
 //! of node id, 12 bits of sequence.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::common::time::now_ns;
 
 /// NSQ's epoch in units of 2^20 ns ("pseudo-milliseconds").
 const TWEPOCH: i64 = 1_288_834_974_288;
@@ -96,14 +96,6 @@ impl GuidFactory {
         self.last_id = id;
         MessageId(id)
     }
-}
-
-/// Nanoseconds since the Unix epoch.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! NSQ's wire formats, with no I/O: frames, commands, message encoding, IDs, names, IDENTIFY,
+//! NSQ's wire formats, with no I/O, each encoded and decoded in one place: V2 frames and the
+//! message they carry, commands, IDENTIFY, nsqlookupd's V1, the lifecycle events, IDs, names,
 //! the snappy/deflate stream transforms, and how a body is written into JSON.
 //!
 //! Everything here is a pure function of bytes, so the broker, the tools and the tests share
@@ -7,9 +8,11 @@
 pub mod command;
 pub mod compress;
 pub mod error;
+pub mod events;
 pub mod frame;
 pub mod guid;
 pub mod identify;
+pub mod lookup;
 pub mod names;
 
 pub use command::{Command, ParseLimits};

@@ -14,10 +14,10 @@ use super::copies::{ClaimPhase, Copy, CopyTopic};
 use super::link::{self, FrameReader, IDLE_TIMEOUT};
 use super::wire::{AdoptionRecord, Claim, Frame};
 use super::Replication;
-use crate::broker::journal::{ChannelSnapshot, CursorRange, OutstandingEntry};
-use crate::broker::log::{LogHead, LogReader, NewRecord};
-use crate::broker::Broker;
-use crate::protocol::guid::now_ns;
+use crate::common::time::now_ns;
+use crate::nsqd::broker::journal::{ChannelSnapshot, CursorRange, OutstandingEntry};
+use crate::nsqd::broker::log::{LogHead, LogReader, NewRecord};
+use crate::nsqd::broker::Broker;
 
 /// What one adoption did.
 #[derive(Debug, Clone, Serialize)]
@@ -101,7 +101,7 @@ async fn adopt_copy(
             Ok(Some(true)) => pulled_from.push(peer.clone()),
             Ok(Some(false)) => {
                 abort(copy);
-                crate::server::log(
+                crate::common::log::log(
                     &repl.log_prefix,
                     "INFO",
                     &format!(
@@ -112,7 +112,7 @@ async fn adopt_copy(
                 return Ok(None);
             }
             Ok(None) => {}
-            Err(e) => crate::server::log(
+            Err(e) => crate::common::log::log(
                 &repl.log_prefix,
                 "WARNING",
                 &format!("replication: pulling the copy of {} from {peer}: {e}", info.name),
@@ -161,7 +161,7 @@ async fn adopt_copy(
         let _ = tokio::time::timeout(Duration::from_secs(3), tell_adopted(repl, peer, &record)).await;
     }
     let messages = topics.values().sum();
-    crate::server::log(
+    crate::common::log::log(
         &repl.log_prefix,
         "INFO",
         &format!(
@@ -388,7 +388,7 @@ fn adopt_topic(broker: &Arc<Broker>, name: &str, ct: &CopyTopic) -> Result<u64, 
 /// with `skip`, every channel of the topic skips each stretch (they are the copied channels'
 /// only, handed out afterwards).
 fn append_copy(
-    topic: &crate::broker::topic::Topic,
+    topic: &crate::nsqd::broker::topic::Topic,
     ct: &CopyTopic,
     low: u64,
     end: LogHead,
@@ -457,13 +457,13 @@ pub fn resume_interrupted(repl: Arc<Replication>) {
         if copy.adoption_interrupted() && copy.adopted.lock().is_none() {
             let repl = repl.clone();
             tokio::spawn(async move {
-                crate::server::log(
+                crate::common::log::log(
                     &repl.log_prefix,
                     "INFO",
                     &format!("replication: resuming the interrupted adoption of {}", copy.owner),
                 );
                 if let Err(e) = adopt_copy(&repl, &copy, false).await {
-                    crate::server::log(
+                    crate::common::log::log(
                         &repl.log_prefix,
                         "ERROR",
                         &format!("replication: adoption of {}: {e}", copy.owner),
@@ -520,7 +520,7 @@ pub async fn auto_loop(repl: Arc<Replication>) {
             if copy.connected.load(Ordering::Acquire) > 0 {
                 continue;
             }
-            crate::server::log(
+            crate::common::log::log(
                 &repl.log_prefix,
                 "WARNING",
                 &format!(
@@ -529,7 +529,7 @@ pub async fn auto_loop(repl: Arc<Replication>) {
                 ),
             );
             if let Err(e) = adopt_copy(&repl, &copy, true).await {
-                crate::server::log(
+                crate::common::log::log(
                     &repl.log_prefix,
                     "ERROR",
                     &format!("replication: adoption of {}: {e}", info.name),

@@ -24,12 +24,12 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{AdoptionRecord, ChannelState, End, Hello, TopicState};
-use crate::broker::files::FileCache;
-use crate::broker::journal::{ChannelSnapshot, ChannelStore, Stored};
-use crate::broker::log::{check_records, DiskLog};
-use crate::broker::record::max_payload;
-use crate::broker::repairs::Repairs;
-use crate::protocol::guid::now_ns;
+use crate::common::time::now_ns;
+use crate::nsqd::broker::files::FileCache;
+use crate::nsqd::broker::journal::{ChannelSnapshot, ChannelStore, Stored};
+use crate::nsqd::broker::log::{check_records, DiskLog};
+use crate::nsqd::broker::record::max_payload;
+use crate::nsqd::broker::repairs::Repairs;
 
 /// What this broker knows of an owner (`owner.json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -603,7 +603,7 @@ mod tests {
     //! checked before they are written, gaps stay gaps, damage on the owner is skipped.
 
     use super::*;
-    use crate::broker::log::{LogHead, LogReader, NewRecord, RecordSpan};
+    use crate::nsqd::broker::log::{LogHead, LogReader, NewRecord, RecordSpan};
     use crate::protocol::MessageId;
 
     const MAX_MSG: usize = 1024;
@@ -772,7 +772,7 @@ mod tests {
         // A body byte of the third record of the first segment.
         let first = owner_dir.join(format!("{:020}.seg", 0));
         let mut data = fs::read(&first).unwrap();
-        let record = crate::broker::log::stored_len(100) as usize;
+        let record = crate::nsqd::broker::log::stored_len(100) as usize;
         data[2 * record + 60] ^= 0x20;
         fs::write(&first, data).unwrap();
 

@@ -26,11 +26,11 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::broker::log::LogHead;
-use crate::broker::topic::LogStore;
-use crate::broker::topic::Topic;
-use crate::broker::Broker;
-use crate::options::NsqdOptions;
+use crate::nsqd::broker::log::LogHead;
+use crate::nsqd::broker::topic::LogStore;
+use crate::nsqd::broker::topic::Topic;
+use crate::nsqd::broker::Broker;
+use crate::nsqd::options::NsqdOptions;
 use copies::CopyStore;
 use wire::{AdoptionRecord, End};
 
@@ -224,7 +224,7 @@ impl Replication {
             owner,
             broker: Arc::downgrade(broker),
             tls_client,
-            tls_required: o.tls_required != crate::options::TlsRequired::No,
+            tls_required: o.tls_required != crate::nsqd::options::TlsRequired::No,
             adopt_after: o.adopt_after,
             name: Mutex::new(String::new()),
             tcp_address: Mutex::new(String::new()),
@@ -373,7 +373,7 @@ impl Replication {
                     owner.peers.len()
                 ),
             };
-            crate::server::log(&self.log_prefix, if degraded { "WARNING" } else { "INFO" }, &msg);
+            crate::common::log::log(&self.log_prefix, if degraded { "WARNING" } else { "INFO" }, &msg);
         }
     }
 
@@ -453,11 +453,11 @@ impl Replication {
                 epoch: next,
             },
         ) {
-            crate::server::log(&self.log_prefix, "ERROR", &format!("replication: {e}"));
+            crate::common::log::log(&self.log_prefix, "ERROR", &format!("replication: {e}"));
         }
         self.epoch.store(next, Ordering::Release);
         let _ = self.epoch_changed.send(next);
-        crate::server::log(
+        crate::common::log::log(
             &self.log_prefix,
             "WARNING",
             &format!(

@@ -15,7 +15,7 @@ use super::copies::{ClaimPhase, Copy, Grant};
 use super::link::{self, BoxIo, FrameReader, IDLE_TIMEOUT};
 use super::wire::{self, Claim, Claimed, End, Frame, Hello, HARD_FRAME_LIMIT, MAGIC_TLS};
 use super::Replication;
-use crate::broker::log::LogReader;
+use crate::nsqd::broker::log::LogReader;
 
 /// How long the first frame may take to arrive.
 const FIRST_FRAME: Duration = Duration::from_secs(10);
@@ -80,7 +80,7 @@ pub async fn serve(
         let mut out = Vec::new();
         wire::encode(&Frame::Error(e.clone()), &mut out);
         let _ = link::write_all(&mut wr, &out).await;
-        crate::server::log(
+        crate::common::log::log(
             &repl.log_prefix,
             "WARNING",
             &format!("replication from {remote}: {e}"),
@@ -249,7 +249,7 @@ async fn claim_session<W: AsyncWrite + Unpin>(
 
 /// Streams the records, topic metadata and channel states of `copy` that the claimant lacks.
 async fn send_missing<W: AsyncWrite + Unpin>(copy: &Copy, claim: &Claim, wr: &mut W) -> Result<(), String> {
-    let logs: Vec<(String, Arc<parking_lot::Mutex<crate::broker::log::DiskLog>>)> = copy
+    let logs: Vec<(String, Arc<parking_lot::Mutex<crate::nsqd::broker::log::DiskLog>>)> = copy
         .topics
         .lock()
         .iter()

@@ -15,11 +15,11 @@ use tokio::time::{sleep, Instant};
 use super::link::{self, FrameReader, IDLE_TIMEOUT, PING_EVERY};
 use super::wire::{self, ChannelState, End, Frame, Hello, TopicState};
 use super::{PeerLink, Replication};
-use crate::broker::journal::ChannelSnapshot;
-use crate::broker::log::LogReader;
-use crate::broker::topic::{LogStore, Topic};
-use crate::broker::Broker;
-use crate::protocol::guid::now_ns;
+use crate::common::time::now_ns;
+use crate::nsqd::broker::journal::ChannelSnapshot;
+use crate::nsqd::broker::log::LogReader;
+use crate::nsqd::broker::topic::{LogStore, Topic};
+use crate::nsqd::broker::Broker;
 
 /// Most bytes of records in one APPEND frame (a single larger record goes alone).
 const MAX_APPEND: usize = 1 << 20;
@@ -106,7 +106,7 @@ pub async fn run(repl: Arc<Replication>, link: Arc<PeerLink>, broker: Arc<Broker
         if !err.is_empty() {
             link.status.lock().last_error = err.clone();
             if was_connected || err != last_logged {
-                crate::server::log(
+                crate::common::log::log(
                     &broker.opts.log_prefix,
                     "WARNING",
                     &format!("replication to {}: {err}", link.address),
@@ -217,7 +217,7 @@ async fn session(
         *reported = true;
         first.report();
     }
-    crate::server::log(
+    crate::common::log::log(
         &broker.opts.log_prefix,
         "INFO",
         &format!("replication to {} ({}) connected", link.address, welcome.node),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use super::Replication;
-use crate::protocol::guid::now_ns;
+use crate::common::time::now_ns;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerStatus {
@@ -58,11 +58,11 @@ pub fn collect(repl: &Replication) -> ReplicationStatus {
         .unwrap_or_default()
         .iter()
         .filter_map(|t| match &t.core.log {
-            crate::broker::topic::LogStore::Disk(log) => {
+            crate::nsqd::broker::topic::LogStore::Disk(log) => {
                 let tail = log.lock().tail().pos;
                 Some((t.name().to_string(), tail, t.core.head().pos))
             }
-            crate::broker::topic::LogStore::Memory(_) => None,
+            crate::nsqd::broker::topic::LogStore::Memory(_) => None,
         })
         .collect();
     let peers = repl

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::journal::{ChannelSnapshot, CursorRange, OutstandingEntry};
+use crate::nsqd::broker::journal::{ChannelSnapshot, CursorRange, OutstandingEntry};
 use crate::protocol::names::{is_ephemeral, is_valid_channel_name, is_valid_topic_name};
 
 /// What a replicating broker sends instead of `  V2`.
