@@ -125,7 +125,7 @@ _nsqrs() {
 
     case "${cmd}" in
         nsqrs)
-            opts="-h -V --help --version adopt serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help"
+            opts="-h -V --help --version serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http adopt help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -415,7 +415,7 @@ _nsqrs() {
             return 0
             ;;
         nsqrs__subcmd__help)
-            opts="adopt serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http help"
+            opts="serve lookupd admin bench pub tail to-file stat to-db trace replay topic channel to-nsq to-http adopt help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
