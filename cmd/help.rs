@@ -16,6 +16,7 @@ pub fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
             ("A broker keeping its data in /var/lib/nsqrs", "nsqrs serve --data-path /var/lib/nsqrs"),
             ("Register with two lookupd, as nsqd does (no embedded lookupd then)", "nsqrs serve --lookupd-tcp-address lookupd1:4160 --lookupd-tcp-address lookupd2:4160"),
             ("Report only publishes, and only of topics starting with orders", "nsqrs serve --lifecycle-events publish --lifecycle-events-topics '^orders'"),
+            ("Hold every acknowledged message on a second machine too; adopt a lost peer's messages after 30 s", "nsqrs serve --replicate-to 10.0.0.2:4150 --replicas 1 --adopt-after 30s"),
             ("Be nsqd for scripts that start nsqd, Go flag syntax included", "ln -s \"$(command -v nsqrs)\" /usr/local/bin/nsqd\nnsqd -data-path=/var/lib/nsq -mem-queue-size=0"),
         ],
         "lookupd" => &[
@@ -42,6 +43,7 @@ pub fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
         "stat" => &[
             ("nsq_stat's report of one channel, summed over the nsqd lookupd knows", "nsqrs stat --topic orders --channel billing --lookupd-http-address 127.0.0.1:4161"),
             ("One CSV snapshot of every topic and channel", "nsqrs stat --nsqd-http-address 127.0.0.1:4151 --format csv --count 1"),
+            ("Each broker's replication peers and how far behind they are", "nsqrs stat --replication --lookupd-http-address 127.0.0.1:4161"),
         ],
         "to-db" => &[
             ("Archive a topic and its lifecycle events into SQLite", "nsqrs to-db --topic orders --nsqd-tcp-address 127.0.0.1:4150 --db orders.db --events"),
@@ -68,6 +70,10 @@ pub fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
         "admin" => &[
             ("The web UI of a cluster, reading two lookupd", "nsqrs admin --lookupd-http-address lookupd1:4161 --lookupd-http-address lookupd2:4161"),
             ("With archived messages to search and replay, and actions behind a token", "nsqrs admin --nsqd-http-address 127.0.0.1:4151 --db orders.db --http-admin-token s3cret"),
+        ],
+        "adopt" => &[
+            ("Deliver a lost broker's replicated messages from the broker holding its copy", "nsqrs adopt --node 10.0.0.1:4150 --nsqd-http-address 10.0.0.2:4151"),
+            ("The same, when the adopter's admin endpoints need a token", "nsqrs adopt --node 10.0.0.1:4150 --nsqd-http-address 10.0.0.2:4151 --http-admin-token \"$TOKEN\""),
         ],
         "topic" => &[
             ("Pause a topic on every broker that holds it", "nsqrs topic pause orders --lookupd-http-address 127.0.0.1:4161"),

@@ -13,6 +13,7 @@
 mod tools;
 
 mod admin;
+mod adopt;
 mod bench;
 #[cfg(test)]
 mod docs;
@@ -146,6 +147,8 @@ enum Commands {
     /// system's certificate authorities (SSL_CERT_FILE names others).
     #[command(name = "to-http", disable_version_flag = true)]
     ToHttp(Box<to_http::ToHttpArgs>),
+    /// Take over a lost broker's replicated messages on the broker that holds its copy
+    Adopt(Box<adopt::AdoptArgs>),
 }
 
 fn main() {
@@ -224,6 +227,7 @@ fn run() -> i32 {
         Commands::Channel(args) => topic::run_channel(*args),
         Commands::ToNsq(args) => to_nsq::run(*args),
         Commands::ToHttp(args) => to_http::run(*args),
+        Commands::Adopt(args) => adopt::run(*args),
     }
 }
 

@@ -375,6 +375,30 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TOKEN")]
     pub http_admin_token: Option<String>,
 
+    /// nsqrs: a peer's nsqd TCP address to replicate every publish to (may be given multiple
+    /// times); see docs/replication.md [default: none]
+    #[arg(long, value_name = "HOST:PORT", action = ArgAction::Append)]
+    pub replicate_to: Vec<String>,
+
+    /// nsqrs: peers that must hold a batch before OK is answered (1..=number of peers)
+    /// [default: 1 with --replicate-to, else 0]
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub replicas: Option<i64>,
+
+    /// nsqrs: with fewer than --replicas peers reachable, refuse publishes (strict) or accept
+    /// them unreplicated (best-effort)
+    #[arg(long, value_name = "POLICY", default_value = "strict")]
+    pub replica_policy: String,
+
+    /// nsqrs: how long a publish waits for its peers' acknowledgements
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_go_duration)]
+    pub replica_timeout: Duration,
+
+    /// nsqrs: adopt a peer's copy once the peer has been unreachable this long; 0 = never
+    /// (adopt explicitly with `nsqrs adopt`)
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_go_duration)]
+    pub adopt_after: Duration,
+
     /// Arguments after the flags. Go's flag parsing stops at the first non-flag and nsqd then
     /// ignores the rest, so command lines with leftovers must still start.
     #[arg(hide = true, num_args = 0.., trailing_var_arg = true)]
@@ -505,6 +529,11 @@ impl ServeArgs {
             lifecycle_events_topics,
             enable_experiment,
             http_admin_token,
+            replicate_to,
+            replicas,
+            replica_policy,
+            replica_timeout,
+            adopt_after,
             trailing: _,
         } = self;
 
@@ -578,6 +607,10 @@ impl ServeArgs {
             lifecycle_events => o.lifecycle_events,
             lifecycle_events_topics => o.lifecycle_events_topics,
             enable_experiment => o.enable_experiment,
+            replicate_to => o.replicate_to,
+            replica_policy => o.replica_policy,
+            replica_timeout => o.replica_timeout,
+            adopt_after => o.adopt_after,
         }
         // Flags without a clap default: present only when typed.
         macro_rules! from_optional_flag {
@@ -595,6 +628,7 @@ impl ServeArgs {
             tls_client_auth_policy => o.tls_client_auth_policy,
             tls_root_ca_file => o.tls_root_ca_file,
             http_admin_token => o.http_admin_token,
+            replicas => o.replicas,
         }
         if given("e2e_processing_latency_percentile") {
             let mut p = e2e_processing_latency_percentile;
@@ -642,6 +676,25 @@ fn validate(o: &mut NsqdOptions, wide: &WideInts) -> Result<(), String> {
     }
     if o.auth_http_request_method != "post" && o.auth_http_request_method != "get" {
         return Err("--auth-http-request-method must be post or get".into());
+    }
+    nsqrs::replication::Policy::parse(&o.replica_policy)?;
+    if o.replicate_to.iter().any(|a| a.trim().is_empty()) {
+        return Err("--replicate-to must be HOST:PORT".into());
+    }
+    if o.replicate_to.is_empty() {
+        if o.replicas > 0 {
+            return Err("--replicas needs --replicate-to peers".into());
+        }
+    } else {
+        if o.replicas == 0 {
+            o.replicas = 1;
+        }
+        if o.replicas < 1 || o.replicas as usize > o.replicate_to.len() {
+            return Err(format!(
+                "--replicas must be [1,{}] (the number of --replicate-to peers)",
+                o.replicate_to.len()
+            ));
+        }
     }
     for &p in &o.e2e_processing_latency_percentiles {
         // Written so NaN fails too.
@@ -780,6 +833,11 @@ fn apply_config_key(
         "lifecycle_events_topics" => o.lifecycle_events_topics = cfg_string(v)?,
         "enable_experiment" => o.enable_experiment = cfg_strings(v)?,
         "http_admin_token" => o.http_admin_token = cfg_string(v)?,
+        "replicate_to" => o.replicate_to = cfg_strings(v)?,
+        "replicas" => o.replicas = cfg_int(v)?,
+        "replica_policy" => o.replica_policy = cfg_string(v)?,
+        "replica_timeout" => o.replica_timeout = cfg_duration(v)?,
+        "adopt_after" => o.adopt_after = cfg_duration(v)?,
         _ => {
             let hint = RENAMED_CONFIG_KEYS
                 .iter()
@@ -920,6 +978,42 @@ mod tests {
         // Deprecated flags are accepted in every form and change nothing.
         let o = nsqd(&["--verbose", "-worker-id", "--verbose=false"]).unwrap();
         assert_eq!(format!("{o:?}"), format!("{:?}", NsqdOptions::default()));
+    }
+
+    #[test]
+    fn replication_flags_and_config_keys() {
+        let o = nsqd(&["--replicate-to=b:4150", "--replicate-to", "c:4150"]).unwrap();
+        assert_eq!(o.replicate_to, ["b:4150", "c:4150"]);
+        assert_eq!(o.replicas, 1, "one replica by default when peers are given");
+        assert_eq!(
+            (o.replica_policy.as_str(), o.replica_timeout),
+            ("strict", secs(5))
+        );
+        assert_eq!(o.adopt_after, Duration::ZERO);
+        let o = nsqd(&[
+            "--replicate-to=b:4150",
+            "--replicate-to=c:4150",
+            "--replicas=2",
+            "--replica-policy=best-effort",
+            "--replica-timeout=250ms",
+            "--adopt-after=30s",
+        ])
+        .unwrap();
+        assert_eq!(o.replicas, 2);
+        assert_eq!(o.replica_policy, "best-effort");
+        assert_eq!(o.replica_timeout, Duration::from_millis(250));
+        assert_eq!(o.adopt_after, secs(30));
+        assert_eq!(nsqd(&[]).unwrap().replicas, 0, "no peers, no replicas");
+        assert!(err(&["--replicate-to=b:4150", "--replicas=2"]).contains("--replicas must be [1,1]"));
+        assert!(err(&["--replicas=1"]).contains("--replicas needs --replicate-to"));
+        assert!(err(&["--replicate-to=b:4150", "--replica-policy=maybe"]).contains("strict or best-effort"));
+        let o = config_only(
+            "replicate_to = [\"b:4150\", \"c:4150\"]\nreplicas = 2\nreplica_policy = \"best-effort\"\nreplica_timeout = \"1s\"\nadopt_after = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!((o.replicate_to.len(), o.replicas), (2, 2));
+        assert_eq!(o.replica_policy, "best-effort");
+        assert_eq!((o.replica_timeout, o.adopt_after), (secs(1), secs(10)));
     }
 
     #[test]

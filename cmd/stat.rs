@@ -55,6 +55,13 @@ pub struct StatArgs {
           require_equals = true, default_missing_value = "true", default_value = "false",
           value_parser = parse_go_bool)]
     pub version: bool,
+
+    /// nsqrs: show each broker's replication peers and their lag (log bytes not acknowledged,
+    /// age and count of channel states not confirmed) instead of topics and channels
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "false",
+          value_parser = parse_go_bool)]
+    pub replication: bool,
 }
 
 pub fn run(args: StatArgs) -> i32 {
@@ -65,6 +72,7 @@ pub fn run(args: StatArgs) -> i32 {
     if let Err(e) = validate(&args) {
         return tools::usage(e);
     }
+    let replication = args.replication;
     let plan = StatPlan {
         topic: args.topic,
         channel: args.channel,
@@ -80,7 +88,13 @@ pub fn run(args: StatArgs) -> i32 {
     };
     tools::runtime().block_on(async move {
         tokio::select! {
-            polled = nsqrs::tools::stat::poll(&plan) => polled.map_or_else(tools::fail, |()| 0),
+            polled = async {
+                if replication {
+                    nsqrs::tools::stat::poll_replication(&plan).await
+                } else {
+                    nsqrs::tools::stat::poll(&plan).await
+                }
+            } => polled.map_or_else(tools::fail, |()| 0),
             signalled = wait_for_signal() => signalled.map_or_else(tools::fail, |()| 0),
         }
     })

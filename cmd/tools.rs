@@ -44,7 +44,7 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
         "pub" => Some(&["version"]),
         "tail" => Some(&["print-topic", "version"]),
         "to-file" => Some(&["gzip", "skip-empty-files", "version"]),
-        "stat" => Some(&["version"]),
+        "stat" => Some(&["replication", "version"]),
         "to-db" => Some(&["events"]),
         "replay" => Some(&["dry-run"]),
         "to-nsq" | "to-http" => Some(&["version"]),
@@ -56,7 +56,7 @@ pub fn go_bool_flags(subcommand: &str) -> Option<&'static [&'static str]> {
 /// `trace`, `topic` and `channel`, which take positional arguments first and so keep clap's
 /// own syntax (Go stops reading flags at the first positional argument).
 pub fn one_line_errors(subcommand: &str) -> bool {
-    go_bool_flags(subcommand).is_some() || matches!(subcommand, "trace" | "topic" | "channel")
+    go_bool_flags(subcommand).is_some() || matches!(subcommand, "trace" | "topic" | "channel" | "adopt")
 }
 
 /// Rewrites a tool's arguments from Go flag syntax; `None` for other subcommands.

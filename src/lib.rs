@@ -8,4 +8,5 @@ pub mod common;
 pub mod nsqd;
 pub mod nsqlookupd;
 pub mod protocol;
+pub mod replication;
 pub mod tools;

@@ -57,6 +57,10 @@ fn both_mode_reports_positive_rates_against_null_server() {
         assert!(rate > 0.0 && mib > 0.0, "{role}: {}", report[role]);
     }
     assert!(report["writer"]["us_per_op"].as_f64().unwrap_or_default() > 0.0);
+    // Publish latency: each batch's time to its OK.
+    let p50 = report["writer"]["ok_p50_us"].as_f64().unwrap_or_default();
+    let p99 = report["writer"]["ok_p99_us"].as_f64().unwrap_or_default();
+    assert!(p50 > 0.0 && p99 >= p50, "{}", report["writer"]);
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub struct RoleStats {
     pub bytes: u64,
     pub duration: Duration,
     pub fin_failed: u64,
+    /// Writers: each batch's time from sending it to its `OK` (ns), the publish latency.
+    pub ack_latency: super::latency::Histogram,
 }
 
 /// When a subscriber pushes its queued FINs out.
@@ -196,7 +198,9 @@ pub async fn run_writers(
         let body = body.clone();
         set.spawn(async move {
             let mut acked = 0u64;
+            let mut latency = super::latency::Histogram::default();
             while acked < quota && Instant::now() < deadline {
+                let sent = Instant::now();
                 let left = (quota - acked).min(batch as u64) as usize;
                 if left == batch {
                     conn.send(&full).await?;
@@ -206,9 +210,10 @@ pub async fn run_writers(
                     conn.send(&partial).await?;
                 }
                 conn.expect_ok(if left == 1 { "PUB" } else { "MPUB" }).await?;
+                latency.record(sent.elapsed().as_nanos() as u64);
                 acked += left as u64;
             }
-            Ok::<_, super::Error>((acked, Instant::now()))
+            Ok::<_, super::Error>((acked, Instant::now(), latency))
         });
     }
     let mut stats = RoleStats {
@@ -217,7 +222,8 @@ pub async fn run_writers(
     };
     let mut end = start;
     while let Some(joined) = set.join_next().await {
-        let (acked, done) = joined.map_err(|e| format!("writer task failed: {e}"))??;
+        let (acked, done, latency) = joined.map_err(|e| format!("writer task failed: {e}"))??;
+        stats.ack_latency.merge(&latency);
         stats.messages += acked;
         end = end.max(done);
     }

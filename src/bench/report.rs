@@ -59,6 +59,11 @@ pub struct Throughput {
     pub us_per_op: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fin_failed: Option<u64>,
+    /// Writers: publish latency, from sending a batch to its `OK`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok_p50_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok_p99_us: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +102,10 @@ impl Throughput {
         } else {
             s.duration.as_secs_f64() * 1e6 / s.messages as f64
         });
+        if s.ack_latency.count() > 0 {
+            t.ok_p50_us = Some(s.ack_latency.quantile(0.5) as f64 / 1e3);
+            t.ok_p99_us = Some(s.ack_latency.quantile(0.99) as f64 / 1e3);
+        }
         t
     }
 
@@ -112,6 +121,8 @@ impl Throughput {
             mib_per_sec: per_sec(s.bytes as f64) / MIB,
             us_per_op: None,
             fin_failed: Some(s.fin_failed),
+            ok_p50_us: None,
+            ok_p99_us: None,
         }
     }
 }
@@ -200,6 +211,8 @@ impl Report {
                 "msg/s",
                 "MiB/s",
                 "µs/op",
+                "OK p50 µs",
+                "OK p99 µs",
             ]);
             for (name, role) in roles {
                 if let Some(r) = role {
@@ -211,6 +224,8 @@ impl Report {
                         format!("{:.0}", r.msgs_per_sec),
                         format!("{:.3}", r.mib_per_sec),
                         r.us_per_op.map(|v| format!("{v:.3}")).unwrap_or_default(),
+                        r.ok_p50_us.map(|v| format!("{v:.0}")).unwrap_or_default(),
+                        r.ok_p99_us.map(|v| format!("{v:.0}")).unwrap_or_default(),
                     ]);
                 }
             }

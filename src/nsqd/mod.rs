@@ -138,8 +138,24 @@ async fn serve(opts: NsqdOptions) -> i32 {
     broker
         .events
         .set_nsqd_address(format!("{}:{}", identity.broadcast_address, identity.tcp_port));
+    let replication_name = format!("{}:{}", identity.broadcast_address, identity.tcp_port);
+    let reachable_at = match tcp.local_addr() {
+        Ok(a) if !a.ip().is_unspecified() => a.to_string(),
+        _ => replication_name.clone(),
+    };
     let lookup = lookup_peer::LookupPeers::new(broker.clone(), identity);
     lookup.set_addresses(&broker.opts.lookupd_tcp_addresses);
+    // Replication starts before clients are served: a broker that was adopted while it was
+    // away learns it from its peers, and skips what the adopter took, before anyone reads.
+    let replication = match crate::replication::Replication::open(&broker) {
+        Ok(r) => r,
+        Err(e) => {
+            log(&prefix, "FATAL", &format!("failed to set up replication - {e}"));
+            return 1;
+        }
+    };
+    let _ = broker.replication.set(replication.clone());
+    replication.start(replication_name, reachable_at).await;
     let services = Arc::new(tcp::Services {
         broker: broker.clone(),
         tls: tls_config

@@ -89,6 +89,16 @@ pub struct NsqdOptions {
     pub lifecycle_events_topics: String,
     /// nsqrs: bearer token for the HTTP admin endpoints; empty leaves them open, as in nsqd.
     pub http_admin_token: String,
+    /// nsqrs: peers' nsqd TCP addresses to replicate to (docs/replication.md).
+    pub replicate_to: Vec<String>,
+    /// nsqrs: peers that must hold a batch before `OK` (1 when peers are given and this is 0).
+    pub replicas: i64,
+    /// nsqrs: `strict` (refuse publishes with fewer than `replicas` peers) or `best-effort`.
+    pub replica_policy: String,
+    /// nsqrs: how long a publish waits for its peers' acknowledgements.
+    pub replica_timeout: Duration,
+    /// nsqrs: adopt a copy once its owner has been unreachable this long; zero: never.
+    pub adopt_after: Duration,
 }
 
 impl Default for NsqdOptions {
@@ -156,6 +166,11 @@ impl Default for NsqdOptions {
             lifecycle_events: "all".into(),
             lifecycle_events_topics: String::new(),
             http_admin_token: String::new(),
+            replicate_to: vec![],
+            replicas: 0,
+            replica_policy: "strict".into(),
+            replica_timeout: Duration::from_secs(5),
+            adopt_after: Duration::ZERO,
         }
     }
 }

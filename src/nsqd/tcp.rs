@@ -190,6 +190,11 @@ async fn handle(mut stream: TcpStream, services: Arc<Services>) {
         Ok(Ok(_)) => {}
         _ => return,
     }
+    if magic == crate::replication::wire::MAGIC_PLAIN || magic == crate::replication::wire::MAGIC_TLS {
+        let replication = broker.replication.get().cloned();
+        let tls = services.tls.clone();
+        return crate::replication::receiver::serve(stream, magic, replication, tls).await;
+    }
     if &magic != frame::MAGIC_V2 {
         let mut out = Vec::new();
         put_frame(&mut out, frame::FRAME_TYPE_ERROR, b"E_BAD_PROTOCOL");

@@ -3,7 +3,8 @@
 //! channels. nsqd are given by address or found through lookupd on every poll.
 //!
 //! Rates are differences between two polls, so the first poll prints only the header (or,
-//! for the cluster table, nothing) and every later one prints a report.
+//! for the cluster table, nothing) and every later one prints a report. `--replication`
+//! reports each broker's replication peers and their lag instead (docs/replication.md).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -490,6 +491,136 @@ fn report_cluster(
                 .map_err(std::io::Error::other)?;
             }
             out.write_all(&w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?)
+        }
+    }
+}
+
+/// One peer of one broker, as `--replication` reports it.
+#[derive(Debug, serde::Serialize)]
+struct PeerLag {
+    time: String,
+    node: String,
+    peer: String,
+    connected: bool,
+    log_lag_bytes: u64,
+    state_lag_ms: u64,
+    state_lag_channels: u64,
+}
+
+/// `nsqrs stat --replication`: every interval, each broker's replication peers and their lag,
+/// until `count` reports are out (or forever). The first poll failing is an error, later ones
+/// are warnings; a closed stdout ends the run quietly.
+pub async fn poll_replication(plan: &StatPlan) -> Result<(), String> {
+    let timeouts = plan.timeouts;
+    let mut ticker = tokio::time::interval(plan.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reports = 0u64;
+    loop {
+        ticker.tick().await;
+        let nodes = match nsqd_addresses(plan, timeouts).await {
+            Ok(n) => n,
+            Err(e) if reports == 0 => return Err(e),
+            Err(e) => {
+                errln!("warning: {}", e.replace('\n', " "));
+                continue;
+            }
+        };
+        let mut rows = Vec::new();
+        for node in &nodes {
+            let stats = match HttpClient::new(timeouts)
+                .get_json(
+                    &api_url(node, "/stats?format=json&include_clients=false"),
+                    Some(ACCEPT_NSQ_V1),
+                )
+                .await
+            {
+                Ok(s) => s,
+                Err(e) if reports == 0 => return Err(format!("nsqd {node}: {e}")),
+                Err(e) => {
+                    errln!("warning: nsqd {node}: {}", e.replace('\n', " "));
+                    continue;
+                }
+            };
+            for p in stats["replication"]["peers"].as_array().into_iter().flatten() {
+                let n = |k: &str| p[k].as_u64().unwrap_or(0);
+                rows.push(PeerLag {
+                    time: timestamp(),
+                    node: node.clone(),
+                    peer: p["address"].as_str().unwrap_or("").to_string(),
+                    connected: p["connected"].as_bool().unwrap_or(false),
+                    log_lag_bytes: n("log_lag_bytes"),
+                    state_lag_ms: n("state_lag_ms"),
+                    state_lag_channels: n("state_lag_channels"),
+                });
+            }
+        }
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let result = (|| -> std::io::Result<()> {
+            match plan.format {
+                StatFormat::Table => {
+                    if reports.is_multiple_of(HEADER_EVERY) {
+                        writeln!(
+                            out,
+                            "{:<21} {:<21} {:>9} {:>12} {:>12} {:>10}",
+                            "nsqd", "peer", "connected", "log-lag(B)", "state-lag(ms)", "states"
+                        )?;
+                    }
+                    if rows.is_empty() {
+                        writeln!(out, "(no replication peers)")?;
+                    }
+                    for r in &rows {
+                        writeln!(
+                            out,
+                            "{:<21} {:<21} {:>9} {:>12} {:>12} {:>10}",
+                            r.node,
+                            r.peer,
+                            r.connected,
+                            r.log_lag_bytes,
+                            r.state_lag_ms,
+                            r.state_lag_channels
+                        )?;
+                    }
+                }
+                StatFormat::Csv => {
+                    if reports == 0 {
+                        writeln!(
+                            out,
+                            "time,nsqd,peer,connected,log_lag_bytes,state_lag_ms,state_lag_channels"
+                        )?;
+                    }
+                    for r in &rows {
+                        writeln!(
+                            out,
+                            "{},{},{},{},{},{},{}",
+                            r.time,
+                            r.node,
+                            r.peer,
+                            r.connected,
+                            r.log_lag_bytes,
+                            r.state_lag_ms,
+                            r.state_lag_channels
+                        )?;
+                    }
+                }
+                StatFormat::Json => {
+                    for r in &rows {
+                        writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())?;
+                    }
+                }
+            }
+            out.flush()
+        })();
+        if let Err(e) = result {
+            return if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Ok(())
+            } else {
+                Err(e.to_string())
+            };
+        }
+        reports += 1;
+        if plan.count > 0 && reports >= plan.count {
+            return Ok(());
         }
     }
 }

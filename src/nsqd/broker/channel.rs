@@ -307,6 +307,79 @@ impl Channel {
         st.dirty = true;
     }
 
+    /// The channel's state as a snapshot (what its checkpoint writes): replication ships it.
+    pub fn export_snapshot(&self) -> ChannelSnapshot {
+        self.state.lock().snapshot()
+    }
+
+    /// Adds messages this channel owes that were read elsewhere (an adopted copy's ready,
+    /// in-flight and deferred messages, at their positions in this topic's log): due ones are
+    /// ready with their attempts, the others deferred until their due time.
+    pub fn import_outstanding(&self, entries: &[OutstandingEntry]) {
+        let now = now_ns();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        for e in entries {
+            if e.due_ns > now {
+                let id = self
+                    .topic
+                    .read_one(&mut st.reader, e.pos)
+                    .map_or(MessageId(0), |m| m.id);
+                st.deferred.insert((e.due_ns, e.pos), (e.attempts, id));
+            } else {
+                // Delivered before, on the owner: they go before what is unread here.
+                st.ready.push_back(Ready {
+                    pos: e.pos,
+                    attempts: e.attempts,
+                    behind_seq: 0,
+                });
+            }
+            st.hold(e.pos);
+        }
+        st.dirty = true;
+        drop(guard);
+        self.notify.notify_waiters();
+    }
+
+    /// Forgets every message before `head` that is not in flight: unread stretches start at
+    /// `head` at the earliest, ready and deferred messages before it are dropped. A broker
+    /// that was adopted does this up to the adopted end, so what the adopter took is not
+    /// delivered twice.
+    pub fn forget_before(&self, head: super::log::LogHead) {
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        st.ranges.retain(|r| r.is_open() || r.end_pos > head.pos);
+        for r in st.ranges.iter_mut() {
+            if r.pos < head.pos {
+                r.pos = head.pos;
+                r.seq = head.seq;
+            }
+        }
+        let dropped_ready: Vec<u64> = st
+            .ready
+            .iter()
+            .filter(|r| r.pos < head.pos)
+            .map(|r| r.pos)
+            .collect();
+        st.ready.retain(|r| r.pos >= head.pos);
+        let dropped_deferred: Vec<(i64, u64)> = st
+            .deferred
+            .keys()
+            .filter(|(_, pos)| *pos < head.pos)
+            .copied()
+            .collect();
+        for key in &dropped_deferred {
+            st.deferred.remove(key);
+        }
+        for pos in dropped_ready
+            .into_iter()
+            .chain(dropped_deferred.into_iter().map(|(_, pos)| pos))
+        {
+            st.unhold(pos);
+        }
+        st.dirty = true;
+    }
+
     pub fn topic_name(&self) -> &str {
         &self.topic.name
     }

@@ -21,10 +21,10 @@ use bytes::Bytes;
 use super::damage::{self, FirstRecord, SeqWindow};
 use super::files::{FileCache, FileKey};
 use super::record::{
-    decode_record, encode_record, header_of, max_payload, payload_len, read_full_at, Decoded, RecordHeader,
-    MIN_RECORD, PAYLOAD_HEADER, RECORD_PREFIX,
+    check_record, decode_record, encode_record, header_of, max_payload, payload_len, read_full_at, Checked,
+    Decoded, RecordHeader, MIN_RECORD, PAYLOAD_HEADER, RECORD_PREFIX,
 };
-pub use super::record::{stored_len, NewRecord, StoredMessage};
+pub use super::record::{check_records, stored_len, NewRecord, RecordSpan, StoredMessage};
 use super::repairs::{RepairAction, Repairs};
 use crate::protocol::MessageId;
 
@@ -79,6 +79,8 @@ pub struct DiskLog {
     /// Bytes appended since the last fsync of the active segment.
     unsynced: bool,
     appends_since_sync: u64,
+    /// A replica's copy: segments may end before the next one starts (`open_copy`).
+    gaps: bool,
 }
 
 fn segment_path(dir: &Path, start: u64) -> PathBuf {
@@ -109,6 +111,30 @@ impl DiskLog {
         repairs: Arc<Repairs>,
         max_segment_bytes: u64,
         max_msg_size: usize,
+    ) -> io::Result<DiskLog> {
+        Self::open_inner(dir, files, repairs, max_segment_bytes, max_msg_size, false)
+    }
+
+    /// `open` for a replica's copy of another broker's log (`append_raw`), where a segment
+    /// that ends before the next one starts is a gap the owner released or skipped, not
+    /// damage.
+    pub fn open_copy(
+        dir: &Path,
+        files: Arc<FileCache>,
+        repairs: Arc<Repairs>,
+        max_segment_bytes: u64,
+        max_msg_size: usize,
+    ) -> io::Result<DiskLog> {
+        Self::open_inner(dir, files, repairs, max_segment_bytes, max_msg_size, true)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        files: Arc<FileCache>,
+        repairs: Arc<Repairs>,
+        max_segment_bytes: u64,
+        max_msg_size: usize,
+        gaps: bool,
     ) -> io::Result<DiskLog> {
         files.with_descriptor(|| fs::create_dir_all(dir))?;
         let mut starts: Vec<u64> = files
@@ -147,6 +173,7 @@ impl DiskLog {
             scratch: Vec::new(),
             unsynced: false,
             appends_since_sync: 0,
+            gaps,
         };
         // The last segment first: when nothing in it is intact, the one before becomes last.
         let (last, next_seq) = loop {
@@ -288,7 +315,7 @@ impl DiskLog {
             }
         };
         let expected_len = next_start - start;
-        if file_len < expected_len {
+        if file_len < expected_len && !self.gaps {
             self.repairs.report(
                 RepairAction::RecordsSkipped,
                 &path,
@@ -432,6 +459,81 @@ impl DiskLog {
         Ok((file, self.head))
     }
 
+    /// Appends records already encoded (a replica's copy of another broker's log) at `pos`,
+    /// the position they have in that log. `records` must have passed `check_records`, which
+    /// gave `span`; they must continue the log's sequence numbers when `pos` is the head. A
+    /// `pos` past the head leaves a gap: a new segment starts there, as if the segments in
+    /// between had been released. A `pos` before the head is refused.
+    pub fn append_raw(&mut self, pos: u64, records: &[u8], span: RecordSpan) -> io::Result<LogHead> {
+        let refuse = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+        if pos < self.head.pos {
+            return refuse(format!(
+                "append at {pos} overlaps the log, which ends at {}",
+                self.head.pos
+            ));
+        }
+        let active_len = self.head.pos - self.active_start();
+        if pos == self.head.pos && span.first_seq != self.head.seq {
+            return refuse(format!(
+                "records at {pos} start at sequence {}, the log continues with {}",
+                span.first_seq, self.head.seq
+            ));
+        }
+        if pos > self.head.pos {
+            if span.first_seq < self.head.seq {
+                return refuse(format!(
+                    "records at {pos} start at sequence {}, before the log's next {}",
+                    span.first_seq, self.head.seq
+                ));
+            }
+            let active = self.active_start();
+            if active_len == 0 {
+                // Nothing was written to the active segment: it is replaced, not kept empty.
+                self.segments.remove(&active);
+                self.files.forget(self.key(active));
+                let _ = fs::remove_file(segment_path(&self.dir, active));
+            } else {
+                self.segment_writer(active)?.sync_data()?;
+            }
+            self.segment_writer(pos)?;
+            self.segments.insert(
+                pos,
+                Segment {
+                    start: pos,
+                    len: 0,
+                    first_seq: span.first_seq,
+                },
+            );
+            self.head = LogHead {
+                pos,
+                seq: span.first_seq,
+            };
+            self.unsynced = false;
+        } else if active_len > 0 && active_len + records.len() as u64 > self.max_segment_bytes {
+            self.roll()?;
+        }
+        let start = self.active_start();
+        let file = self.segment_writer(start)?;
+        if let Err(e) = (&*file).write_all(records) {
+            // A partial write would leave garbage ahead of the next record: cut it off.
+            let _ = file.set_len(self.head.pos - start);
+            return Err(e);
+        }
+        self.head = LogHead {
+            pos: self.head.pos + records.len() as u64,
+            seq: span.next_seq,
+        };
+        self.segments.get_mut(&start).unwrap().len = self.head.pos - start;
+        self.unsynced = true;
+        self.appends_since_sync += span.count;
+        Ok(self.head)
+    }
+
+    /// The largest record payload this log accepts (header plus `--max-msg-size`).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
     /// Deletes whole segments that end at or before `pos` (never the active one).
     pub fn release_before(&mut self, pos: u64) {
         let active = self.active_start();
@@ -557,6 +659,19 @@ impl LogReader {
         max_messages: usize,
     ) -> io::Result<ReadBatch> {
         self.read_chunked(log, pos, limit, Some(seq), max_messages, READ_CHUNK)
+    }
+
+    /// `read` from a record boundary whose sequence number may not be known (an adopted
+    /// copy's lowest needed position).
+    pub fn read_from(
+        &mut self,
+        log: &parking_lot::Mutex<DiskLog>,
+        pos: u64,
+        seq: Option<u64>,
+        limit: LogHead,
+        max_messages: usize,
+    ) -> io::Result<ReadBatch> {
+        self.read_chunked(log, pos, limit, seq, max_messages, READ_CHUNK)
     }
 
     /// `read` with a chosen read-ahead: streaming wants large chunks, a single record small ones.
@@ -720,6 +835,88 @@ fn contain_damage(
 }
 
 impl LogReader {
+    /// Appends to `out` the encoded records from `pos`, exactly as they are stored: what
+    /// replication ships to peers. Whole, intact records only, within one segment, not beyond
+    /// `limit`, at most `max_bytes` unless the first record alone is larger. Damage is skipped
+    /// as channels skip it. Returns where the bytes start, which is past `pos` when `pos` lies
+    /// in a released segment or in damage; None when nothing is readable before `limit`.
+    pub fn read_raw(
+        &mut self,
+        log: &parking_lot::Mutex<DiskLog>,
+        pos: u64,
+        limit: LogHead,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> io::Result<Option<u64>> {
+        let mut pos = pos;
+        let mut expected: Option<u64> = None;
+        // Every turn moves `pos` forward (a jump, or past damage) or returns.
+        while pos < limit.pos {
+            let (place, max_payload) = {
+                let mut l = log.lock();
+                (l.place_for_read(pos)?, l.max_payload)
+            };
+            let (seg, file) = match place {
+                ReadPlace::Jump(to, seq) => {
+                    pos = to;
+                    expected = Some(seq);
+                    continue;
+                }
+                ReadPlace::End => break,
+                ReadPlace::Segment(seg, file) => (seg, file),
+            };
+            let readable_end = (seg.start + seg.len).min(limit.pos);
+            let readable = (readable_end - pos) as usize;
+            let start = out.len();
+            out.resize(start + readable.min(max_bytes.max(RECORD_PREFIX)), 0);
+            let n = read_full_at(&file, &mut out[start..], pos - seg.start)?;
+            out.truncate(start + n);
+            let mut whole = 0usize;
+            let mut damaged = n == 0;
+            while start + whole < out.len() {
+                match check_record(&out[start + whole..], max_payload) {
+                    Checked::Record(len) => {
+                        let seq = header_of(&out[start + whole..], 0).seq;
+                        if expected.is_some_and(|e| e != seq) {
+                            damaged = true;
+                            break;
+                        }
+                        expected = Some(seq + 1);
+                        whole += len;
+                    }
+                    Checked::Incomplete(_) if whole > 0 => break,
+                    Checked::Incomplete(need) => {
+                        // One record larger than `max_bytes`: read exactly it.
+                        if need > readable {
+                            damaged = true;
+                            break;
+                        }
+                        out.resize(start + need, 0);
+                        if read_full_at(&file, &mut out[start..], pos - seg.start)? < need {
+                            damaged = true;
+                            break;
+                        }
+                    }
+                    Checked::Corrupt => {
+                        damaged = true;
+                        break;
+                    }
+                }
+            }
+            out.truncate(start + whole);
+            if whole > 0 {
+                return Ok(Some(pos));
+            }
+            if !damaged {
+                break;
+            }
+            let d = contain_damage(log, &seg, &file, pos, readable_end, limit, expected)?;
+            pos = d.end_pos;
+            expected = Some(d.end_seq);
+        }
+        Ok(None)
+    }
+
     /// Finds the record with `id`. IDs rise with position in everything a topic's GUID factory
     /// wrote, so a binary search over the segments' first IDs picks the one segment to scan,
     /// and the scan reads record headers only until it reaches or passes the ID.

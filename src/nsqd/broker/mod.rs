@@ -85,6 +85,9 @@ pub struct Broker {
     registrations: tokio::sync::broadcast::Sender<Registration>,
     /// Lifecycle events (docs/events.md), published on `nsqrs.events`.
     pub events: Arc<events::EventSink>,
+    /// Replication (src/replication), set once by the serve runner: a publish waits for
+    /// the peers' acknowledgements through it.
+    pub replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
     /// Every open file of the data directory goes through this bounded cache.
     pub files: Arc<files::FileCache>,
     /// Damage found and contained (listed on `/stats`).
@@ -197,6 +200,7 @@ impl Broker {
             clients: Mutex::new(BTreeMap::new()),
             registrations: tokio::sync::broadcast::channel(4096).0,
             events,
+            replication: std::sync::OnceLock::new(),
             files: Arc::new(files::FileCache::for_process()),
             repairs: Arc::new(repairs::Repairs::default()),
             set_aside: Mutex::new(restore::SetAside::default()),
@@ -434,6 +438,12 @@ impl Broker {
                 }
             }
         }
+        if let Some(replication) = self.replication.get() {
+            replication
+                .await_replicas(topic)
+                .await
+                .map_err(PublishError::Replication)?;
+        }
         if self.health.lock().is_some() {
             self.set_health(None);
         }
@@ -536,6 +546,21 @@ impl Broker {
             }
         }
         self.persist_metadata();
+    }
+
+    /// nsqrs's own folder in the data directory (`nsqrs-data`): topic logs, and what other
+    /// parts of nsqrs keep beside them (replication's identity and copies).
+    pub fn store_dir(&self) -> &Path {
+        self.topics_dir.parent().unwrap_or(&self.data_dir)
+    }
+
+    /// Moves where a channel-less topic's backlog starts (kept for its first channel), on
+    /// disk too: a broker that was adopted skips what its adopter took.
+    pub fn set_orphan_start(&self, topic: &Topic, start: log::LogHead) {
+        topic.set_orphan_start(Some(start));
+        if let Some(dir) = &topic.dir {
+            let _ = fs::write(orphan_file(dir), format!("{} {}", start.pos, start.seq));
+        }
     }
 
     /// A client left a channel: ephemeral channels (and then topics) go with their last client.

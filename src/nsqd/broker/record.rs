@@ -91,24 +91,84 @@ pub enum Decoded {
     Corrupt,
 }
 
-/// Decodes the record at the start of `buf` (found at log position `pos`), checking its length
-/// and checksum.
-pub fn decode_record(buf: &[u8], pos: u64, max_payload: usize) -> Decoded {
+/// What `check_record` found at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// An intact record of this many bytes (prefix included).
+    Record(usize),
+    /// Not enough bytes buffered for the whole record; needs this many in total.
+    Incomplete(usize),
+    Corrupt,
+}
+
+/// Checks the record at the start of `buf`: its length bounds and its checksum, without
+/// copying anything. `decode_record` decodes only what passes this.
+pub fn check_record(buf: &[u8], max_payload: usize) -> Checked {
     if buf.len() < RECORD_PREFIX {
-        return Decoded::Incomplete(RECORD_PREFIX);
+        return Checked::Incomplete(RECORD_PREFIX);
     }
     let len = payload_len(buf);
     if !(PAYLOAD_HEADER..=max_payload).contains(&len) {
-        return Decoded::Corrupt;
+        return Checked::Corrupt;
     }
     if buf.len() < RECORD_PREFIX + len {
-        return Decoded::Incomplete(RECORD_PREFIX + len);
+        return Checked::Incomplete(RECORD_PREFIX + len);
     }
     let crc = u32::from_be_bytes(buf[4..8].try_into().unwrap());
-    let p = &buf[RECORD_PREFIX..RECORD_PREFIX + len];
-    if crc32fast::hash(p) != crc {
-        return Decoded::Corrupt;
+    if crc32fast::hash(&buf[RECORD_PREFIX..RECORD_PREFIX + len]) != crc {
+        return Checked::Corrupt;
     }
+    Checked::Record(RECORD_PREFIX + len)
+}
+
+/// What a run of whole records holds (see `check_records`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub count: u64,
+    pub first_seq: u64,
+    /// The sequence number after the last record.
+    pub next_seq: u64,
+}
+
+/// Checks that `buf` is a run of whole, intact records with consecutive sequence numbers
+/// (records another broker sends are checked this way before they are written). None when
+/// anything is wrong or `buf` is empty.
+pub fn check_records(buf: &[u8], max_payload: usize) -> Option<RecordSpan> {
+    let mut at = 0usize;
+    let mut span: Option<RecordSpan> = None;
+    while at < buf.len() {
+        let Checked::Record(len) = check_record(&buf[at..], max_payload) else {
+            return None;
+        };
+        let seq = header_of(&buf[at..], 0).seq;
+        let next_seq = seq.checked_add(1)?;
+        span = match span {
+            None => Some(RecordSpan {
+                count: 1,
+                first_seq: seq,
+                next_seq,
+            }),
+            Some(s) if s.next_seq == seq => Some(RecordSpan {
+                count: s.count + 1,
+                next_seq,
+                ..s
+            }),
+            Some(_) => return None,
+        };
+        at += len;
+    }
+    span
+}
+
+/// Decodes the record at the start of `buf` (found at log position `pos`), checking its length
+/// and checksum.
+pub fn decode_record(buf: &[u8], pos: u64, max_payload: usize) -> Decoded {
+    let len = match check_record(buf, max_payload) {
+        Checked::Record(whole) => whole - RECORD_PREFIX,
+        Checked::Incomplete(need) => return Decoded::Incomplete(need),
+        Checked::Corrupt => return Decoded::Corrupt,
+    };
+    let p = &buf[RECORD_PREFIX..RECORD_PREFIX + len];
     let u64_at = |i: usize| u64::from_be_bytes(p[i..i + 8].try_into().unwrap());
     Decoded::Record(StoredMessage {
         pos,

@@ -169,6 +169,8 @@ impl TopicCore {
 pub enum PublishError {
     Exiting,
     Io(std::io::Error),
+    /// Written locally, but fewer peers than `--replicas` hold it (strict replica policy).
+    Replication(String),
 }
 
 impl std::fmt::Display for PublishError {
@@ -176,6 +178,7 @@ impl std::fmt::Display for PublishError {
         match self {
             PublishError::Exiting => write!(f, "exiting"),
             PublishError::Io(e) => write!(f, "{e}"),
+            PublishError::Replication(e) => write!(f, "{e}"),
         }
     }
 }
@@ -376,10 +379,58 @@ impl Topic {
         Ok(ids)
     }
 
+    /// Appends records that carry their own IDs, times, attempts and due times (another
+    /// broker's messages, adopted): one write, visible to channels at once unless the view is
+    /// frozen (`freeze_view`). Returns the stretch of the log they occupy.
+    pub fn append_records(&self, records: &[NewRecord]) -> std::io::Result<(LogHead, LogHead)> {
+        let LogStore::Disk(log) = &self.core.log else {
+            return Err(std::io::Error::other(
+                "an #ephemeral topic keeps no adopted messages",
+            ));
+        };
+        let stretch = {
+            let mut log = log.lock();
+            let start = log.head();
+            let end = log.append(records)?;
+            let latest_due = records.iter().map(|r| r.deliver_at_ns).max().unwrap_or(0);
+            self.note_deferred(end, records, latest_due, true);
+            *self.core.head.lock() = end;
+            (start, end)
+        };
+        let bytes: u64 = records.iter().map(|r| r.body.len() as u64).sum();
+        self.message_count
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.message_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.wake_channels();
+        Ok(stretch)
+    }
+
+    /// Stops channels from reading past the current head, without pausing the topic: what is
+    /// appended meanwhile stays unseen until `unfreeze_view`, so channels can be told to skip
+    /// part of it first. Returns whether this call froze it (false: it was paused already).
+    pub fn freeze_view(&self) -> bool {
+        let mut at = self.core.paused_at.lock();
+        if at.is_some() {
+            return false;
+        }
+        *at = Some(self.core.head());
+        true
+    }
+
+    /// Undoes `freeze_view` (when it froze the view and the topic was not paused since).
+    pub fn unfreeze_view(&self, froze: bool) {
+        if !froze || self.is_paused() {
+            return;
+        }
+        *self.core.paused_at.lock() = None;
+        self.wake_channels();
+    }
+
     /// Remembers the sequence numbers of just-appended deferred messages (before the new head
-    /// is visible, so no channel can read past them unnoticed).
-    fn note_deferred(&self, head: LogHead, records: &[NewRecord], deliver_at_ns: i64, on_disk: bool) {
-        if deliver_at_ns == 0 {
+    /// is visible, so no channel can read past them unnoticed). `latest_due_ns` is the latest
+    /// due time among `records`: 0 when none is deferred.
+    fn note_deferred(&self, head: LogHead, records: &[NewRecord], latest_due_ns: i64, on_disk: bool) {
+        if latest_due_ns == 0 {
             return;
         }
         let mut map = self.core.unread_deferred.lock();
@@ -393,8 +444,11 @@ impl Topic {
             } else {
                 seq
             };
+            if rec.deliver_at_ns == 0 {
+                continue;
+            }
             let entry = UnreadDeferred {
-                due_ns: deliver_at_ns,
+                due_ns: rec.deliver_at_ns,
                 id: rec.id,
                 pos,
             };

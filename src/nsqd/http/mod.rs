@@ -53,6 +53,8 @@ pub fn router(state: HttpState, over_tls: bool) -> Router {
         .route("/message", get(messages::message_state))
         .route("/deferred", get(messages::list_deferred))
         .route("/deferred/cancel", any(messages::cancel_deferred))
+        .route("/replication", get(replication_status))
+        .route("/replication/adopt", any(replication_adopt))
         .fallback(|| async { err(404, "NOT_FOUND") })
         .layer(middleware::from_fn_with_state(
             Arc::new(o.http_admin_token.clone()),
@@ -73,7 +75,8 @@ async fn admin_token(State(token): State<Arc<String>>, req: Request, next: Next)
     let admin = path.starts_with("/topic/")
         || path.starts_with("/channel/")
         || path.starts_with("/config")
-        || path.starts_with("/deferred");
+        || path.starts_with("/deferred")
+        || path.starts_with("/replication/");
     if token.is_empty() || !admin {
         return next.run(req).await;
     }
@@ -102,12 +105,56 @@ async fn admin_token(State(token): State<Arc<String>>, req: Request, next: Next)
 
 async fn metrics_handler(State(s): State<HttpState>) -> Response {
     let st = stats::collect(&s.broker, None, None, true, false);
+    let mut text = metrics::render(&st, stats::process_rss_bytes());
+    if let Some(r) = s.broker.replication.get() {
+        text.push_str(&crate::replication::status::render_metrics(
+            &crate::replication::status::collect(r),
+        ));
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        metrics::render(&st, stats::process_rss_bytes()),
+        text,
     )
         .into_response()
+}
+
+/// nsqrs: replication's peers, lag and copies (the `replication` object of `/stats`).
+async fn replication_status(State(s): State<HttpState>) -> Reply {
+    let r = s
+        .broker
+        .replication
+        .get()
+        .ok_or_else(|| err(404, "REPLICATION_OFF"))?;
+    Ok(json_body(&crate::replication::status::collect(r)))
+}
+
+/// nsqrs: `POST /replication/adopt?node=<owner>`: this broker adopts a lost broker's copy.
+async fn replication_adopt(State(s): State<HttpState>, method: Method, RawQuery(q): RawQuery) -> Reply {
+    require_post(&method)?;
+    let p = params(&q).ok_or_else(|| err(400, "INVALID_REQUEST"))?;
+    let node = p
+        .get("node")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| err(400, "MISSING_ARG_NODE"))?;
+    let r = s
+        .broker
+        .replication
+        .get()
+        .ok_or_else(|| err(404, "REPLICATION_OFF"))?;
+    match crate::replication::adopt::adopt(r, node).await {
+        Ok(reports) => Ok(json_body(&json!({ "adopted": reports }))),
+        Err(e) if e.starts_with("no copy") => Err(json_error(404, "COPY_NOT_FOUND", &e)),
+        Err(e) if e.contains("is connected") => Err(json_error(409, "OWNER_ALIVE", &e)),
+        Err(e) => Err(json_error(500, "ADOPT_FAILED", &e)),
+    }
+}
+
+/// An error with NSQ's `message` and nsqrs's explanation beside it.
+fn json_error(code: u16, message: &str, detail: &str) -> Response {
+    let mut resp = json_body(&json!({ "message": message, "error": detail }));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp
 }
 
 /// `--tls-required=true`: every plain-HTTP request is refused with nsqd's exact body.
@@ -138,9 +185,19 @@ fn require_post(method: &Method) -> Result<(), Response> {
 }
 
 async fn ping(State(s): State<HttpState>) -> Response {
-    match s.broker.health() {
+    if let Some(e) = s.broker.health() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("NOK - {e}")).into_response();
+    }
+    // Replication degraded: strict refuses publishes, so this broker is not ready for them;
+    // best-effort accepts them, and stays healthy while saying so.
+    match s.broker.replication.get().and_then(|r| r.degraded()) {
+        Some((crate::replication::Policy::Strict, why)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("NOK - {why}")).into_response()
+        }
+        Some((crate::replication::Policy::BestEffort, why)) => {
+            (StatusCode::OK, format!("OK - {why}")).into_response()
+        }
         None => ok_text("OK"),
-        Some(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("NOK - {e}")).into_response(),
     }
 }
 
@@ -173,11 +230,24 @@ async fn stats_handler(State(s): State<HttpState>, RawQuery(q): RawQuery) -> Rep
     let include_clients = bool_param(&p, "include_clients");
     let include_mem = bool_param(&p, "include_mem");
     let st = stats::collect(&s.broker, topic, channel, include_clients, include_mem);
+    let replication = s
+        .broker
+        .replication
+        .get()
+        .map(|r| crate::replication::status::collect(r));
     if p.get("format").map(String::as_str) == Some("json") {
-        return Ok(json_body(&st));
+        let mut doc = serde_json::to_value(&st).unwrap_or_default();
+        if let (Some(r), Some(obj)) = (&replication, doc.as_object_mut()) {
+            obj.insert("replication".into(), serde_json::to_value(r).unwrap_or_default());
+        }
+        return Ok(json_body(&doc));
     }
     let uptime = s.broker.start_time.elapsed().unwrap_or_default();
-    Ok((StatusCode::OK, stats::render_text(&st, uptime)).into_response())
+    let mut text = stats::render_text(&st, uptime);
+    if let Some(r) = &replication {
+        text.push_str(&crate::replication::status::render_text(r));
+    }
+    Ok((StatusCode::OK, text).into_response())
 }
 
 /// Topic from the query for publishing: created if missing.
@@ -200,11 +270,14 @@ fn topic_error(e: TopicError) -> Response {
 
 /// A failed publish: nsqd's 503 EXITING for a failed write (a full disk), but running out of
 /// descriptors is not the broker exiting.
-fn publish_error(e: PublishError) -> Response {
+/// The HTTP error for a failed publish; `failed` names the command (`PUB_FAILED`,
+/// `MPUB_FAILED`) for a batch fewer replicas than `--replicas` hold (strict policy).
+fn publish_error(e: PublishError, failed: &str) -> Response {
     match e {
         PublishError::Io(io) if crate::nsqd::broker::files::is_out_of_descriptors(&io) => {
             err(500, "INTERNAL_ERROR")
         }
+        PublishError::Replication(_) => err(503, failed),
         _ => err(503, "EXITING"),
     }
 }
@@ -242,7 +315,7 @@ async fn publish(State(s): State<HttpState>, RawQuery(q): RawQuery, req: Request
         .broker
         .publish(&topic, &[&body], deliver_at, ("http", ""))
         .await
-        .map_err(publish_error)?;
+        .map_err(|e| publish_error(e, "PUB_FAILED"))?;
     Ok(with_ids(ok_text("OK"), MESSAGE_ID_HEADER, &ids))
 }
 
@@ -305,7 +378,7 @@ async fn multi_publish(State(s): State<HttpState>, RawQuery(q): RawQuery, req: R
             .broker
             .publish(&topic, &messages, 0, ("http", ""))
             .await
-            .map_err(publish_error)?;
+            .map_err(|e| publish_error(e, "MPUB_FAILED"))?;
     }
     let asked = p.get("message_ids").is_some_and(|v| v == "true" || v == "1");
     if ids.len() <= MAX_DEFAULT_IDS || asked {

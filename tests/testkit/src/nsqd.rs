@@ -140,7 +140,9 @@ impl Nsqd {
     fn wait_ping(&self) {
         wait_for("the broker to answer /ping", Duration::from_secs(20), || {
             match http_request(&self.http, "GET", "/ping", b"") {
-                Ok((200, body)) => body == b"OK",
+                Ok((200, body)) => body == b"OK" || body.starts_with(b"OK - replication"),
+                // Replication degraded (its peers are not up yet): serving all the same.
+                Ok((503, body)) => body.starts_with(b"NOK - replication"),
                 // --tls-required=true refuses plain HTTP once it serves.
                 Ok((403, _)) => true,
                 _ => false,
