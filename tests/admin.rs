@@ -567,8 +567,69 @@ fn pages_read_go_nsqds_stats() {
     assert!(page.contains("nsq_tail/1.3.0 go-nsq/1.1.0"), "{page}");
     // Go nsqd has no /deferred: the channel page says so instead of failing.
     assert!(page.contains("not nsqrs"), "{page}");
-    assert_eq!(admin.get("/nodes").0, 200);
+    let (code, page) = admin.get("/nodes");
+    assert_eq!(code, 200, "{page}");
     assert_eq!(admin.get(&format!("/nodes/{go}")).0, 200);
+    // Go nsqd has no replication to report: the API says null, the pages leave it out.
+    let r = admin.json("/api/replication");
+    assert_eq!(r["nodes"].as_array().map(Vec::len), Some(1), "{r}");
+    assert!(r["nodes"][0]["replication"].is_null(), "{r}");
+    let (_, page) = admin.get(&format!("/nodes/{go}"));
+    assert!(!page.contains("<h2>Replication</h2>"), "{page}");
+}
+
+/// The replication state an operator checks after a machine is lost: on the owner's node page
+/// where its topics are copied and how far behind, on the peer's the copy it holds; and the
+/// nodes page and `/api/replication` sum it up.
+#[test]
+fn replication_state_is_shown_per_node() {
+    let peer = Nsqd::start(&["--broadcast-address=127.0.0.1"]);
+    let owner = Nsqd::start(&[
+        "--broadcast-address=127.0.0.1",
+        &format!("--replicate-to={}", peer.tcp),
+    ]);
+    assert_eq!(owner.post("/pub?topic=kept", b"copied").0, 200);
+    let admin = Admin::start(&[
+        &format!("--nsqd-http-address={}", owner.http),
+        &format!("--nsqd-http-address={}", peer.http),
+    ]);
+    let find = |r: &Value, node: &str| -> Value {
+        r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == node)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    wait_for(
+        "the owner's peer connected and caught up",
+        Duration::from_secs(20),
+        || {
+            let r = admin.json("/api/replication");
+            let peers = &find(&r, &owner.http)["replication"]["peers"];
+            peers[0]["connected"] == true && peers[0]["log_lag_bytes"] == 0
+        },
+    );
+    let r = admin.json("/api/replication");
+    let held = &find(&r, &peer.http)["replication"]["copies"];
+    assert_eq!(held.as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(held[0]["adopted"], false, "{r}");
+
+    let (code, page) = admin.get(&format!("/nodes/{}", owner.http));
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("<h2>Replication</h2>"), "{page}");
+    assert!(
+        page.contains(&peer.tcp),
+        "the owner's page names its peer: {page}"
+    );
+    let (code, page) = admin.get(&format!("/nodes/{}", peer.http));
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("Copies held here"), "{page}");
+    let (code, page) = admin.get("/nodes");
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("1/1 peers connected"), "{page}");
+    assert!(page.contains("holds 1 copy"), "{page}");
 }
 
 #[test]
