@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::access::{self, ActionSource, Refusal};
 use super::cluster::Partial;
-use super::stats::{ChannelStats, TopicStats};
+use super::stats::{ChannelStats, Producer, TopicStats};
 use super::{messages, pages, replays, Admin};
 use crate::common::http_api::{err, json_body, nsq_headers, params};
 use crate::protocol::names::{is_valid_channel_name, is_valid_topic_name};
@@ -222,8 +222,17 @@ async fn replication(State(admin): AdminState) -> Reply {
     ))
 }
 
+/// One node as its page and `/api/nodes/:node` show it.
+pub struct NodeView {
+    /// nsqadmin's answer: the node's topics with their channels and clients, and its totals.
+    pub stats: Value,
+    /// The node as lookupd (or `--nsqd-http-address`) reported it.
+    pub producer: Producer,
+    pub warnings: Vec<String>,
+}
+
 /// One node's topics with their channels and clients, and its totals.
-pub async fn node_stats(admin: &Admin, node: &str) -> Result<(Value, Vec<String>), Response> {
+pub async fn node_stats(admin: &Admin, node: &str) -> Result<NodeView, Response> {
     let cluster = admin.cluster();
     let producers = cluster
         .producers()
@@ -245,20 +254,21 @@ pub async fn node_stats(admin: &Admin, node: &str) -> Result<(Value, Vec<String>
     let total_messages: i64 = rows.value.iter().map(|t| t.message_count).sum();
     let mut warnings = producers.warnings;
     warnings.extend(rows.warnings);
-    Ok((
-        json!({
+    Ok(NodeView {
+        stats: json!({
             "node": node,
             "topics": rows.value,
             "total_messages": total_messages,
             "total_clients": total_clients,
         }),
+        producer: producer.clone(),
         warnings,
-    ))
+    })
 }
 
 async fn node(State(admin): AdminState, Path(node): Path<String>) -> Reply {
-    let (v, warnings) = node_stats(&admin, &node).await?;
-    Ok(with_message(v, &warnings))
+    let view = node_stats(&admin, &node).await?;
+    Ok(with_message(view.stats, &view.warnings))
 }
 
 async fn counter(State(admin): AdminState) -> Reply {

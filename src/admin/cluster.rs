@@ -15,10 +15,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use super::stats::{version_key, ChannelStats, NodeStats, Producer, ProducerTopic, Replication, TopicStats};
+use super::stats::{version_key, ChannelStats, NodeStats, Producer, ProducerTopic, TopicStats};
 use crate::common::http_client::{
     self as http, api_url, query_escape, HttpClient, HttpTimeouts, Request, ACCEPT_NSQ_V1,
 };
+use crate::replication::status::ReplicationStatus;
 
 /// Where the cluster is and how to talk to it.
 #[derive(Clone)]
@@ -345,9 +346,9 @@ impl Cluster {
 
     /// Each producer's replication state (`GET /replication`), `None` where the node has none
     /// to report (Go nsqd, an older nsqrs) or could not be asked.
-    pub async fn replication(&self, producers: &[Producer]) -> Vec<Option<Replication>> {
+    pub async fn replication(&self, producers: &[Producer]) -> Vec<Option<ReplicationStatus>> {
         let addrs: Vec<String> = producers.iter().map(|p| self.http_address_of(p)).collect();
-        self.get_each::<Replication>(&addrs, |_| "/replication".to_string())
+        self.get_each::<ReplicationStatus>(&addrs, |_| "/replication".to_string())
             .await
             .into_iter()
             .map(|(_, r)| r.ok())

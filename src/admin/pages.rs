@@ -18,15 +18,16 @@ use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::{channel_stats, node_stats, topic_stats};
+use super::api::{channel_stats, node_stats, topic_stats, NodeView};
 use super::charts::{self, Metric};
 use super::history::Key;
 use super::messages::{self, Query as Search};
-use super::stats::{ChannelStats, E2eLatency, Replication, TopicStats};
+use super::stats::{ChannelStats, E2eLatency, TopicStats};
 use super::{access, Admin};
 use crate::archive::trace::{self, format_duration, format_ts};
 use crate::archive::MessageRow;
 use crate::common::http_client::query_escape;
+use crate::replication::status::ReplicationStatus;
 
 type AdminState = State<Arc<Admin>>;
 
@@ -549,7 +550,7 @@ async fn nodes(State(admin): AdminState, headers: HeaderMap) -> Response {
                     td.name { (p.version) @if p.out_of_date { " " span.paused { "(out of date)" } } }
                     td { (p.topics.len()) }
                     td.name { @for r in p.remote_addresses.iter().flatten() { (r) br; } }
-                    td.name { @match r { Some(r) => { @if r.degraded { span.paused { (r.summary()) } } @else { (r.summary()) } }, None => "-" } }
+                    td.name { @match r { Some(r) => { @if r.degraded { span.paused { (replication_summary(r)) } } @else { (replication_summary(r)) } }, None => "-" } }
                 }
             }
         }
@@ -559,7 +560,11 @@ async fn nodes(State(admin): AdminState, headers: HeaderMap) -> Response {
 
 async fn node(State(admin): AdminState, headers: HeaderMap, Path(node): Path<String>) -> Response {
     let page = Page::new(&admin, &headers);
-    let (v, warns) = match node_stats(&admin, &node).await {
+    let NodeView {
+        stats: v,
+        producer,
+        warnings: warns,
+    } = match node_stats(&admin, &node).await {
         Ok(x) => x,
         Err(resp) => {
             let status = resp.status().as_u16();
@@ -573,13 +578,7 @@ async fn node(State(admin): AdminState, headers: HeaderMap, Path(node): Path<Str
     };
     let topics: Vec<TopicStats> = serde_json::from_value(v["topics"].clone()).unwrap_or_default();
     let node_api = format!("/api/nodes/{}", seg(&node));
-    let replication = match admin.cluster().producers().await {
-        Ok(p) => {
-            let this: Vec<_> = p.value.into_iter().filter(|p| p.http_address() == node).collect();
-            admin.cluster().replication(&this).await.pop().flatten()
-        }
-        Err(_) => None,
-    };
+    let replication = admin.cluster().replication(&[producer]).await.pop().flatten();
     let body = html! {
         h1 { "Node " (node) }
         (warnings(&warns))
@@ -610,9 +609,32 @@ async fn node(State(admin): AdminState, headers: HeaderMap, Path(node): Path<Str
     page.layout(&format!("Node {node}"), body)
 }
 
+/// One line for the nodes table: what an operator checks first.
+fn replication_summary(r: &ReplicationStatus) -> String {
+    if r.peers.is_empty() && r.copies.is_empty() {
+        return "-".into();
+    }
+    let mut parts = Vec::new();
+    if !r.peers.is_empty() {
+        let connected = r.peers.iter().filter(|p| p.connected).count();
+        let lag = r.peers.iter().map(|p| p.log_lag_bytes).max().unwrap_or(0);
+        let degraded = if r.degraded { ", DEGRADED" } else { "" };
+        parts.push(format!(
+            "{connected}/{} peers connected, lag {lag} B{degraded}",
+            r.peers.len()
+        ));
+    }
+    match r.copies.len() {
+        0 => {}
+        1 => parts.push("holds 1 copy".into()),
+        n => parts.push(format!("holds {n} copies")),
+    }
+    parts.join("; ")
+}
+
 /// A node's replication: where its topics are copied and how far each copy lags, and the
 /// copies it holds of other brokers (adopted or not).
-fn replication_section(r: &Replication) -> Markup {
+fn replication_section(r: &ReplicationStatus) -> Markup {
     html! {
         h2 { "Replication" }
         p {

@@ -1,15 +1,18 @@
 //! What replication reports: the `replication` object of `/stats` (peers with their lag,
 //! copies held), the `nsqrs_replication_*` lines of `/metrics`, and the `/stats` text section.
+//! The same types read that answer back (the admin's pages): leniently, since a broker of
+//! another version may send fewer fields.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Replication;
 use crate::common::time::now_ns;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PeerStatus {
     pub address: String,
     pub node_id: Option<String>,
@@ -23,7 +26,8 @@ pub struct PeerStatus {
     pub last_error: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CopyStatus {
     pub owner: String,
     pub name: String,
@@ -38,12 +42,13 @@ pub struct CopyStatus {
     pub adopting: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReplicationStatus {
     pub node_id: String,
     pub epoch: u64,
     pub replicas: usize,
-    pub policy: Option<&'static str>,
+    pub policy: Option<String>,
     pub degraded: bool,
     pub peers: Vec<PeerStatus>,
     pub copies: Vec<CopyStatus>,
@@ -119,7 +124,7 @@ pub fn collect(repl: &Replication) -> ReplicationStatus {
         node_id: repl.node.clone(),
         epoch: repl.epoch(),
         replicas: repl.owner.as_ref().map_or(0, |o| o.replicas),
-        policy: repl.owner.as_ref().map(|o| o.policy.name()),
+        policy: repl.owner.as_ref().map(|o| o.policy.name().to_string()),
         degraded: repl.degraded().is_some(),
         peers,
         copies,
@@ -194,7 +199,7 @@ pub fn render_text(st: &ReplicationStatus) -> String {
         "\nReplication: node {} epoch {}{}",
         st.node_id,
         st.epoch,
-        match st.policy {
+        match &st.policy {
             Some(p) => format!(
                 " replicas {} policy {p}{}",
                 st.replicas,
