@@ -23,6 +23,30 @@ pub struct Nsqd {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// `nsqrs serve` on free loopback ports with `data` as its data path, then `extra`.
+fn serve_args(data: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "serve".to_string(),
+        "--tcp-address=127.0.0.1:0".into(),
+        "--http-address=127.0.0.1:0".into(),
+        // Never lookupd's or the admin's fixed ports from a test; tests of the embedded ones
+        // ask for them.
+        "--embedded-lookupd=false".into(),
+        "--embedded-admin=false".into(),
+        format!("--data-path={}", data.display()),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// A resource limit a test broker starts under.
+#[derive(Clone, Copy)]
+struct Rlimit {
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+}
+
 impl Nsqd {
     /// Starts `nsqrs serve` on a fresh data directory.
     pub fn start(extra: &[&str]) -> Nsqd {
@@ -35,18 +59,7 @@ impl Nsqd {
 
     /// Starts `nsqrs serve` on an existing data directory (restart after a crash).
     pub fn start_in(data: &Path, extra: &[&str]) -> Nsqd {
-        let mut args = vec![
-            "serve".to_string(),
-            "--tcp-address=127.0.0.1:0".into(),
-            "--http-address=127.0.0.1:0".into(),
-            // Never lookupd's or the admin's fixed ports from a test; tests of the embedded ones
-            // ask for them.
-            "--embedded-lookupd=false".into(),
-            "--embedded-admin=false".into(),
-            format!("--data-path={}", data.display()),
-        ];
-        args.extend(extra.iter().map(|a| a.to_string()));
-        Nsqd::launch(&crate::bin(), &args, data)
+        Nsqd::launch(&crate::bin(), &serve_args(data, extra), data)
     }
 
     /// Runs `program` with exactly `args` (which must bind port 0 and set the data path), and
@@ -60,54 +73,39 @@ impl Nsqd {
     /// Like `start_in`, but no file the broker writes may exceed `max_file_bytes`: writes past
     /// it fail with EFBIG, the way a full disk makes them fail.
     pub fn start_with_file_limit(data: &Path, extra: &[&str], max_file_bytes: u64) -> Nsqd {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(crate::bin());
-        cmd.arg("serve")
-            .arg("--tcp-address=127.0.0.1:0")
-            .arg("--http-address=127.0.0.1:0")
-            .arg("--embedded-lookupd=false")
-            .arg("--embedded-admin=false")
-            .arg(format!("--data-path={}", data.display()))
-            .args(extra)
-            .stdout(Stdio::null());
-        // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let lim = libc::rlimit {
-                    rlim_cur: max_file_bytes,
-                    rlim_max: max_file_bytes,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Nsqd::spawn(cmd, data)
+        let limit = Rlimit {
+            resource: libc::RLIMIT_FSIZE,
+            soft: max_file_bytes,
+            hard: max_file_bytes,
+        };
+        Nsqd::start_with_rlimit(data, extra, limit)
     }
 
     /// Like `start_in`, with the descriptor limit (RLIMIT_NOFILE) set to `soft`/`hard` for the
     /// broker, as a shell's `ulimit -n` would.
     pub fn start_with_descriptor_limit(data: &Path, extra: &[&str], soft: u64, hard: u64) -> Nsqd {
+        let limit = Rlimit {
+            resource: libc::RLIMIT_NOFILE,
+            soft,
+            hard,
+        };
+        Nsqd::start_with_rlimit(data, extra, limit)
+    }
+
+    fn start_with_rlimit(data: &Path, extra: &[&str], limit: Rlimit) -> Nsqd {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(crate::bin());
-        cmd.arg("serve")
-            .arg("--tcp-address=127.0.0.1:0")
-            .arg("--http-address=127.0.0.1:0")
-            .arg("--embedded-lookupd=false")
-            .arg("--embedded-admin=false")
-            .arg(format!("--data-path={}", data.display()))
-            .args(extra)
-            .stdout(Stdio::null());
-        // SAFETY: only an async-signal-safe call (setrlimit) between fork and exec.
+        cmd.args(serve_args(data, extra)).stdout(Stdio::null());
+        // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                // Past RLIMIT_FSIZE a write fails with EFBIG instead of killing the process.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
                 let lim = libc::rlimit {
-                    rlim_cur: soft,
-                    rlim_max: hard,
+                    rlim_cur: limit.soft,
+                    rlim_max: limit.hard,
                 };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                if libc::setrlimit(limit.resource, &lim) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
